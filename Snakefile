@@ -1,0 +1,19 @@
+# diffact: reproduce "Not All Diffusion Model Activations Have Been Evaluated as Discriminative Features".
+# `snakemake --cores all` builds everything the active profile (config/config.yaml = demo) can produce.
+# Rules are thin: they name inputs/outputs/params and call the `diffact` CLI or a notebook.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/correspondence.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,57 @@
+"""The ``diffact`` command line. Snakemake rules call it; so can users.
+
+Sub-commands are contributed by modules named ``diffact.<...>.commands`` (or ``*_commands``) that define
+``register(subparsers)``; each adds its parsers and sets ``func`` to a handler taking the parsed args.
+Handlers import heavy libraries lazily so ``diffact --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+import diffact
+from diffact.utils.errors import DiffactError
+from diffact.utils.logs import setup_logging
+
+
+def _command_modules() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(diffact.__path__, prefix="diffact."):
+        if info.name.rsplit(".", 1)[-1].endswith("commands"):
+            names.append(info.name)
+    return sorted(names)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffact", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"diffact {diffact.__version__}")
+    parser.add_argument("--log", metavar="FILE", help="also write the log to FILE (rules pass results/logs/...)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _command_modules():
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.log, verbose=args.verbose)
+    try:
+        result = args.func(args)
+    except DiffactError as err:
+        logging.getLogger("diffact").error("%s", err)
+        print(f"diffact {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Which images a dataset holds, as (image id, path) pairs: the extraction's input list.
+
+Image ids name the feature-store shards: ``<category>/<stem>`` for SPair-71k, ``<split>/<stem>`` for the
+DDPM-seg layout, ``<stem>`` for a plain folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diffact.utils.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+KINDS = ("spair", "ddpmseg", "folder")
+
+
+def spair_image_id(category: str, path: str | Path) -> str:
+    """Feature-store id of an SPair image: ``<category>/<stem>``."""
+    return f"{category}/{Path(path).stem}"
+
+
+def spair_images(root: str | Path, split: str = "test", subset: str | None = None) -> list[tuple[str, Path]]:
+    from diffact.data.spair import SPairDataset
+
+    images: dict[str, Path] = {}
+    for pair in SPairDataset(root, split=split, subset=subset):
+        for path in (pair.src_path, pair.trg_path):
+            images[spair_image_id(pair.category, path)] = path
+    return sorted(images.items())
+
+
+def ddpmseg_images(root: str | Path, split: str | None = None) -> list[tuple[str, Path]]:
+    from diffact.data.ddpmseg import open_ddpmseg
+
+    dataset = open_ddpmseg(root)
+    return sorted((item.id, item.image_path) for item in dataset.images(None if split in (None, "all") else split))
+
+
+def folder_images(root: str | Path) -> list[tuple[str, Path]]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: image folder does not exist")
+    return sorted((p.stem, p) for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def dataset_images(kind: str, root: str | Path, split: str | None = None, subset: str | None = None) -> list[tuple[str, Path]]:
+    """All images of a dataset split, sorted by id; an empty dataset is an error."""
+    if kind == "spair":
+        images = spair_images(root, split or "test", subset)
+    elif kind == "ddpmseg":
+        images = ddpmseg_images(root, split)
+    elif kind == "folder":
+        images = folder_images(root)
+    else:
+        raise ConfigError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if not images:
+        raise DataError(f"{root}: dataset ({kind}, split {split}) has no images")
+    return images

@@ -1,0 +1,121 @@
+"""CLI: ``diffact layers`` (the catalog of a model) and ``diffact extract`` (features into a store)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from diffact.utils.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("layers", help="list a model's activations: name, kind, channels, spatial size")
+    p.add_argument("--model", required=True, help="hub id (known ids need no download) or a pipeline folder")
+    p.add_argument("--resolution", type=int, help="image side in pixels (default: the paper's size / the model's)")
+    p.add_argument("--maps", action="store_true", help="include self/cross-attention maps")
+    p.add_argument("--set", dest="layer_set", help="only the named layer set (e.g. practical) for --family")
+    p.add_argument("--family", help="layer-set family (default: inferred from the U-Net)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(func=cmd_layers)
+
+    p = subparsers.add_parser("extract", help="extract activations of a dataset into a feature store")
+    p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
+    p.add_argument("--revision")
+    p.add_argument("--family", required=True, help="layer-set family: sd15 or sdxl")
+    p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
+    p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
+    p.add_argument("--dataset-root", required=True)
+    p.add_argument("--split")
+    p.add_argument("--subset")
+    p.add_argument("--out", required=True, help="store folder; its name must end with the settings key when --check-key")
+    p.add_argument("--check-key", action="store_true", help="fail unless the folder name ends with the settings key")
+    p.add_argument("--t", type=int, default=50)
+    p.add_argument("--prompt", default="")
+    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--ensemble", type=int, default=1)
+    p.add_argument("--vae-mode", default="sample", choices=["sample", "mean"])
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--no-early-exit", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+
+def _unet_for_listing(model: str):
+    """A U-Net on the meta device for a known hub id or a local pipeline folder (no weights are read)."""
+    from diffusers import UNet2DConditionModel
+
+    from diffact.models.configs import build_unet, reference_unet_config
+
+    config = None if Path(model).exists() else reference_unet_config(model)
+    text_tokens, vae_factor = 77, 8
+    if config is None:
+        folder = Path(model)
+        if not (folder / "unet" / "config.json").is_file():
+            raise ModelError(f"{model}: neither a known hub id nor a pipeline folder with unet/config.json")
+        config = UNet2DConditionModel.load_config(folder, subfolder="unet")
+        vae_cfg = folder / "vae" / "config.json"
+        if vae_cfg.is_file():
+            vae_factor = 2 ** (len(json.loads(vae_cfg.read_text())["block_out_channels"]) - 1)
+        tok_cfg = folder / "tokenizer" / "tokenizer_config.json"
+        if tok_cfg.is_file():
+            text_tokens = int(json.loads(tok_cfg.read_text()).get("model_max_length", 77))
+    return build_unet(config), text_tokens, vae_factor
+
+
+def cmd_layers(args) -> int:
+    from diffact.extract.catalog import MAP_KINDS, catalog
+    from diffact.extract.layersets import resolve_set
+    from diffact.models.loading import unet_family
+
+    unet, text_tokens, vae_factor = _unet_for_listing(args.model)
+    resolution = args.resolution or unet.config.sample_size * vae_factor
+    if resolution % vae_factor:
+        raise ConfigError(f"--resolution {resolution} is not a multiple of the VAE factor {vae_factor}")
+    latent = (resolution // vae_factor,) * 2
+    entries = catalog(unet, include_maps=args.maps)
+    if args.layer_set:
+        keep = set(resolve_set(unet, args.family or unet_family(unet), args.layer_set))
+        entries = [a for a in entries if a.name in keep or (args.maps and a.kind in MAP_KINDS and a.name in keep)]
+    rows = [a.as_row(latent, text_tokens) for a in entries]
+    if args.json:
+        for row in rows:
+            print(json.dumps({k: row[k] for k in ("name", "kind", "channels", "height", "width", "module")}))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for row in rows:
+        print(f"{row['name']:<{width}}  {row['kind']:<16} {row['channels']:>6}  {row['height']}x{row['width']}")
+    print(f"# {len(rows)} activations, {sum(r['channels'] for r in rows)} channels, image {resolution}px, latent {latent[0]}")
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from diffact.data.registry import dataset_images
+    from diffact.extract.layersets import resolve_layers_arg
+    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.extract.run import extract_to_store, store_settings
+    from diffact.extract.store import settings_key
+    from diffact.models.loading import load_pipeline
+
+    extraction = ExtractionSettings(t=args.t, prompt=args.prompt, image_size=args.image_size,
+                                    noise_seed=args.noise_seed, ensemble=args.ensemble, vae_mode=args.vae_mode,
+                                    dtype=args.dtype)
+    dataset = {"kind": args.dataset_kind, "root": args.dataset_root, "split": args.split, "subset": args.subset}
+    settings = store_settings(dataset=dataset, model={"source": args.model, "revision": args.revision},
+                              family=args.family, layer_set=args.layers, extraction=extraction,
+                              storage_dtype=args.storage_dtype)
+    key = settings_key(settings)
+    if args.check_key and not Path(args.out).name.endswith(key):
+        raise ConfigError(f"--out {args.out} does not end with the settings key {key}")
+    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset)
+    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
+    layers = resolve_layers_arg(pipe.unet, args.family, args.layers)
+    store = extract_to_store(pipe, layers, images, args.out, settings, extraction, batch_size=args.batch_size,
+                             storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit)
+    log.info("wrote %d shards × %d layers to %s (key %s)", len(images), len(layers), store.root, store.key)
+    return 0

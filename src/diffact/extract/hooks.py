@@ -1,0 +1,206 @@
+"""Capture activations of a stock diffusers U-Net with forward hooks and, for attention maps only, a
+map-capturing attention processor. No diffusers file is edited (paper_spec §3 lists what the paper's
+code patched and the hook that replaces each patch).
+
+Every captured tensor is returned as B×C×H×W. Token tensors (B×N×C inside a ViT) are reshaped with the
+H, W that the enclosing ``Transformer2DModel`` actually received (recorded by a pre-hook), not sqrt(N).
+Attention maps are averaged over heads (as the paper's AttentionStore, §2.5) and laid out so that each
+query pixel's feature is its attention distribution over the keys: B×K×H×W.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn as nn
+
+from diffact.extract.catalog import MAP_KINDS, Activation, walk_unet
+from diffact.utils.errors import LayerError
+
+
+class StopForward(Exception):
+    """Raised from a hook once every requested activation is captured (early exit)."""
+
+
+class MapCaptureProcessor:
+    """Attention processor that materialises softmax(QKᵀ·scale) and hands the head-mean map to ``sink``.
+
+    The computation is diffusers' classic ``AttnProcessor`` (the default SDPA processor never forms the
+    probabilities); it is installed only on the Attention modules whose maps are requested, so every
+    other module keeps its fast processor.
+    """
+
+    def __init__(self, sink: Callable[[torch.Tensor], None]):
+        self.sink = sink
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        batch, seq_len, _ = (hidden_states if encoder_hidden_states is None else encoder_hidden_states).shape
+        attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+        query, key, value = (attn.head_to_batch_dim(x) for x in (query, key, value))
+        probs = attn.get_attention_scores(query, key, attention_mask)  # (B·heads, Nq, Nk)
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        out = attn.to_out[1](attn.to_out[0](out))
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            out = out + residual
+        out = out / attn.rescale_output_factor
+        self.sink(probs.reshape(batch, attn.heads, *probs.shape[1:]))
+        return out
+
+
+def _tokens_to_map(tokens: torch.Tensor, hw: tuple[int, int], name: str) -> torch.Tensor:
+    """(B, H·W, C) → (B, C, H, W) with the recorded H, W."""
+    b, n, c = tokens.shape
+    h, w = hw
+    if n != h * w:
+        raise RuntimeError(f"{name}: {n} tokens do not match the ViT input {h}×{w}")
+    return tokens.transpose(1, 2).reshape(b, c, h, w)
+
+
+def _output_tensor(output) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "sample"):
+        return output.sample
+    return output[0]
+
+
+def _vit_path(module_path: str) -> str:
+    """The enclosing Transformer2DModel of a block-internal module path."""
+    return module_path.split(".transformer_blocks.")[0]
+
+
+def resolve_layers(unet: nn.Module, names: Iterable[str]) -> list[Activation]:
+    """Catalog entries for ``names`` in forward order; unknown names raise LayerError with suggestions."""
+    from diffact.extract.layersets import unknown_layer_error
+
+    by_name = {a.name: a for a in walk_unet(unet)}
+    wanted = list(dict.fromkeys(names))
+    missing = [n for n in wanted if n not in by_name]
+    if missing:
+        raise unknown_layer_error(missing[0], list(by_name), where=f"{type(unet).__name__}",
+                                  others=len(missing) - 1)
+    order = {n: i for i, n in enumerate(by_name)}
+    return [by_name[n] for n in sorted(wanted, key=order.__getitem__)]
+
+
+class ActivationCapture:
+    """Installs hooks for the requested activations of ``unet``; use as a context manager around one forward.
+
+    >>> with ActivationCapture(unet, ["up-level1-repeat1-vit-block0-cross-q"]) as cap:
+    ...     cap.run(lambda: unet(latents, t, encoder_hidden_states=text))
+    >>> cap.features["up-level1-repeat1-vit-block0-cross-q"].shape   # B×C×H×W
+
+    ``early_exit`` stops the forward (via :class:`StopForward`) as soon as the last requested activation
+    is captured, so an up-level0/1 set never runs the high-resolution decoder tail.
+    """
+
+    def __init__(self, unet: nn.Module, names: Iterable[str], early_exit: bool = True):
+        self.unet = unet
+        self.activations = resolve_layers(unet, names)
+        if not self.activations:
+            raise LayerError("no activations requested")
+        self.early_exit = early_exit
+        self.features: dict[str, torch.Tensor] = {}
+        self._vit_hw: dict[str, tuple[int, int]] = {}
+        self._handles: list = []
+        self._saved_processors: dict[nn.Module, object] = {}
+
+    # ---- storage -------------------------------------------------------------------------------
+    def _store(self, act: Activation, tensor: torch.Tensor) -> None:
+        tensor = tensor.detach()
+        if act.kind in MAP_KINDS:
+            hw = self._vit_hw[_vit_path(act.module)]
+            tensor = _tokens_to_map(tensor.float().mean(dim=1), hw, act.name)  # head-mean: (B, Nq, Nk) → B×Nk×H×W
+        elif act.tokens:
+            tensor = _tokens_to_map(tensor, self._vit_hw[_vit_path(act.module)], act.name)
+        self.features[act.name] = tensor
+        if self.early_exit and len(self.features) == len(self.activations):
+            raise StopForward
+
+    # ---- hook installation ---------------------------------------------------------------------
+    def _hook_output(self, act: Activation) -> None:
+        module = self.unet.get_submodule(act.module)
+
+        def hook(_module, _inputs, output, act=act):
+            self._store(act, _output_tensor(output))
+
+        self._handles.append(module.register_forward_hook(hook))
+
+    def _hook_input(self, act: Activation) -> None:
+        module = self.unet.get_submodule(act.module)
+
+        def pre_hook(_module, inputs, act=act):
+            self._store(act, inputs[0])
+
+        self._handles.append(module.register_forward_pre_hook(pre_hook))
+
+    def _record_vit_size(self, vit_path: str) -> None:
+        vit = self.unet.get_submodule(vit_path)
+
+        def pre_hook(_module, args, kwargs, path=vit_path):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            self._vit_hw[path] = tuple(hidden.shape[-2:])
+
+        self._handles.append(vit.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+    def _install_map_processor(self, act: Activation) -> None:
+        attn = self.unet.get_submodule(act.module)
+        self._saved_processors[attn] = attn.processor
+        attn.set_processor(MapCaptureProcessor(lambda probs, act=act: self._store(act, probs)))
+
+    def __enter__(self) -> "ActivationCapture":
+        self.features = {}
+        for vit in {_vit_path(a.module) for a in self.activations if a.tokens}:
+            self._record_vit_size(vit)
+        for act in self.activations:
+            if act.kind == "unet-in":
+                self._hook_input(act)
+            elif act.kind in MAP_KINDS:
+                self._install_map_processor(act)
+            else:
+                self._hook_output(act)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for attn, processor in self._saved_processors.items():
+            attn.set_processor(processor)
+        self._saved_processors.clear()
+
+    def run(self, forward: Callable[[], object]) -> dict[str, torch.Tensor]:
+        """Run ``forward`` (one U-Net call), stopping early if allowed; return the features in catalog order."""
+        with contextlib.suppress(StopForward):
+            forward()
+        missing = [a.name for a in self.activations if a.name not in self.features]
+        if missing:
+            raise LayerError(f"the forward did not produce {missing[:3]} (is the layer used by this model's forward?)")
+        return {a.name: self.features[a.name] for a in self.activations}
+
+
+@contextlib.contextmanager
+def capture(unet: nn.Module, names: Iterable[str], early_exit: bool = True) -> Iterator[ActivationCapture]:
+    with ActivationCapture(unet, names, early_exit=early_exit) as cap:
+        yield cap

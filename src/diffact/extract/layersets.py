@@ -1,0 +1,114 @@
+"""Named layer sets, kept as data in ``config/layers/<family>/<set>.yaml`` (paper_spec §2.6).
+
+A set file has ``name``, ``family``, ``description``, ``source`` and either an explicit ``layers`` list
+(paper configs such as ``practical`` = Ours) or a ``select`` rule over the model's catalog
+(``full``, the paper's candidate ``pool``, ``analysis``):
+
+    select:
+      stages: [up]                 # down / mid / up / unet; omitted = all
+      kinds: [res-out, block-out]  # catalog kinds; omitted = all but maps
+      blocks: [0, 1, 3, 5, 7, 9]   # ViT basic-block indices kept; omitted = all
+      include_maps: false
+
+Channel totals are computed against a model's catalog (:func:`channel_total`), never typed by hand.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from diffact.extract.catalog import MAP_KINDS, Activation, walk_unet
+from diffact.utils.errors import ConfigError, LayerError
+
+LAYER_DIR = Path(__file__).resolve().parents[3] / "config" / "layers"
+_BLOCK = re.compile(r"-vit-block(\d+)-")
+
+
+def unknown_layer_error(name: str, valid: Iterable[str], where: str, others: int = 0) -> LayerError:
+    """A LayerError for ``name`` that lists the closest valid names."""
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    hint = f"; closest valid names: {', '.join(close)}" if close else f"; {len(valid)} valid names (see `diffact layers`)"
+    more = f" (and {others} more unknown)" if others else ""
+    return LayerError(f"unknown layer {name!r} in {where}{more}{hint}")
+
+
+def layer_dir(root: str | Path | None = None) -> Path:
+    return Path(root) if root else LAYER_DIR
+
+
+def set_path(family: str, name: str, root: str | Path | None = None) -> Path:
+    return layer_dir(root) / family / f"{name}.yaml"
+
+
+def available_sets(family: str, root: str | Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (layer_dir(root) / family).glob("*.yaml"))
+
+
+def load_set_spec(family: str, name: str, root: str | Path | None = None) -> dict:
+    path = set_path(family, name, root)
+    if not path.is_file():
+        sets = available_sets(family, root)
+        raise ConfigError(f"no layer set {name!r} for model family {family!r} (looked for {path}); "
+                          f"available: {', '.join(sets) or 'none'}")
+    spec = yaml.safe_load(path.read_text()) or {}
+    if ("layers" in spec) == ("select" in spec):
+        raise ConfigError(f"{path}: a layer set needs exactly one of 'layers' (a list) or 'select' (a rule)")
+    if "layers" in spec and not (isinstance(spec["layers"], list) and all(isinstance(x, str) for x in spec["layers"])):
+        raise ConfigError(f"{path}: 'layers' must be a list of layer names")
+    spec["_path"] = str(path)
+    return spec
+
+
+def _stage(name: str) -> str:
+    return name.split("-", 1)[0]
+
+
+def _selected(act: Activation, rule: dict) -> bool:
+    stages = rule.get("stages")
+    if stages and _stage(act.name) not in stages:
+        return False
+    kinds = rule.get("kinds")
+    if kinds is not None and act.kind not in kinds:
+        return False
+    if kinds is None and act.kind in MAP_KINDS and not rule.get("include_maps", False):
+        return False
+    blocks = rule.get("blocks")
+    match = _BLOCK.search(act.name)
+    if blocks is not None and match and int(match.group(1)) not in blocks:
+        return False
+    return True
+
+
+def resolve_set(unet, family: str, name: str, root: str | Path | None = None) -> list[str]:
+    """The layer names of set ``name`` for this U-Net, in forward order, checked against its catalog."""
+    spec = load_set_spec(family, name, root)
+    entries = list(walk_unet(unet))
+    if "select" in spec:
+        return [a.name for a in entries if _selected(a, spec["select"] or {})]
+    valid = {a.name for a in entries}
+    for layer in spec["layers"]:
+        if layer not in valid:
+            raise unknown_layer_error(layer, valid, where=spec["_path"])
+    order = {a.name: i for i, a in enumerate(entries)}
+    return sorted(dict.fromkeys(spec["layers"]), key=order.__getitem__)
+
+
+def resolve_layers_arg(unet, family: str, value: str | list[str], root: str | Path | None = None) -> list[str]:
+    """Accept a set name (``practical``) or an explicit list / comma-separated string of layer names."""
+    if isinstance(value, str) and "," not in value and set_path(family, value, root).is_file():
+        return resolve_set(unet, family, value, root)
+    names = value.split(",") if isinstance(value, str) else list(value)
+    from diffact.extract.hooks import resolve_layers
+
+    return [a.name for a in resolve_layers(unet, [n.strip() for n in names if n.strip()])]
+
+
+def channel_total(unet, names: Iterable[str]) -> int:
+    by_name = {a.name: a for a in walk_unet(unet)}
+    return sum(by_name[n].channels for n in names)

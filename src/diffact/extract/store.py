@@ -1,0 +1,178 @@
+"""The feature cache: one store per (dataset, model, extraction settings, layer set).
+
+Format: a folder with
+  ``meta.json``                 the settings that define the store (and their hash, the store's key),
+                                the layer names in forward order and each layer's (C, H, W);
+  ``shards/<image_id>.safetensors``  one shard per image holding every layer as a C×H×W tensor;
+  ``complete.json``             written last by :func:`finalize`, listing the image ids, so downstream
+                                rules can depend on a single file that exists only for a finished store.
+
+Why safetensors shards rather than zarr: safetensors is already a dependency (diffusers), a shard is
+written in one call and renamed into place (atomic, so an interrupted extraction leaves either a whole
+shard or none and resume = "skip ids whose shard exists"), and ``safe_open`` memory-maps the file so a
+single layer of a single image is read without loading the rest (per-layer lazy reads). Peak memory is
+one image's features, whatever the dataset size. zarr would add a dependency and chunk-level
+bookkeeping for no gain at this access pattern (whole image × one layer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from diffact.utils.errors import DataError
+from diffact.utils.io import atomic_path, write_json
+
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+def settings_key(settings: Mapping) -> str:
+    """The store key: the first 12 hex digits of the SHA-256 of the settings as canonical JSON."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _check_image_id(image_id: str) -> None:
+    # Ids become file paths: keep them inside the store (no '..', no absolute paths).
+    if not _ID_PATTERN.match(image_id) or any(part in ("", ".", "..") for part in image_id.split("/")):
+        raise DataError(f"invalid image id {image_id!r}: expected path-safe names like 'train/img_000'")
+
+
+class FeatureStore:
+    """A folder of per-image feature shards plus metadata. See the module docstring for the layout."""
+
+    def __init__(self, root: str | Path, meta: dict):
+        self.root = Path(root)
+        self.meta = meta
+
+    # ---- creation and opening -------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | Path, settings: Mapping, layers: Mapping[str, tuple[int, int, int]] | None = None,
+               storage_dtype: str = "float32") -> "FeatureStore":
+        """Create (or reopen for resume) the store for ``settings``.
+
+        ``layers`` maps name → (C, H, W) in forward order; if omitted, it is taken from the first shard.
+        Reopening a folder made with different settings is an error: the folder would mix features.
+        """
+        if storage_dtype not in STORAGE_DTYPES:
+            raise DataError(f"storage dtype {storage_dtype!r} not supported; expected one of {sorted(STORAGE_DTYPES)}")
+        root = Path(root)
+        meta = {
+            "key": settings_key(settings),
+            "settings": json.loads(json.dumps(settings, default=str)),
+            "storage_dtype": storage_dtype,
+            "layers": {name: list(shape) for name, shape in (layers or {}).items()},
+        }
+        meta_path = root / "meta.json"
+        if meta_path.exists():
+            existing = json.loads(meta_path.read_text())
+            if existing.get("key") != meta["key"]:
+                raise DataError(
+                    f"{meta_path}: store was made with other settings (key {existing.get('key')} != {meta['key']}); "
+                    "remove the folder or choose another output path")
+            return cls(root, existing)
+        (root / "shards").mkdir(parents=True, exist_ok=True)
+        write_json(meta_path, meta)
+        return cls(root, meta)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "FeatureStore":
+        root = Path(root)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise DataError(f"{root}: not a feature store (no meta.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{meta_path}: unreadable store metadata ({err})") from err
+        return cls(root, meta)
+
+    # ---- metadata -------------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self.meta["key"]
+
+    @property
+    def settings(self) -> dict:
+        return self.meta["settings"]
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.meta["layers"])
+
+    def shape(self, name: str) -> tuple[int, int, int]:
+        try:
+            return tuple(self.meta["layers"][name])
+        except KeyError:
+            from diffact.extract.layersets import unknown_layer_error
+
+            raise unknown_layer_error(name, self.layers, where=f"feature store {self.root}") from None
+
+    def channels(self, names: Iterable[str]) -> int:
+        return sum(self.shape(n)[0] for n in names)
+
+    # ---- shards ---------------------------------------------------------------------------------
+    def shard_path(self, image_id: str) -> Path:
+        _check_image_id(image_id)
+        return self.root / "shards" / f"{image_id}.safetensors"
+
+    def has(self, image_id: str) -> bool:
+        return self.shard_path(image_id).is_file()
+
+    def image_ids(self) -> list[str]:
+        shards = self.root / "shards"
+        return sorted(str(p.relative_to(shards).with_suffix("")) for p in shards.rglob("*.safetensors"))
+
+    def write(self, image_id: str, features: Mapping[str, torch.Tensor]) -> None:
+        """Write one image's features (each C×H×W) as one shard, atomically."""
+        dtype = STORAGE_DTYPES[self.meta["storage_dtype"]]
+        if not self.meta["layers"]:
+            self.meta["layers"] = {n: list(t.shape) for n, t in features.items()}
+            write_json(self.root / "meta.json", self.meta)
+        missing = [n for n in self.meta["layers"] if n not in features]
+        if missing:
+            raise DataError(f"features for {image_id!r} lack layers {missing[:5]}")
+        tensors = {}
+        for name, expected in self.meta["layers"].items():
+            tensor = features[name]
+            if list(tensor.shape) != list(expected):
+                raise DataError(f"{image_id}: layer {name} has shape {tuple(tensor.shape)}, store expects {tuple(expected)}")
+            tensors[name] = tensor.detach().to("cpu", dtype).contiguous()
+        with atomic_path(self.shard_path(image_id)) as tmp:
+            save_file(tensors, str(tmp), metadata={"image_id": image_id})
+
+    def read(self, image_id: str, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """Read some (default: all) layers of one image as float32 C×H×W tensors; only those are loaded."""
+        names = self.layers if layers is None else list(layers)
+        for name in names:
+            self.shape(name)  # clear error for unknown names
+        path = self.shard_path(image_id)
+        if not path.is_file():
+            raise DataError(f"{self.root}: no features for image {image_id!r} (missing {path.name})")
+        try:
+            with safe_open(str(path), framework="pt") as shard:
+                return {name: shard.get_tensor(name).float() for name in names}
+        except Exception as err:  # safetensors raises its own error types for damaged files
+            raise DataError(f"{path}: corrupted feature shard ({err}); delete it and rerun the extraction") from err
+
+    def read_layer(self, image_id: str, name: str) -> torch.Tensor:
+        return self.read(image_id, [name])[name]
+
+    # ---- completion -----------------------------------------------------------------------------
+    def finalize(self, expected_ids: Iterable[str]) -> Path:
+        """Check every expected image has a shard and write ``complete.json`` (the rule's output)."""
+        expected = sorted(expected_ids)
+        missing = [i for i in expected if not self.has(i)]
+        if missing:
+            raise DataError(f"{self.root}: {len(missing)} images have no shard, e.g. {missing[:3]}")
+        path = self.root / "complete.json"
+        write_json(path, {"key": self.key, "image_ids": expected, "layers": self.meta["layers"]})
+        return path

@@ -1,0 +1,64 @@
+"""CLI: ``diffact notebook`` runs a jupytext ``.py`` notebook with papermill (rules call it)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+KERNEL = "diffact"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("notebook", help="execute a notebooks/*.py (jupytext) with papermill")
+    p.add_argument("notebook", help="notebooks/<name>.py")
+    p.add_argument("--executed", required=True, help="where the executed .ipynb is kept (results/notebooks/...)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=YAML",
+                   help="notebook parameter (value parsed as YAML)")
+    p.add_argument("--kernel", default=None, help=f"Jupyter kernel (default: {KERNEL} if installed, else python3)")
+    p.set_defaults(func=cmd_notebook)
+
+
+def parse_params(items: list[str]) -> dict:
+    import yaml
+
+    from diffact.utils.errors import ConfigError
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"notebook parameter {item!r}: expected KEY=VALUE with KEY a Python name")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def _kernel(requested: str | None) -> str:
+    if requested:
+        return requested
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def cmd_notebook(args) -> int:
+    import jupytext
+    import papermill
+
+    from diffact.utils.errors import ConfigError
+    from diffact.utils.io import atomic_path
+
+    source = Path(args.notebook)
+    if not source.is_file():
+        raise ConfigError(f"notebook {source} does not exist")
+    params = parse_params(args.param)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir) / f"{source.stem}.ipynb"
+        jupytext.write(jupytext.read(source), tmp, fmt="ipynb")
+        with atomic_path(args.executed) as executed:
+            papermill.execute_notebook(str(tmp), str(executed), parameters=params, kernel_name=_kernel(args.kernel),
+                                       cwd=str(Path.cwd()), progress_bar=False)
+    log.info("executed %s → %s", source, args.executed)
+    return 0

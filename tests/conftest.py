@@ -1,0 +1,55 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(1)  # tiny tensors: threads only contend (2-core machines)
+
+# Tiny U-Nets with the paper models' block layouts, for unit tests of catalog and hooks.
+TINY_SD15_UNET = dict(
+    block_out_channels=(32, 32, 64, 64),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    layers_per_block=2, cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8, sample_size=16,
+)
+TINY_SDXL_UNET = dict(
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=2, transformer_layers_per_block=(1, 2, 3), attention_head_dim=(2, 4, 4),
+    use_linear_projection=True, cross_attention_dim=64, addition_embed_type="text_time",
+    addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8, norm_num_groups=8, sample_size=16,
+)
+
+
+def _unet(config, seed=0):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel.from_config(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_unet():
+    return _unet(TINY_SD15_UNET)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_unet():
+    return _unet(TINY_SDXL_UNET)
+
+
+def sd15_inputs(batch=1, size=16, tokens=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return dict(sample=torch.randn(batch, 4, size, size, generator=g), timestep=torch.tensor(50),
+                encoder_hidden_states=torch.randn(batch, tokens, 32, generator=g))
+
+
+def sdxl_inputs(batch=1, size=16, tokens=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return dict(sample=torch.randn(batch, 4, size, size, generator=g), timestep=torch.tensor(50),
+                encoder_hidden_states=torch.randn(batch, tokens, 64, generator=g),
+                added_cond_kwargs={"text_embeds": torch.randn(batch, 32, generator=g),
+                                   "time_ids": torch.tensor([[64, 64, 0, 0, 64, 64]] * batch, dtype=torch.float32)})

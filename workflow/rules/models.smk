@@ -1,0 +1,22 @@
+# Demo models: tiny SD1.5- / SDXL-shaped latent diffusion pipelines built from config and trained on CPU.
+# Real models (paper profile) have no `build` entry and are loaded from their hub id.
+
+
+rule build_demo_model:
+    message: "build and train the demo model {wildcards.model}"
+    output:
+        index=f"{RESULTS}/models/{{model}}/model_index.json",
+        loss_csv=f"{RESULTS}/models/{{model}}.loss.csv",
+        loss_png=f"{RESULTS}/models/{{model}}.loss.png",
+    params:
+        arch=lambda w: wf.model_entry(config, w.model)["build"],
+        folder=lambda w: wf.model_entry(config, w.model)["source"],
+        untrained=lambda w: "--untrained" if wf.model_entry(config, w.model).get("random_init") else "",
+        opts=lambda w: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["demo_models"].items()),
+    log:
+        f"{LOGS}/models/{{model}}.log",
+    threads: workflow.cores
+    conda: ENV
+    shell:
+        "diffact --log {log} build-demo-model --arch {params.arch} --out {params.folder} {params.opts} "
+        "{params.untrained} --loss-csv {output.loss_csv} --loss-png {output.loss_png}"
