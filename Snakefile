@@ -10,10 +10,19 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/correspondence.smk"
+include: "workflow/rules/properties.smk"
+include: "workflow/rules/scarce.smk"
+include: "workflow/rules/compare.smk"
+include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/figures.smk"
 
 
 rule all:
     input:
-        all_targets(),
+        TARGETS,
     default_target: True
+
+
+rule figures:
+    input:
+        FIGURE_TARGETS,

@@ -1,6 +1,8 @@
 # Semantic correspondence: per-activation nearest-neighbour PCK (paper §2.8 protocol) and the demo table.
 
 CORR = config.get("correspondence", {})
+if CORR:
+    TARGETS.append(f"{RESULTS}/correspondence/nn_pck_table.csv")
 
 
 def corr_models():

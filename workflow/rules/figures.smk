@@ -5,21 +5,13 @@ FIG = config.get("figures", {})
 PAPER_FIGURES = "paper_figures"
 
 
-def figure_targets():
-    targets = []
-    if config.get("correspondence"):
-        targets += [f"{PAPER_FIGURES}/demo_nn_pck.csv", f"{PAPER_FIGURES}/demo_nn_pck_forward.png"]
-    if FIG.get("pca_model"):
-        targets.append(f"{PAPER_FIGURES}/fig03_pca_{FIG['pca_model']}.png")
-    if any(m.get("build") for m in config["models"].values()):
-        targets.append(f"{PAPER_FIGURES}/demo_loss_curves.png")
-    return targets
-
-
-rule figures:
-    input:
-        figure_targets(),
-
+if config.get("correspondence"):
+    FIGURE_TARGETS.extend([f"{PAPER_FIGURES}/demo_nn_pck.csv", f"{PAPER_FIGURES}/demo_nn_pck_forward.png"])
+if FIG.get("pca_model"):
+    FIGURE_TARGETS.append(f"{PAPER_FIGURES}/fig03_pca_{FIG['pca_model']}.png")
+if any(m.get("build") for m in config["models"].values()):
+    FIGURE_TARGETS.append(f"{PAPER_FIGURES}/demo_loss_curves.png")
+TARGETS.extend(FIGURE_TARGETS)
 
 rule fig_demo_nn_pck:
     message: "table and plot of the demo NN PCK"

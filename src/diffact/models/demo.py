@@ -1,0 +1,262 @@
+"""Tiny latent-diffusion pipelines with the block layouts of Stable Diffusion 1.5 and SDXL.
+
+The paper studies SD1.5 and SDXL (spec §2.3). The demo profile cannot download them, so it builds
+miniature versions from hand-written configs: the *same* diffusers classes, block types, block
+counts and pipeline classes, so every activation name of the paper's naming scheme (spec §2.2,
+e.g. ``up-level1-repeat2-res-out`` or ``up-level0-repeat0-vit-block3-out``) exists, but with
+channel widths of 32–64 instead of 320–1280 so that they train on a laptop CPU in minutes.
+
+Layout at 64-px images (latents 4×32×32, VAE downsampling factor 2 instead of SD's 8):
+
+* ``sd15``: 4 levels at 32²/16²/8²/4² with (32, 32, 64, 64) channels; down = CrossAttnDownBlock2D ×3 +
+  DownBlock2D, mid = UNetMidBlock2DCrossAttn, up = UpBlock2D + CrossAttnUpBlock2D ×3; 2 ResModules per
+  down level and 3 per up level; one basic transformer block per ViT (16 ViTs, as SD1.5).
+* ``sdxl``: 3 levels at 32²/16²/8² with (32, 64, 64) channels; down = DownBlock2D + CrossAttnDownBlock2D
+  ×2, up = CrossAttnUpBlock2D ×2 + UpBlock2D; 2 basic blocks per ViT at level 1 (as SDXL) and 4 at
+  level 2 / mid (SDXL: 10); linear projections; ``text_time`` added conditioning (11 ViTs, as SDXL).
+
+Everything is built from a seed, so a given (arch, seed) always yields the same random weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from diffact.utils.errors import ConfigError, ModelError
+from diffact.utils.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+ARCHS: tuple[str, ...] = ("sd15", "sdxl")
+
+# Text encoders: CLIP's architecture at toy size. 77 positions as in SD (the tokenizer pads to 77).
+TEXT_HIDDEN_SIZE = 32
+TEXT_ENCODER_CONFIG: dict[str, Any] = {
+    "hidden_size": TEXT_HIDDEN_SIZE,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",  # as openai/clip-vit-large-patch14 (SD1.5's encoder)
+    "projection_dim": TEXT_HIDDEN_SIZE,  # SDXL's pooled embedding comes from text_encoder_2's projection
+}
+
+# The VAE: two resolution levels, hence one downsampler: 64-px images -> 32×32 latents with 4 channels
+# (SD's VAE has four levels and factor 8: 512 px -> 64²). The scaling factor is a placeholder that
+# train.calibrate_latent_scale replaces by 1/std of the latents, the rule SD's 0.18215 came from.
+VAE_CONFIG: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 64,
+    "scaling_factor": 0.18215,
+    # SDXL's VAE overflows in fp16 and is upcast by the pipeline; the tiny one is trained in fp32 and
+    # has never been checked in fp16, so ask for the same upcast (a no-op in fp32).
+    "force_upcast": True,
+}
+VAE_DOWNSAMPLING_FACTOR = 2 ** (len(VAE_CONFIG["block_out_channels"]) - 1)
+
+# SD1.5's U-Net (spec §2.3: 320/640/1280/1280 channels, 8 heads, 1 block per ViT) at toy width.
+# ``attention_head_dim`` is diffusers' legacy name for the number of heads in SD1.5-style configs;
+# (2, 2, 4, 4) heads give 16-dim heads everywhere (8 heads of 4 dims made CPU training 3-4× slower).
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "block_out_channels": (32, 32, 64, 64),
+    "layers_per_block": 2,
+    "attention_head_dim": (2, 2, 4, 4),
+    "cross_attention_dim": TEXT_HIDDEN_SIZE,
+    "norm_num_groups": 32,
+}
+
+# SDXL's U-Net (spec §2.3: 320/640/1280 channels, ViTs of 2 blocks at level 1 and 10 at level 2 / mid,
+# head dim 64, linear projections, text_time conditioning from the pooled text embedding + 6 size ids).
+SDXL_TRANSFORMER_LAYERS = (1, 2, 4)  # level 0 has no ViT, so its entry is unused (as in SDXL's (1, 2, 10))
+SDXL_TIME_EMBED_DIM = 8  # SDXL: 256 per size id
+SDXL_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "block_out_channels": (32, 64, 64),
+    "layers_per_block": 2,
+    "transformer_layers_per_block": SDXL_TRANSFORMER_LAYERS,
+    "attention_head_dim": (2, 4, 4),  # heads per level -> 16-dim heads
+    "use_linear_projection": True,
+    # SDXL concatenates the penultimate hidden states of both text encoders (768 + 1280 = 2048).
+    "cross_attention_dim": 2 * TEXT_HIDDEN_SIZE,
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": SDXL_TIME_EMBED_DIM,
+    # pooled text embedding (text_encoder_2's projection) + 6 time ids (H, W, top, left, H, W)
+    "projection_class_embeddings_input_dim": TEXT_ENCODER_CONFIG["projection_dim"] + 6 * SDXL_TIME_EMBED_DIM,
+    "norm_num_groups": 32,
+}
+
+# SD1.5's scheduler_config.json (PNDM; the upstream extractor keeps it, spec §2.1).
+SD15_SCHEDULER_CONFIG: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "leading",
+}
+
+# SDXL-base-1.0's scheduler_config.json (Euler, "leading" spacing, spec §2.1).
+SDXL_SCHEDULER_CONFIG: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "interpolation_type": "linear",
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
+
+
+def check_arch(arch: str) -> str:
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown demo architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+    return arch
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int, *keys: object) -> Iterator[None]:
+    """Seed torch's global RNG for a module constructor (diffusers/transformers initialise weights from
+    it) without disturbing the caller's RNG state afterwards."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, *keys))
+        yield
+
+
+def unet_config(arch: str) -> dict[str, Any]:
+    return dict(SD15_UNET_CONFIG if check_arch(arch) == "sd15" else SDXL_UNET_CONFIG)
+
+
+def build_unet(arch: str, seed: int = 0):
+    """A randomly initialised ``UNet2DConditionModel`` for ``arch``.
+
+    Input (B, 4, h, w) latents (h = w = image_size / 2), timestep (B,), encoder_hidden_states
+    (B, 77, 32) for sd15 / (B, 77, 64) for sdxl; sdxl also needs ``added_cond_kwargs`` with
+    ``text_embeds`` (B, 32) and ``time_ids`` (B, 6). Output (B, 4, h, w) predicted noise.
+    """
+    from diffusers import UNet2DConditionModel
+
+    with seeded_init(seed, arch, "unet"):
+        return UNet2DConditionModel(**unet_config(arch))
+
+
+def build_vae(arch: str, seed: int = 0):
+    """A randomly initialised ``AutoencoderKL``: (B, 3, 64, 64) in [-1, 1] <-> (B, 4, 32, 32) latents."""
+    from diffusers import AutoencoderKL
+
+    with seeded_init(seed, check_arch(arch), "vae"):
+        return AutoencoderKL(**VAE_CONFIG)
+
+
+def text_encoder_config():
+    from transformers import CLIPTextConfig
+
+    from diffact.models.tokenizer import special_token_ids, vocab_size
+
+    return CLIPTextConfig(vocab_size=vocab_size(), **TEXT_ENCODER_CONFIG, **special_token_ids())
+
+
+def build_text_encoder(arch: str, seed: int = 0, with_projection: bool = False):
+    """A randomly initialised tiny CLIP text encoder: token ids (B, 77) -> hidden states (B, 77, 32)
+    (and, ``with_projection``, a pooled (B, 32) ``text_embeds``, SDXL's ``text_encoder_2``)."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    with seeded_init(seed, check_arch(arch), "text_encoder_2" if with_projection else "text_encoder"):
+        model = cls(text_encoder_config())
+    return model.eval()
+
+
+def build_scheduler(arch: str):
+    from diffusers import EulerDiscreteScheduler, PNDMScheduler
+
+    if check_arch(arch) == "sd15":
+        return PNDMScheduler(**SD15_SCHEDULER_CONFIG)
+    return EulerDiscreteScheduler(**SDXL_SCHEDULER_CONFIG)
+
+
+def random_init_pipeline(arch: str, seed: int = 0):
+    """The demo pipeline of ``arch`` with seeded random (untrained) weights, in memory, fp32, on CPU.
+
+    sd15 -> ``StableDiffusionPipeline``; sdxl -> ``StableDiffusionXLPipeline``. The VAE keeps the
+    placeholder scaling factor 0.18215 until ``train.calibrate_latent_scale`` sets it.
+    """
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from diffact.models.tokenizer import build_clip_tokenizer
+
+    check_arch(arch)
+    common = dict(
+        vae=build_vae(arch, seed),
+        text_encoder=build_text_encoder(arch, seed),
+        tokenizer=build_clip_tokenizer(),
+        unet=build_unet(arch, seed),
+        scheduler=build_scheduler(arch),
+        feature_extractor=None,
+        image_encoder=None,
+    )
+    if arch == "sd15":
+        return StableDiffusionPipeline(**common, safety_checker=None, requires_safety_checker=False)
+    return StableDiffusionXLPipeline(
+        **common,
+        text_encoder_2=build_text_encoder(arch, seed, with_projection=True),
+        tokenizer_2=build_clip_tokenizer(),
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+
+
+def save_pipeline(pipe, out: str | Path) -> Path:
+    """Write ``pipe`` as a standard diffusers folder (model_index.json + one sub-folder per component,
+    safetensors weights), atomically: nothing appears at ``out`` unless the whole save succeeded."""
+    from diffact.utils.io import atomic_dir
+
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+    log.info("saved %s to %s", type(pipe).__name__, out)
+    return out
+
+
+def load_pipeline(path: str | Path):
+    """Load a saved demo (or any local diffusers) pipeline offline, fp32 on CPU."""
+    from diffusers import DiffusionPipeline
+
+    path = Path(path)
+    if not (path / "model_index.json").is_file():
+        raise ModelError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+    return DiffusionPipeline.from_pretrained(path, local_files_only=True)
+
+
+def count_parameters(module) -> int:
+    return sum(p.numel() for p in module.parameters())
