@@ -53,3 +53,40 @@ def sdxl_inputs(batch=1, size=16, tokens=7, seed=0):
                 encoder_hidden_states=torch.randn(batch, tokens, 64, generator=g),
                 added_cond_kwargs={"text_embeds": torch.randn(batch, 32, generator=g),
                                    "time_ids": torch.tensor([[64, 64, 0, 0, 64, 64]] * batch, dtype=torch.float32)})
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dirs(tmp_path_factory):
+    """Random-weight demo pipelines saved with save_pretrained: {arch: folder}."""
+    from diffact.models.demo import random_init_pipeline, save_pipeline
+
+    root = tmp_path_factory.mktemp("pipelines")
+    return {arch: save_pipeline(random_init_pipeline(arch, seed=0), root / arch) for arch in ("sd15", "sdxl")}
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """Three small JPEGs cut from shipped images."""
+    from diffact.data.images import save_jpeg
+    from diffact.data.shipped import shipped_image
+
+    root = tmp_path_factory.mktemp("images")
+    for i, name in enumerate(("astronaut", "chelsea", "coffee")):
+        save_jpeg(shipped_image(name)[:128, :160], root / f"img_{i}.jpg")
+    return root
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the ``diffact`` CLI in-process: returns an object with returncode, stdout, stderr."""
+    from types import SimpleNamespace
+
+    from diffact.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run

@@ -129,7 +129,9 @@ class FeatureStore:
 
     def image_ids(self) -> list[str]:
         shards = self.root / "shards"
-        return sorted(str(p.relative_to(shards).with_suffix("")) for p in shards.rglob("*.safetensors"))
+        ids = (p.relative_to(shards) for p in shards.rglob("*.safetensors"))
+        # Hidden names are temporary files of interrupted writes, not shards.
+        return sorted(str(p.with_suffix("")) for p in ids if not any(part.startswith(".") for part in p.parts))
 
     def write(self, image_id: str, features: Mapping[str, torch.Tensor]) -> None:
         """Write one image's features (each C×H×W) as one shard, atomically."""

@@ -223,7 +223,7 @@ def train_ensemble(stream, num_classes: int, settings: TrainSettings, seed: int 
     batches_run = np.zeros(settings.members, dtype=np.int64)
     epochs_run = np.zeros(settings.members, dtype=np.int64)
     last_loss = np.full(settings.members, np.nan)
-    bar = tqdm(range(settings.max_epochs), desc="epochs", leave=False, disable=not progress)
+    bar = tqdm(range(settings.max_epochs), desc="epochs", leave=False, disable=None if progress else True)
     for epoch in bar:
         rng = numpy_rng(seed, *keys, "batches", epoch)
         epochs_run[~stopper.stopped] += 1

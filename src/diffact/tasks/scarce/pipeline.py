@@ -191,7 +191,7 @@ def run_scarce(store, dataset: SegDataset, layers: Sequence[str], config: Scarce
     pool = dataset.images()
     splits = make_splits(len(dataset.train), len(pool), config.splits, config.seed, config.shuffle)
     results = []
-    for s, (train_idx, test_idx) in enumerate(tqdm(splits, desc="+".join(layers)[:60], disable=not progress)):
+    for s, (train_idx, test_idx) in enumerate(tqdm(splits, desc="+".join(layers)[:60], disable=None if progress else True)):
         result = run_split(store, dataset, layers, labels, [pool[i] for i in train_idx], [pool[i] for i in test_idx],
                            config, s, progress=progress)
         log.info("split %d/%d: mIoU %.2f (%d train px, %.1f s)", s + 1, len(splits), result.miou,

@@ -1,0 +1,397 @@
+"""Train the tiny demo pipelines of :mod:`diffact.models.demo` on CPU, deterministically.
+
+Two stages, as latent diffusion itself is trained:
+
+1. the VAE, as an autoencoder: L1 + L2 reconstruction plus a small KL term towards N(0, I);
+   afterwards its ``scaling_factor`` is set to 1/std of the latents (the rule SD's 0.18215 came from),
+   so that scaled latents have unit variance, as the noise schedule assumes;
+2. the U-Net, with the standard epsilon-prediction DDPM loss ``‖ε − ε_θ(√ᾱ_t·z₀ + √(1−ᾱ_t)·ε, t, c)‖²``
+   at uniformly drawn t ∈ [0, 1000) on the model's own scaled_linear schedule. The condition c is the
+   frozen text encoders' embedding of one fixed prompt (SDXL also gets its pooled embedding and the
+   size ids (H, W, 0, 0, H, W), spec §2.1), exactly what the feature extractor feeds it later.
+
+The data are random ``image_size`` crops (with horizontal flips) of the images shipped in
+scikit-image (:mod:`diffact.data.shipped`), shrunk first so that a crop sees a good part of the scene.
+Every random draw comes from a generator seeded from (seed, purpose), so the same settings give
+byte-identical weights on the same machine and thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+from diffact.utils.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+LOSS_COLUMNS = ("step", "component", "loss")
+# Components of the loss CSV, in the order they are trained.
+VAE_COMPONENTS = ("vae_recon", "vae_kl", "vae_total")
+UNET_COMPONENTS = ("unet_mse",)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Demo-model training settings (config/config.yaml ``demo_models``). Defaults take ~2 min per model
+    on 2 CPU cores."""
+
+    image_size: int = 64  # training crop size in pixels; latents are image_size / 2
+    batch_size: int = 16
+    vae_steps: int = 60
+    unet_steps: int = 150
+    lr: float = 1e-3  # AdamW, both stages
+    seed: int = 0
+    prompt: str = "a photo"  # the fixed training prompt; the default extraction prompt too
+    kl_weight: float = 1e-3  # per latent element; small: reconstruction matters, KL only keeps latents tame
+    grad_clip: float = 1.0  # gradient-norm clip: lr 1e-3 from scratch is aggressive
+    context_scale: float = 2.0  # images are shrunk so their short side is context_scale × image_size
+    num_threads: int | None = None  # torch intra-op threads while training (None: leave torch's default)
+
+    def validate(self) -> "TrainSettings":
+        if self.image_size < 8 or self.image_size % 8:
+            raise ConfigError(f"image_size must be a positive multiple of 8, got {self.image_size}")
+        for name in ("batch_size",):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("vae_steps", "unet_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.context_scale < 1:
+            raise ConfigError(f"context_scale must be >= 1, got {self.context_scale}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {self.num_threads}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# Determinism
+
+
+@contextlib.contextmanager
+def deterministic_torch(num_threads: int | None = None) -> Iterator[None]:
+    """Run the block with deterministic torch kernels (and optionally a fixed thread count), then
+    restore the caller's settings. CPU kernels are deterministic for a fixed thread count; the flag
+    makes torch refuse the few that are not rather than silently vary."""
+    import torch
+
+    previous_flag = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    previous_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous_flag, warn_only=previous_warn)
+        torch.set_num_threads(previous_threads)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+
+
+def load_training_images(image_size: int = 64, context_scale: float = 2.0) -> list:
+    """The shipped images as float tensors (3, H, W) in [-1, 1], shrunk (anti-aliased) so the short side
+    is ``context_scale × image_size``: a 64-px crop of a 512-px photo would be a texture patch, of a
+    128-px version a recognisable part of the scene. Images already that small are kept as they are."""
+    import numpy as np
+    import torch
+    from skimage.transform import resize
+
+    from diffact.data.shipped import available_shipped_images, shipped_image
+
+    names = available_shipped_images()
+    if not names:
+        raise ConfigError("no shipped images available to train the demo models")
+    target = max(image_size, round(context_scale * image_size))
+    images = []
+    for name in names:
+        img = shipped_image(name).astype(np.float32) / 255.0
+        scale = target / min(img.shape[:2])
+        if scale < 1:
+            shape = (max(image_size, round(img.shape[0] * scale)), max(image_size, round(img.shape[1] * scale)))
+            img = resize(img, shape, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
+        if min(img.shape[:2]) < image_size:
+            continue  # too small to crop (none of the shipped images is)
+        images.append(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))) * 2 - 1)
+    log.info("training images: %d shipped images, short side %d px", len(images), target)
+    return images
+
+
+def sample_crops(images: list, batch_size: int, image_size: int, generator) -> "torch.Tensor":
+    """A batch (B, 3, S, S) of random S-px crops, each flipped left-right with probability 1/2."""
+    import torch
+
+    crops = []
+    for _ in range(batch_size):
+        img = images[int(torch.randint(len(images), (1,), generator=generator))]
+        top = int(torch.randint(img.shape[1] - image_size + 1, (1,), generator=generator))
+        left = int(torch.randint(img.shape[2] - image_size + 1, (1,), generator=generator))
+        crop = img[:, top : top + image_size, left : left + image_size]
+        if bool(torch.rand((), generator=generator) < 0.5):
+            crop = crop.flip(-1)
+        crops.append(crop)
+    return torch.stack(crops)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 1: VAE
+
+
+def train_vae(vae, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+    """Train ``vae`` in place for ``settings.vae_steps`` AdamW steps; returns loss rows.
+
+    loss = |x̂ − x|₁ + |x̂ − x|₂² (means over pixels) + kl_weight · KL(q(z|x) ‖ N(0, I)) per latent element,
+    with x̂ decoded from a posterior *sample* (the reparameterisation trick).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from diffact.utils.seeding import torch_generator
+
+    data_gen = torch_generator(settings.seed, "vae", "crops")
+    noise_gen = torch_generator(settings.seed, "vae", "posterior")
+    vae.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.lr)
+    rows: list[dict] = []
+    bar = tqdm(range(1, settings.vae_steps + 1), desc="train VAE", disable=not progress, leave=False)
+    for step in bar:
+        x = sample_crops(images, settings.batch_size, settings.image_size, data_gen)
+        posterior = vae.encode(x).latent_dist
+        z = posterior.sample(generator=noise_gen)
+        recon = vae.decode(z).sample
+        recon_loss = (recon - x).abs().mean() + (recon - x).pow(2).mean()
+        kl_loss = posterior.kl().mean() / z[0].numel()
+        loss = recon_loss + settings.kl_weight * kl_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), settings.grad_clip)
+        optimizer.step()
+        for component, value in zip(VAE_COMPONENTS, (recon_loss.detach(), kl_loss.detach(), loss.detach())):
+            rows.append({"step": step, "component": component, "loss": value.item()})
+        bar.set_postfix(recon=f"{float(recon_loss):.4f}")
+        if step == 1 or step % 20 == 0 or step == settings.vae_steps:
+            log.info("VAE step %d/%d: recon %.4f, kl %.3f", step, settings.vae_steps, float(recon_loss), float(kl_loss))
+    vae.eval().requires_grad_(False)
+    return rows
+
+
+def calibrate_latent_scale(vae, images: list, settings: TrainSettings, num_crops: int = 64) -> float:
+    """Set ``vae.config.scaling_factor`` to 1/std of posterior-sampled latents of ``num_crops`` random
+    crops (LDM's rule; SD's 0.18215 is this number for its VAE), so that the diffusion model sees
+    unit-variance latents whatever the VAE learnt. Returns the factor."""
+    import torch
+
+    from diffact.utils.seeding import torch_generator
+
+    data_gen = torch_generator(settings.seed, "calibrate", "crops")
+    noise_gen = torch_generator(settings.seed, "calibrate", "posterior")
+    with torch.no_grad():
+        x = sample_crops(images, num_crops, settings.image_size, data_gen)
+        z = vae.encode(x).latent_dist.sample(generator=noise_gen)
+    # Round so the JSON config (and hence the saved folder) is stable under float printing.
+    factor = float(f"{1.0 / float(z.std()):.5g}")
+    vae.register_to_config(scaling_factor=factor)
+    log.info("VAE latent std %.4f -> scaling_factor %.5g", float(z.std()), factor)
+    return factor
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 2: U-Net
+
+
+def text_conditioning(pipe, prompt: str, image_size: int) -> dict:
+    """The U-Net's conditioning for one prompt, batch 1, computed by the pipeline's own ``encode_prompt``
+    (so training matches extraction): ``encoder_hidden_states`` (1, 77, 32) for sd15 / (1, 77, 64) for
+    sdxl, and for sdxl ``added_cond_kwargs`` = pooled ``text_embeds`` (1, 32) and ``time_ids`` (1, 6) =
+    (H, W, 0, 0, H, W) with H = W = image_size (spec §2.1)."""
+    import torch
+
+    with torch.no_grad():
+        if is_sdxl(pipe):
+            embeds, _, pooled, _ = pipe.encode_prompt(
+                prompt=prompt, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+            )
+            time_ids = torch.tensor([[image_size, image_size, 0, 0, image_size, image_size]], dtype=embeds.dtype)
+            return {"encoder_hidden_states": embeds, "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
+        embeds, _ = pipe.encode_prompt(prompt, "cpu", 1, False)
+        return {"encoder_hidden_states": embeds}
+
+
+def expand_conditioning(cond: dict, batch_size: int) -> dict:
+    """Repeat a batch-1 conditioning dict to ``batch_size`` along dim 0."""
+    out = {"encoder_hidden_states": cond["encoder_hidden_states"].expand(batch_size, -1, -1)}
+    if "added_cond_kwargs" in cond:
+        out["added_cond_kwargs"] = {k: v.expand(batch_size, -1) for k, v in cond["added_cond_kwargs"].items()}
+    return out
+
+
+def is_sdxl(pipe) -> bool:
+    return hasattr(pipe, "text_encoder_2")
+
+
+def train_unet(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+    """Train ``pipe.unet`` in place for ``settings.unet_steps`` AdamW steps (VAE, text encoders frozen);
+    returns loss rows. Latents z₀ = VAE posterior sample × scaling_factor, (B, 4, S/2, S/2)."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from diffact.utils.seeding import torch_generator
+
+    vae, unet = pipe.vae, pipe.unet
+    cond = expand_conditioning(text_conditioning(pipe, settings.prompt, settings.image_size), settings.batch_size)
+    alphas_cumprod = pipe.scheduler.alphas_cumprod.to(torch.float32)  # ᾱ_t of the scaled_linear schedule
+    num_train_timesteps = len(alphas_cumprod)
+    data_gen = torch_generator(settings.seed, "unet", "crops")
+    latent_gen = torch_generator(settings.seed, "unet", "posterior")
+    noise_gen = torch_generator(settings.seed, "unet", "noise")
+
+    unet.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.lr)
+    rows: list[dict] = []
+    bar = tqdm(range(1, settings.unet_steps + 1), desc="train U-Net", disable=not progress, leave=False)
+    for step in bar:
+        x = sample_crops(images, settings.batch_size, settings.image_size, data_gen)
+        with torch.no_grad():
+            z0 = vae.encode(x).latent_dist.sample(generator=latent_gen) * vae.config.scaling_factor
+        t = torch.randint(num_train_timesteps, (settings.batch_size,), generator=noise_gen)
+        eps = torch.randn(z0.shape, generator=noise_gen)
+        abar = alphas_cumprod[t].view(-1, 1, 1, 1)
+        zt = abar.sqrt() * z0 + (1 - abar).sqrt() * eps
+        pred = unet(zt, t, **cond).sample
+        loss = F.mse_loss(pred, eps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), settings.grad_clip)
+        optimizer.step()
+        rows.append({"step": step, "component": "unet_mse", "loss": float(loss)})
+        bar.set_postfix(mse=f"{float(loss):.4f}")
+        if step == 1 or step % 25 == 0 or step == settings.unet_steps:
+            log.info("U-Net step %d/%d: mse %.4f", step, settings.unet_steps, float(loss))
+    unet.eval().requires_grad_(False)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# Whole pipeline
+
+
+def train_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings(), progress: bool = True):
+    """Build the seeded random pipeline of ``arch`` (:func:`diffact.models.demo.random_init_pipeline`),
+    train VAE then U-Net, calibrate the latent scale in between. Returns (pipeline, loss DataFrame with
+    columns step, component, loss)."""
+    import pandas as pd
+
+    from diffact.models.demo import random_init_pipeline
+
+    settings = settings.validate()
+    with deterministic_torch(settings.num_threads):
+        images = load_training_images(settings.image_size, settings.context_scale)
+        pipe = random_init_pipeline(arch, settings.seed)
+        pipe.text_encoder.requires_grad_(False)
+        if is_sdxl(pipe):
+            pipe.text_encoder_2.requires_grad_(False)
+        started = time.perf_counter()
+        rows = train_vae(pipe.vae, images, settings, progress)
+        vae_seconds = time.perf_counter() - started
+        calibrate_latent_scale(pipe.vae, images, settings)
+        started = time.perf_counter()
+        rows += train_unet(pipe, images, settings, progress)
+        log.info(
+            "%s trained: VAE %d steps in %.1f s, U-Net %d steps in %.1f s",
+            arch, settings.vae_steps, vae_seconds, settings.unet_steps, time.perf_counter() - started,
+        )
+    return pipe, pd.DataFrame(rows, columns=list(LOSS_COLUMNS))
+
+
+def untrained_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings()):
+    """The "random weights" reference: the seeded random pipeline, with only the VAE latent scale
+    calibrated (on the same crops as a trained model), so its latents have unit variance too."""
+    from diffact.models.demo import random_init_pipeline
+
+    settings = settings.validate()
+    with deterministic_torch(settings.num_threads):
+        pipe = random_init_pipeline(arch, settings.seed)
+        calibrate_latent_scale(pipe.vae, load_training_images(settings.image_size, settings.context_scale), settings)
+    return pipe
+
+
+def save_loss_curve(losses, csv_path: str | Path | None = None, png_path: str | Path | None = None) -> None:
+    """Write the loss table (step, component, loss) as CSV and a log-scale plot, one panel per stage."""
+    from diffact.utils.io import save_figure, write_csv
+
+    if csv_path is not None:
+        write_csv(csv_path, losses)
+    if png_path is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (title, components) in zip(axes, (("VAE", VAE_COMPONENTS), ("U-Net (ε-prediction MSE)", UNET_COMPONENTS))):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        shown = False
+        for component in components:
+            part = losses[losses["component"] == component]
+            if len(part) and (part["loss"] > 0).all():
+                ax.plot(part["step"], part["loss"], label=component, lw=1)
+                shown = True
+        if shown:
+            ax.set_yscale("log")
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not trained", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    save_figure(fig, png_path, dpi=120)
+    plt.close(fig)
+
+
+def build_demo_model(
+    arch: str,
+    out: str | Path,
+    settings: TrainSettings = TrainSettings(),
+    untrained: bool = False,
+    loss_csv: str | Path | None = None,
+    loss_png: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or, ``untrained``, only build) the demo pipeline of ``arch`` and save it atomically as a
+    diffusers folder at ``out``; write the loss curve if paths are given (an untrained model gets an
+    empty table and a "not trained" plot, so workflow rules can treat both alike). Returns ``out``."""
+    import pandas as pd
+
+    from diffact.models.demo import check_arch, save_pipeline
+
+    check_arch(arch)
+    started = time.perf_counter()
+    if untrained:
+        pipe, losses = untrained_demo_pipeline(arch, settings), pd.DataFrame(columns=list(LOSS_COLUMNS))
+    else:
+        pipe, losses = train_demo_pipeline(arch, settings, progress)
+    save_pipeline(pipe, out)
+    save_loss_curve(losses, loss_csv, loss_png)
+    log.info(
+        "built %s demo model (%s) at %s in %.1f s; settings %s",
+        arch, "untrained" if untrained else "trained", out, time.perf_counter() - started, asdict(settings),
+    )
+    return Path(out)
+
+
+def final_loss(losses, component: str, last: int = 10) -> float:
+    """Mean of the last ``last`` values of one loss component (NaN if absent)."""
+    part = losses[losses["component"] == component]["loss"].tail(last)
+    return float(part.mean()) if len(part) else math.nan

@@ -1,0 +1,210 @@
+"""CLI for label-scarce segmentation (paper §2.10, §5):
+
+* ``diffact make-demo-seg``  — write a demo dataset (simple or complex) in the DDPM-seg layout;
+* ``diffact scarce``         — one activation set (layers concatenated) → mIoU per random split;
+* ``diffact scarce-screen``  — every activation alone → one row each with mean ± std mIoU (Tables 4–6 input);
+* ``diffact scarce-compare`` — rank screens per resolution beside the paper's Tables 4–6 and compose a set.
+
+Feature stores must hold one shard per dataset image under the id ``<split>/<stem>`` (e.g. ``train/img_000``,
+the original split; ``diffact extract --dataset-kind ddpmseg`` writes exactly these), or the bare ``<stem>``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _add_protocol_args(p) -> None:
+    p.add_argument("--store", required=True, help="feature store folder holding every dataset image")
+    p.add_argument("--dataset", required=True, help="DDPM-seg layout folder (with real/train, real/test)")
+    p.add_argument("--dataset-name", help="known dataset (e.g. horse_21) when the folder name does not say")
+    p.add_argument("--num-classes", type=int, help="number of classes when neither dataset.json nor the name says")
+    p.add_argument("--splits", type=int, default=5, help="random re-splits (paper: 5)")
+    p.add_argument("--no-shuffle", action="store_true", help="use the original train/test split once")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="features/labels resized to SIZE² (paper: 256)")
+    p.add_argument("--models", type=int, default=10, help="ensemble members (paper: 10)")
+    p.add_argument("--epochs", type=int, default=100, help="max epochs (paper: 100; early stopping applies)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--pixel-rate", type=float, default=1.0, help="fraction of training pixels kept (paper: 1)")
+    p.add_argument("--buffer-mb", type=float, default=1024.0, help="memory for one buffer of streamed pixels")
+    p.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke tests/benchmarks only)")
+    p.add_argument("--absent-classes", choices=["zero", "skip"], default="zero",
+                   help="classes absent from gt and prediction: count as IoU 0 (DDPM-seg) or leave out")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest for the small MLPs on a busy box)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("make-demo-seg", help="write a demo label-scarce dataset (DDPM-seg layout)")
+    p.add_argument("--kind", choices=["simple", "complex"], required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--train", type=int, default=8, help="training images")
+    p.add_argument("--test", type=int, default=6, help="test images")
+    p.set_defaults(func=cmd_make_demo)
+
+    p = subparsers.add_parser("scarce", help="label-scarce segmentation mIoU of one activation set, per split")
+    _add_protocol_args(p)
+    p.add_argument("--layers", required=True, help="comma-separated store layers, concatenated")
+    p.add_argument("--out", required=True, help="CSV, one row per split")
+    p.add_argument("--summary", help="JSON with mean ± std and per-class IoU (default: OUT with .json)")
+    p.set_defaults(func=cmd_scarce)
+
+    p = subparsers.add_parser("scarce-screen", help="label-scarce mIoU of each activation alone (mean ± std)")
+    _add_protocol_args(p)
+    p.add_argument("--layers", default="all", help="comma-separated layers, or 'all' (store order)")
+    p.add_argument("--out", required=True, help="CSV, one row per activation; rewritten after each activation")
+    p.add_argument("--no-resume", action="store_true", help="recompute activations already in OUT")
+    p.set_defaults(func=cmd_screen)
+
+    p = subparsers.add_parser("scarce-compare", help="rank screens per resolution beside the paper (Tables 4-6)")
+    p.add_argument("--simple", required=True, help="scarce-screen CSV on the simple dataset")
+    p.add_argument("--complex", required=True, help="scarce-screen CSV on the complex dataset")
+    p.add_argument("--paper-model", choices=["sdxl", "pgv2", "sd15", "none"], default="none",
+                   help="print the paper's Tables 4-6 values for this model beside ours")
+    p.add_argument("--out", required=True, help="ranking CSV")
+    p.add_argument("--budget", type=int, help="channel budget: also compose generic + specific sets")
+    p.add_argument("--resolutions", help="comma-separated resolutions to compose from (default: all)")
+    p.add_argument("--composition-out", help="CSV of the composed sets (default: OUT with -composition.csv)")
+    p.set_defaults(func=cmd_compare)
+
+
+def _config(args):
+    from diffact.tasks.scarce.ensemble import TrainSettings
+    from diffact.tasks.scarce.pipeline import ScarceConfig
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    train = TrainSettings(members=args.models, batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs,
+                          max_batches_per_epoch=args.max_batches, device=args.device)
+    config = ScarceConfig(size=args.size, splits=args.splits, shuffle=not args.no_shuffle, seed=args.seed,
+                          pixel_rate=args.pixel_rate, buffer_mb=args.buffer_mb, absent=args.absent_classes, train=train)
+    config.validate()
+    return config
+
+
+def _open(args):
+    from diffact.data.ddpmseg import open_ddpmseg
+    from diffact.extract.store import FeatureStore
+
+    return FeatureStore.open(args.store), open_ddpmseg(args.dataset, args.dataset_name, args.num_classes)
+
+
+def cmd_make_demo(args) -> int:
+    from diffact.data.demo_seg import DemoSegConfig, make_demo_seg
+
+    make_demo_seg(args.out, DemoSegConfig(kind=args.kind, size=args.size, n_train=args.train, n_test=args.test,
+                                          seed=args.seed))
+    return 0
+
+
+def cmd_scarce(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from diffact.tasks.scarce.pipeline import check_layers, run_scarce, split_rows, summary_row
+    from diffact.utils.io import write_csv, write_json
+
+    config = _config(args)
+    store, dataset = _open(args)
+    layers = check_layers(store, args.layers.split(","))
+    channels = store.channels(layers)
+    results = run_scarce(store, dataset, layers, config)
+    write_csv(args.out, pd.DataFrame(split_rows(results, layers, channels, config)))
+    summary = summary_row(results, layers, channels, config, dataset.info.class_names)
+    summary.update(dataset=str(dataset.root), store=str(store.root), splits=[
+        {"split": r.split, "miou": r.miou, "train_ids": r.train_ids, "test_ids": r.test_ids, "training": r.training}
+        for r in results])
+    write_json(args.summary or Path(args.out).with_suffix(".json"), summary)
+    log.info("mIoU %.2f ± %.2f over %d splits → %s", summary["miou_mean"], summary["miou_std"], len(results), args.out)
+    return 0
+
+
+def cmd_screen(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from diffact.tasks.scarce.pipeline import check_layers, load_labels, run_scarce, summary_row
+    from diffact.utils.io import write_csv
+
+    config = _config(args)
+    store, dataset = _open(args)
+    layers = store.layers if args.layers == "all" else check_layers(store, args.layers.split(","))
+    rows: list[dict] = []
+    if Path(args.out).is_file() and not args.no_resume:
+        previous = pd.read_csv(args.out)
+        same = (previous.get("size") == config.size).all() and (previous.get("seed") == config.seed).all()
+        if same:
+            rows = previous[previous["activation"].isin(layers)].to_dict("records")
+            log.info("resuming: %d of %d activations already in %s", len(rows), len(layers), args.out)
+        else:
+            log.warning("%s was made with other settings; recomputing every activation", args.out)
+    done = {row["activation"] for row in rows}
+    labels = load_labels(dataset, config.size)  # shared by every activation
+    for i, name in enumerate(layers):
+        if name in done:
+            continue
+        log.info("[%d/%d] %s", i + 1, len(layers), name)
+        results = run_scarce(store, dataset, [name], config, labels=labels)
+        row = summary_row(results, [name], store.shape(name)[0], config)
+        row.pop("class_iou")
+        c, h, w = store.shape(name)
+        row.update(height=h, width=w, dataset=dataset.info.name)
+        rows.append(row)
+        order = {n: k for k, n in enumerate(layers)}
+        frame = pd.DataFrame(rows).sort_values("activation", key=lambda s: s.map(order), kind="stable")
+        write_csv(args.out, frame)  # rewritten after every activation: a killed screen resumes from here
+    log.info("screened %d activations → %s", len(layers), args.out)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from diffact.analysis import compare
+    from diffact.utils.errors import DataError
+    from diffact.utils.io import write_csv
+
+    screens = {}
+    for scene, path in (("simple", args.simple), ("complex", args.complex)):
+        if not Path(path).is_file():
+            raise DataError(f"{path}: screening CSV not found (--{scene})")
+        frame = pd.read_csv(path)
+        missing = {"activation", "miou_mean"} - set(frame.columns)
+        if missing:
+            raise DataError(f"{path}: missing columns {sorted(missing)}; expected a scarce-screen CSV")
+        screens[scene] = frame
+    scores = compare.scores_from_screens(screens["simple"], screens["complex"])
+    paper = None if args.paper_model == "none" else compare.paper_reference(args.paper_model)
+    ranked = compare.rank_per_resolution(scores, paper)
+    write_csv(args.out, ranked)
+    print(compare.format_ranking(ranked))
+    if paper is not None:
+        print("\nrank agreement with the paper (Spearman):")
+        print(compare.rank_agreement(ranked).to_string(index=False))
+    if args.budget:
+        if "channels" not in scores.columns:
+            raise DataError(f"{args.simple}: no 'channels' column; cannot compose within a channel budget")
+        channels = dict(zip(scores["activation"], scores["channels"].astype(int)))
+        resolutions = args.resolutions.split(",") if args.resolutions else None
+        complete = scores.dropna(subset=["simple", "complex"])
+        generic = compare.compose_generic(complete, channels, args.budget, resolutions).assign(set="generic")
+        specific = compare.compose_specific(complete, channels, int(generic["channels"].sum()), "simple",
+                                            resolutions).assign(set="specific")
+        composed = pd.concat([generic, specific], ignore_index=True)
+        out = args.composition_out or str(Path(args.out).with_name(Path(args.out).stem + "-composition.csv"))
+        write_csv(out, composed)
+        print(f"\ncomposed sets (budget {args.budget}):")
+        print(composed.to_string(index=False))
+    return 0
