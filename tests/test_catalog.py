@@ -36,7 +36,7 @@ def test_named_sets_channel_totals(full_sd15, full_sdxl):
 
     assert total(full_sd15, "sd15", "legacy") == 3520
     assert total(full_sd15, "sd15", "practical") == 3520
-    assert total(full_sd15, "sd15", "amalgamation") == 2880  # + 154 aggregated map channels = 3034
+    assert total(full_sd15, "sd15", "amalgamation") == 3034  # 2880 + 154 aggregated map channels at 512 px
     assert total(full_sdxl, "sdxl", "practical") == 3840
     assert total(full_sdxl, "sdxl", "legacy") == 2240
     assert total(full_sdxl, "sdxl", "amalgamation") == 1280
@@ -82,3 +82,25 @@ def test_layers_arg_accepts_set_names_and_lists(tiny_sd15_unet):
     assert resolve_layers_arg(tiny_sd15_unet, "sd15", "practical")[0] == "up-level1-repeat1-vit-block0-cross-q"
     names = resolve_layers_arg(tiny_sd15_unet, "sd15", "up-level2-upsampler-out,down-level0-repeat0-res-out")
     assert names == ["down-level0-repeat0-res-out", "up-level2-upsampler-out"]
+
+
+def test_amalgamation_adds_the_aggregated_up_cross_maps(full_sd15):
+    names = resolve_set(full_sd15, "sd15", "amalgamation")
+    assert names[-1] == "attn-up-cross"
+    assert channel_total(full_sd15, names, image_size=512) == 3034  # 2880 + 2 sizes × 77 tokens (paper_spec §2.6)
+
+
+def test_aggregated_maps_average_per_size(tiny_sd15_unet):
+    from diffact.extract.aggregate import aggregate, member_maps
+
+    inputs = sd15_inputs(size=16)
+    members = [m.name for m in member_maps(tiny_sd15_unet, "attn-up-cross")]
+    with ActivationCapture(tiny_sd15_unet, ["attn-up-cross", *members], early_exit=False) as cap:
+        with torch.no_grad():
+            feats = cap.run(lambda: tiny_sd15_unet(**inputs))
+    # latent 16: sizes 4 (up-level1, 3 maps) and 8 (up-level2, 3 maps) qualify; 16 (up-level3) does not
+    expected = aggregate({m: feats[m] for m in members}, (16, 16))
+    assert feats["attn-up-cross"].shape == (1, 2 * 7, 16, 16)
+    torch.testing.assert_close(feats["attn-up-cross"], expected)
+    level1 = torch.stack([feats[m] for m in members if m.startswith("up-level1")]).mean(0)
+    torch.testing.assert_close(feats["attn-up-cross"][:, :7, ::4, ::4], level1)

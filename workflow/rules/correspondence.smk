@@ -18,6 +18,8 @@ rule pck_screen:
         store=lambda w: wf.store_done(config, CORR["dataset"], w.model, CORR["layer_set"]),
     output:
         f"{RESULTS}/correspondence/{{model}}/nn_pck.csv",
+    wildcard_constraints:
+        model="(?!pixels/|table1/)[^/]+",  # pixels/ is the raw-pixel reference (rule pck_pixels)
     params:
         layerset=CORR.get("layer_set"),
         root=lambda w: wf.dataset_entry(config, CORR["dataset"])["root"],
@@ -70,3 +72,174 @@ rule pck_table:
     conda: ENV
     shell:
         "diffact --log {log} pck-table {params.labels} --out {output}"
+
+
+# ---- Table 1: NN and the trained aggregation on the paper's layer sets, paper and heldout protocols ----
+# Entries (model × layer set, plus multi-model combinations) come from correspondence.table1 via
+# diffact.tasks.correspondence.plan; features come from the `extract` rule's stores of the trn, val and
+# test datasets named there. Entries a demo model cannot run become table rows that say why.
+
+from diffact.tasks.correspondence import plan as corr_plan
+
+T1 = corr_plan.table1_settings(config)
+T1_DIR = f"{RESULTS}/correspondence/table1"
+CORR_FIGURES = "paper_figures"
+if T1:
+    TARGETS.append(f"{RESULTS}/correspondence/table1.csv")
+    FIGURE_TARGETS.extend([f"{CORR_FIGURES}/table1_correspondence.csv", f"{CORR_FIGURES}/table1_correspondence.tex",
+                           f"{CORR_FIGURES}/fig01_correspondence.png", f"{CORR_FIGURES}/fig01_correspondence.pdf"])
+
+
+def t1_entry(w):
+    return corr_plan.find_entry(config, w.entry, w.layerset)
+
+
+def t1_stores(w, role):
+    """complete.json of each model's store of the dataset that holds split `role`, in concatenation order."""
+    dataset = corr_plan.split_dataset(config, role)
+    return [wf.store_done(config, dataset, model, layer_set) for model, layer_set in t1_entry(w).parts]
+
+
+def t1_store_args(flag, done_files):
+    return " ".join(f"{flag} {os.path.dirname(p)}" for p in done_files)
+
+
+def t1_eval_role(w):
+    return "val" if w.protocol == "paper" else "test"
+
+
+def t1_eval_stores(w):
+    # trained + paper reads the validation scores logged during training: no store needed.
+    return [] if (w.method == "trained" and w.protocol == "paper") else t1_stores(w, t1_eval_role(w))
+
+
+def t1_labels(w):
+    import shlex
+
+    entry = t1_entry(w)
+    labels = {"--entry": entry.name, "--layer-set": entry.layer_set, "--models": "+".join(m for m, _ in entry.parts),
+              "--families": "+".join(entry.families), "--extracted-sets": "+".join(s for _, s in entry.parts),
+              "--paper-method": entry.paper_method, "--note": entry.note}
+    return " ".join(f"{k} {shlex.quote(v)}" for k, v in labels.items())
+
+
+def t1_plan_json():
+    import json
+    import shlex
+
+    plan = [{"name": e.name, "layer_set": e.layer_set, "parts": e.parts, "families": e.families,
+             "unavailable": e.unavailable, "paper_method": e.paper_method} for e in corr_plan.table1_entries(config)]
+    return shlex.quote(json.dumps(plan))
+
+
+T1_ROOT = wf.dataset_entry(config, corr_plan.split_dataset(config, "trn"))["root"] if T1 else ""
+
+
+rule corr_train:
+    message: "train the aggregation conv on {wildcards.entry}/{wildcards.layerset} (paper §2.8)"
+    input:
+        train=lambda w: t1_stores(w, "trn"),
+        val=lambda w: t1_stores(w, "val"),
+    output:
+        evaluations=f"{T1_DIR}/{{entry}}/{{layerset}}/run/evaluations.csv",
+        train_log=f"{T1_DIR}/{{entry}}/{{layerset}}/run/train_log.csv",
+    wildcard_constraints:
+        entry="[A-Za-z0-9_.-]+",
+        layerset="[A-Za-z0-9_-]+",
+    params:
+        stores=lambda w, input: t1_store_args("--train-store", input.train) + " " + t1_store_args("--val-store", input.val),
+        root=T1_ROOT,
+        opts=lambda w: (f"--val-subset {T1.get('val_subset') or 'all'} --feature-size {T1['feature_size']} "
+                        f"--eval-size {T1['eval_size']} --epochs {T1['epochs']} --pairs-per-epoch {T1['pairs_per_epoch']} "
+                        f"--eval-every {T1['eval_every']} --lr {T1['lr']} --weight-decay {T1['weight_decay']} "
+                        f"--seed {T1['seed']} --device {T1['device']}"),
+        out=lambda w, output: os.path.dirname(output.evaluations),
+    log:
+        f"{LOGS}/correspondence/table1/{{entry}}-{{layerset}}-train.log",
+    threads: workflow.cores
+    conda: ENV
+    shell:
+        "diffact --log {log} corr-train {params.stores} --dataset-root {params.root} {params.opts} --out-dir {params.out}"
+
+
+rule corr_evaluate:
+    message: "Table 1 number: {wildcards.entry}/{wildcards.layerset}, {wildcards.method}, {wildcards.protocol} protocol"
+    input:
+        run=lambda w: [f"{T1_DIR}/{w.entry}/{w.layerset}/run/evaluations.csv"] if w.method == "trained" else [],
+        stores=t1_eval_stores,
+    output:
+        f"{T1_DIR}/{{entry}}/{{layerset}}/{{method}}-{{protocol}}.csv",
+    wildcard_constraints:
+        entry="[A-Za-z0-9_.-]+",
+        layerset="[A-Za-z0-9_-]+",
+        method="nn|trained",
+        protocol="paper|heldout",
+    params:
+        stores=lambda w, input: t1_store_args("--store", input.stores),
+        run=lambda w: f"--run {T1_DIR}/{w.entry}/{w.layerset}/run" if w.method == "trained" else "",
+        subset=lambda w: T1.get("val_subset" if w.protocol == "paper" else "test_subset") or "all",
+        split=t1_eval_role,
+        root=T1_ROOT,
+        labels=t1_labels,
+        opts=lambda w: (f"--feature-size {T1['feature_size']} --eval-size {T1['eval_size']} "
+                        f"--select-metric {T1['select_metric']} --device {T1['device']}"),
+    log:
+        f"{LOGS}/correspondence/table1/{{entry}}-{{layerset}}-{{method}}-{{protocol}}.log",
+    conda: ENV
+    shell:
+        "diffact --log {log} corr-evaluate --method {wildcards.method} --protocol {wildcards.protocol} "
+        "{params.stores} {params.run} --dataset-root {params.root} --split {params.split} --subset {params.subset} "
+        "{params.opts} {params.labels} --out {output}"
+
+
+rule corr_table1:
+    message: "Table 1: merge our correspondence numbers with the paper's"
+    input:
+        [f"{T1_DIR}/{e.folder}/{m}-{p}.csv" for e, m, p in corr_plan.result_runs(config)],
+    output:
+        f"{RESULTS}/correspondence/table1.csv",
+    params:
+        plan=t1_plan_json() if T1 else "[]",
+        methods=",".join(T1.get("methods", [])),
+        protocols=",".join(T1.get("protocols", [])),
+    log:
+        f"{LOGS}/correspondence/table1.log",
+    conda: ENV
+    shell:
+        "diffact --log {log} corr-table1 {input} --plan-json {params.plan} --methods {params.methods} "
+        "--protocols {params.protocols} --out {output}"
+
+
+rule table1_notebook:
+    message: "Table 1 (CSV + LaTeX) beside the paper's numbers"
+    input:
+        table=f"{RESULTS}/correspondence/table1.csv",
+        nb="notebooks/table1_correspondence.py",
+    output:
+        csv=f"{CORR_FIGURES}/table1_correspondence.csv",
+        tex=f"{CORR_FIGURES}/table1_correspondence.tex",
+        md=f"{CORR_FIGURES}/table1_correspondence.md",
+    log:
+        f"{LOGS}/figures/table1_correspondence.log",
+    conda: ENV
+    shell:
+        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/table1_correspondence.ipynb "
+        "-p table={input.table} -p out_stem={CORR_FIGURES}/table1_correspondence"
+
+
+rule fig01_notebook:
+    message: "Figure 1 bars: conventional vs our activations, ours beside the paper's"
+    input:
+        table=f"{RESULTS}/correspondence/table1.csv",
+        nb="notebooks/fig01_correspondence.py",
+        theme="src/diffact/viz/theme.py",
+    output:
+        png=f"{CORR_FIGURES}/fig01_correspondence.png",
+        pdf=f"{CORR_FIGURES}/fig01_correspondence.pdf",
+        csv=f"{CORR_FIGURES}/fig01_correspondence.csv",
+    log:
+        f"{LOGS}/figures/fig01_correspondence.log",
+    conda: ENV
+    shell:
+        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/fig01_correspondence.ipynb "
+        "-p table={input.table} -p out_stem={CORR_FIGURES}/fig01_correspondence"

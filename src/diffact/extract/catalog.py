@@ -23,6 +23,9 @@ import torch.nn as nn
 
 # Activation kinds, as the suffix of the name (paper_spec §2.2–2.5).
 RES_KINDS = ("res-increment", "res-out")
+AGGREGATE_KIND = "attn-aggregate"
+# Aggregated attention maps (paper_spec §2.5, the paper's ``--attention up_cross``): ``attn-<stage>-<type>``.
+AGGREGATE_NAMES = tuple(f"attn-{stage}-{kind}" for stage in ("down", "mid", "up") for kind in ("cross", "self"))
 BLOCK_KINDS = ("self-q", "self-k", "self-v", "self-map", "cross-q", "cross-map", "ffn-inner", "out")
 MAP_KINDS = ("self-map", "cross-map")
 
@@ -142,6 +145,22 @@ def _stage_block_entries(prefix: str, path: str, block: nn.Module, scale: int) -
         yield from _resnet_entries(f"{prefix}-repeat{r}", f"{path}.resnets.{r}", resnet, scale)
         if r < len(attentions):
             yield from _transformer_entries(f"{prefix}-repeat{r}", f"{path}.attentions.{r}", attentions[r], scale)
+
+
+def aggregate_entries() -> Iterator[Activation]:
+    """The aggregated attention-map features (not candidates; requested by name, e.g. ``attn-up-cross``).
+
+    Channels depend on the prompt length and on how many map sizes qualify (see
+    :mod:`diffact.extract.aggregate`); scale 1 = the latent grid, where the paper resizes them to.
+    """
+    for name in AGGREGATE_NAMES:
+        yield Activation(name, AGGREGATE_KIND, "", 0, 1, tokens=True)
+
+
+def walk_all(unet: nn.Module) -> Iterator[Activation]:
+    """The catalog plus the aggregated attention-map entries (what a layer list may name)."""
+    yield from walk_unet(unet)
+    yield from aggregate_entries()
 
 
 def catalog(unet: nn.Module, include_maps: bool = True) -> list[Activation]:

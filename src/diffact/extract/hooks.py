@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 import torch.nn as nn
 
-from diffact.extract.catalog import MAP_KINDS, Activation, walk_unet
+from diffact.extract.catalog import AGGREGATE_KIND, MAP_KINDS, Activation, walk_all
 from diffact.utils.errors import LayerError
 
 
@@ -94,7 +94,7 @@ def resolve_layers(unet: nn.Module, names: Iterable[str]) -> list[Activation]:
     """Catalog entries for ``names`` in forward order; unknown names raise LayerError with suggestions."""
     from diffact.extract.layersets import unknown_layer_error
 
-    by_name = {a.name: a for a in walk_unet(unet)}
+    by_name = {a.name: a for a in walk_all(unet)}
     wanted = list(dict.fromkeys(names))
     missing = [n for n in wanted if n not in by_name]
     if missing:
@@ -121,6 +121,14 @@ class ActivationCapture:
         if not self.activations:
             raise LayerError("no activations requested")
         self.early_exit = early_exit
+        # Aggregates are computed after the forward from their member maps, which are captured silently.
+        from diffact.extract.aggregate import member_maps
+
+        self._aggregates = {a.name: member_maps(unet, a.name) for a in self.activations if a.kind == AGGREGATE_KIND}
+        if self._aggregates:
+            self.early_exit = False  # a member map may come after the last named activation
+        self._hidden = {m.name: m for members in self._aggregates.values() for m in members
+                        if m.name not in {a.name for a in self.activations}}
         self.features: dict[str, torch.Tensor] = {}
         self._vit_hw: dict[str, tuple[int, int]] = {}
         self._handles: list = []
@@ -135,7 +143,7 @@ class ActivationCapture:
         elif act.tokens:
             tensor = _tokens_to_map(tensor, self._vit_hw[_vit_path(act.module)], act.name)
         self.features[act.name] = tensor
-        if self.early_exit and len(self.features) == len(self.activations):
+        if self.early_exit and len(self.features) == len(self.activations) + len(self._hidden):
             raise StopForward
 
     # ---- hook installation ---------------------------------------------------------------------
@@ -171,9 +179,10 @@ class ActivationCapture:
 
     def __enter__(self) -> "ActivationCapture":
         self.features = {}
-        for vit in {_vit_path(a.module) for a in self.activations if a.tokens}:
+        hooked = [a for a in [*self.activations, *self._hidden.values()] if a.kind != AGGREGATE_KIND]
+        for vit in {_vit_path(a.module) for a in hooked if a.tokens}:
             self._record_vit_size(vit)
-        for act in self.activations:
+        for act in hooked:
             if act.kind == "unet-in":
                 self._hook_input(act)
             elif act.kind in MAP_KINDS:
@@ -181,6 +190,19 @@ class ActivationCapture:
             else:
                 self._hook_output(act)
         return self
+
+    def _compute_aggregates(self) -> None:
+        from diffact.extract.aggregate import aggregate
+
+        for name, members in self._aggregates.items():
+            maps = {m.name: self.features[m.name] for m in members if m.name in self.features}
+            # The latent grid = the size of the largest map's grid times its scale.
+            latent_hw = next((tuple(s * m.scale for s in self.features[m.name].shape[-2:])
+                              for m in members if m.name in self.features), None)
+            if latent_hw is not None:
+                self.features[name] = aggregate(maps, latent_hw)
+        for name in self._hidden:
+            self.features.pop(name, None)
 
     def __exit__(self, *exc) -> None:
         for handle in self._handles:
@@ -194,6 +216,7 @@ class ActivationCapture:
         """Run ``forward`` (one U-Net call), stopping early if allowed; return the features in catalog order."""
         with contextlib.suppress(StopForward):
             forward()
+        self._compute_aggregates()
         missing = [a.name for a in self.activations if a.name not in self.features]
         if missing:
             raise LayerError(f"the forward did not produce {missing[:3]} (is the layer used by this model's forward?)")

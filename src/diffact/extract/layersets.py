@@ -96,7 +96,16 @@ def resolve_set(unet, family: str, name: str, root: str | Path | None = None) ->
         if layer not in valid:
             raise unknown_layer_error(layer, valid, where=spec["_path"])
     order = {a.name: i for i, a in enumerate(entries)}
-    return sorted(dict.fromkeys(spec["layers"]), key=order.__getitem__)
+    names = sorted(dict.fromkeys(spec["layers"]), key=order.__getitem__)
+    if spec.get("attention"):  # e.g. ``up_cross`` → the aggregated maps ``attn-up-cross`` (paper_spec §2.5)
+        aggregate = "attn-" + spec["attention"].replace("_", "-")
+        from diffact.extract.catalog import AGGREGATE_NAMES
+
+        if aggregate not in AGGREGATE_NAMES:
+            raise ConfigError(f"{spec['_path']}: attention {spec['attention']!r} is not one of "
+                              f"{[n[5:].replace('-', '_') for n in AGGREGATE_NAMES]}")
+        names.append(aggregate)
+    return names
 
 
 def resolve_layers_arg(unet, family: str, value: str | list[str], root: str | Path | None = None) -> list[str]:
@@ -109,6 +118,21 @@ def resolve_layers_arg(unet, family: str, value: str | list[str], root: str | Pa
     return [a.name for a in resolve_layers(unet, [n.strip() for n in names if n.strip()])]
 
 
-def channel_total(unet, names: Iterable[str]) -> int:
-    by_name = {a.name: a for a in walk_unet(unet)}
-    return sum(by_name[n].channels for n in names)
+def channel_total(unet, names: Iterable[str], image_size: int | None = None, text_tokens: int = 77,
+                  vae_factor: int = 8) -> int:
+    """Total channels of ``names``; aggregated maps count n_sizes × text_tokens at ``image_size``."""
+    from diffact.extract.aggregate import member_maps, qualifies
+    from diffact.extract.catalog import AGGREGATE_KIND, walk_all
+
+    by_name = {a.name: a for a in walk_all(unet)}
+    total = 0
+    for name in names:
+        act = by_name[name]
+        if act.kind != AGGREGATE_KIND:
+            total += act.channels
+            continue
+        latent = (image_size or unet.config.sample_size * vae_factor) // vae_factor
+        sides = {m.spatial((latent, latent))[0] for m in member_maps(unet, name)}
+        per_map = text_tokens if name.endswith("cross") else None
+        total += sum(per_map if per_map else s * s for s in sides if qualifies(s, latent))
+    return total

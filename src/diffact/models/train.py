@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -176,11 +175,11 @@ def train_vae(vae, images: list, settings: TrainSettings, progress: bool = True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), settings.grad_clip)
         optimizer.step()
-        for component, value in zip(VAE_COMPONENTS, (recon_loss.detach(), kl_loss.detach(), loss.detach())):
-            rows.append({"step": step, "component": component, "loss": value.item()})
-        bar.set_postfix(recon=f"{float(recon_loss):.4f}")
+        values = dict(zip(VAE_COMPONENTS, (recon_loss.item(), kl_loss.item(), loss.item())))
+        rows += [{"step": step, "component": component, "loss": value} for component, value in values.items()]
+        bar.set_postfix(recon=f"{values['vae_recon']:.4f}")
         if step == 1 or step % 20 == 0 or step == settings.vae_steps:
-            log.info("VAE step %d/%d: recon %.4f, kl %.3f", step, settings.vae_steps, float(recon_loss), float(kl_loss))
+            log.info("VAE step %d/%d: recon %.4f, kl %.3f", step, settings.vae_steps, values["vae_recon"], values["vae_kl"])
     vae.eval().requires_grad_(False)
     return rows
 
@@ -274,10 +273,11 @@ def train_unet(pipe, images: list, settings: TrainSettings, progress: bool = Tru
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), settings.grad_clip)
         optimizer.step()
-        rows.append({"step": step, "component": "unet_mse", "loss": float(loss)})
-        bar.set_postfix(mse=f"{float(loss):.4f}")
+        value = loss.item()
+        rows.append({"step": step, "component": "unet_mse", "loss": value})
+        bar.set_postfix(mse=f"{value:.4f}")
         if step == 1 or step % 25 == 0 or step == settings.unet_steps:
-            log.info("U-Net step %d/%d: mse %.4f", step, settings.unet_steps, float(loss))
+            log.info("U-Net step %d/%d: mse %.4f", step, settings.unet_steps, value)
     unet.eval().requires_grad_(False)
     return rows
 
@@ -390,8 +390,3 @@ def build_demo_model(
     )
     return Path(out)
 
-
-def final_loss(losses, component: str, last: int = 10) -> float:
-    """Mean of the last ``last`` values of one loss component (NaN if absent)."""
-    part = losses[losses["component"] == component]["loss"].tail(last)
-    return float(part.mean()) if len(part) else math.nan

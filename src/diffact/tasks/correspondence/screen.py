@@ -4,12 +4,14 @@ plus the raw-pixel reference computed the same way.
 Each activation is scored alone: for every pair, its source and target maps are read lazily from the
 store (one layer of two images at a time), matched by hard NN on cosine similarity and scored with PCK
 (image and bbox thresholds, pooled over keypoints). Memory: two feature maps and one band of the
-upsampled target at a time.
+upsampled target at a time. Every row also reports the evaluation speed (``seconds``, ``keypoints_per_s``:
+annotated keypoints scored per second, store reads included), so the cost of an eval size can be judged.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Iterable, Sequence
 
 import pandas as pd
@@ -28,12 +30,22 @@ log = logging.getLogger(__name__)
 ALPHAS = (0.05, 0.10, 0.15)
 
 
-def _summary_row(acc: PCKAccumulator) -> dict:
+def _summary_row(acc: PCKAccumulator, seconds: float | None = None) -> dict:
     row = {"n_pairs": acc.n_pairs, "n_keypoints": acc.n_keypoints}
     for kind in ("img", "bbox"):
         for alpha in acc.alphas:
             row[f"pck_{kind}@{alpha:.2f}"] = acc.pooled(kind, alpha)
+    if seconds is not None:
+        row["seconds"] = seconds
+        row["keypoints_per_s"] = acc.n_keypoints / seconds if seconds > 0 else float("nan")
     return row
+
+
+def timed_score(pairs: Sequence, features_of, eval_size: int, alphas: Sequence[float] = ALPHAS) -> tuple[PCKAccumulator, float]:
+    """:func:`score_features` and the wall-clock seconds it took."""
+    start = time.perf_counter()
+    acc = score_features(pairs, features_of, eval_size, alphas)
+    return acc, time.perf_counter() - start
 
 
 def score_features(pairs: Sequence, features_of, eval_size: int, alphas: Sequence[float] = ALPHAS) -> PCKAccumulator:
@@ -56,11 +68,18 @@ def screen_store(store: FeatureStore, pairs: Sequence, layers: Iterable[str] | N
             trg = store.read_layer(spair_image_id(pair.category, pair.trg_path), name)
             return src, trg
 
-        acc = score_features(pairs, features_of, eval_size, alphas)
+        acc, seconds = timed_score(pairs, features_of, eval_size, alphas)
         channels, height, width = store.shape(name)
         rows.append({"forward_index": index, "layer": name, "kind": kind_of(name), "channels": channels,
-                     "height": height, "width": width, **_summary_row(acc)})
-    return pd.DataFrame(rows)
+                     "height": height, "width": width, **_summary_row(acc, seconds)})
+        log.debug("%s: PCK@0.1 img %.2f, %.0f keypoints/s", name, acc.pooled("img", 0.1), rows[-1]["keypoints_per_s"])
+    table = pd.DataFrame(rows)
+    if len(table):
+        total = table["seconds"].sum()
+        log.info("NN PCK of %d activations of %s at eval size %d: %d keypoints each, %.0f keypoints/s overall",
+                 len(table), store.root.name, eval_size, int(table["n_keypoints"].iloc[0]),
+                 table["n_keypoints"].sum() / total if total > 0 else float("nan"))
+    return table
 
 
 def kind_of(name: str) -> str:
@@ -93,8 +112,9 @@ def screen_pixels(pairs: Sequence, image_size: int, eval_size: int, patch: int =
     def features_of(pair):
         return tuple(pixel_patch_features(load_image_tensor(p, image_size)[0], patch) for p in (pair.src_path, pair.trg_path))
 
-    acc = score_features(pairs, features_of, eval_size, alphas)
+    acc, seconds = timed_score(pairs, features_of, eval_size, alphas)
+    log.info("raw-pixel reference: %.0f keypoints/s", acc.n_keypoints / seconds if seconds > 0 else float("nan"))
     return pd.DataFrame([{"forward_index": -1, "layer": f"pixels-{patch}x{patch}", "kind": "pixels",
                           "channels": 3 * patch * patch, "height": image_size, "width": image_size,
-                          **_summary_row(acc)}])
+                          **_summary_row(acc, seconds)}])
 

@@ -1,0 +1,215 @@
+"""CLI for the trained aggregation and Table 1 (paper §2.8):
+
+* ``diffact corr-train``    — train the 3×3 conv on trn-split stores, evaluate on val every N steps,
+  save checkpoints (safetensors) and ``evaluations.csv``;
+* ``diffact corr-evaluate`` — one Table 1 number: method ``nn``/``trained`` × protocol ``paper``/``heldout``;
+* ``diffact corr-table1``   — merge the numbers (and entries that cannot run) with the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _add_eval_grid(p) -> None:
+    p.add_argument("--feature-size", type=int, default=128, help="every layer is resized to this square before concat (paper 128)")
+    p.add_argument("--eval-size", type=int, default=512, help="features are upsampled to this square for the NN search (paper 512)")
+    p.add_argument("--device", default="auto", help="torch device for the conv and matching (default: cuda if available)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("corr-train", help="train the correspondence aggregation conv (paper §2.8) on feature stores")
+    p.add_argument("--train-store", action="append", required=True, help="trn-split feature store; repeat once per model of a multi-model set")
+    p.add_argument("--val-store", action="append", required=True, help="val-split feature store(s), same models and order")
+    p.add_argument("--dataset-root", required=True, help="SPair-71k-layout root")
+    p.add_argument("--val-subset", default="val-360", help="validation subset (default val-360; 'all' for the whole split)")
+    _add_eval_grid(p)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--pairs-per-epoch", type=int, default=5000)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", required=True, help="run folder (replaced atomically): evaluations.csv, train_log.csv, checkpoints/")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("corr-evaluate", help="one Table 1 number: nn or trained, paper or heldout protocol")
+    p.add_argument("--method", required=True, choices=["nn", "trained"])
+    p.add_argument("--protocol", required=True, choices=["paper", "heldout"])
+    p.add_argument("--store", action="append", default=[], help="feature store(s) of the evaluated split (val for paper, test for heldout); not needed for trained+paper")
+    p.add_argument("--run", help="corr-train run folder (method trained)")
+    p.add_argument("--dataset-root", help="SPair-71k-layout root (default: the store's)")
+    p.add_argument("--split", help="evaluated split (default: val for paper, test for heldout)")
+    p.add_argument("--subset", help="evaluated subset, e.g. val-360 / test-360 ('all' = whole split)")
+    p.add_argument("--select-metric", default="pck_img@0.10", help="heldout: validation column that selects the checkpoint")
+    _add_eval_grid(p)
+    p.add_argument("--entry", default="", help="row label: model or combination name")
+    p.add_argument("--layer-set", default="", help="row label: the layer set (Table 1 name)")
+    p.add_argument("--models", default="", help="row label: models joined by '+'")
+    p.add_argument("--families", default="", help="row label: model families joined by '+'")
+    p.add_argument("--extracted-sets", default="", help="row label: the sets actually extracted, joined by '+'")
+    p.add_argument("--paper-method", default="", help="the paper's Table 1 row this corresponds to (default: from family and set)")
+    p.add_argument("--note", default="")
+    p.add_argument("--out", required=True, help="one-row CSV")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("corr-table1", help="merge corr-evaluate rows (and entries that cannot run) with the paper's Table 1")
+    p.add_argument("results", nargs="*", help="corr-evaluate CSVs")
+    p.add_argument("--plan-json", default="[]", help="JSON list of entries (name, layer_set, parts, families, unavailable, paper_method)")
+    p.add_argument("--methods", default="nn,trained")
+    p.add_argument("--protocols", default="paper,heldout")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_table1)
+
+
+def _open_stores(paths):
+    from diffact.extract.store import FeatureStore
+    from diffact.utils.errors import DataError
+
+    stores = []
+    for path in paths:
+        if not (Path(path) / "complete.json").is_file():
+            raise DataError(f"feature store {path} is not complete (no complete.json); rerun its extraction")
+        stores.append(FeatureStore.open(path))
+    return stores
+
+
+def _check_same_layers(train, val) -> None:
+    from diffact.utils.errors import DataError
+
+    if len(train) != len(val):
+        raise DataError(f"{len(train)} training stores but {len(val)} evaluation stores: give one per model, in the same order")
+    for a, b in zip(train, val):
+        if a.meta["layers"] != b.meta["layers"]:
+            raise DataError(f"stores {a.root} and {b.root} hold different layers or shapes; both must come from the same model and layer set")
+
+
+def cmd_train(args) -> int:
+    import pandas as pd
+
+    from diffact.data.spair import SPairDataset
+    from diffact.models.loading import pick_device
+    from diffact.tasks.correspondence.aggregation import StorePairFeatures, TrainSettings, train_aggregation
+    from diffact.utils.io import atomic_dir, write_csv, write_json
+
+    settings = TrainSettings(epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch, eval_every=args.eval_every,
+                             lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+                             feature_size=args.feature_size, eval_size=args.eval_size)
+    device = pick_device(args.device)
+    train_stores, val_stores = _open_stores(args.train_store), _open_stores(args.val_store)
+    _check_same_layers(train_stores, val_stores)
+    train_pairs = list(SPairDataset(args.dataset_root, split="trn"))
+    val_pairs = list(SPairDataset(args.dataset_root, split="val", subset=args.val_subset))
+    train_features = StorePairFeatures(train_stores, settings.feature_size, device=device)
+    val_features = StorePairFeatures(val_stores, settings.feature_size, device=device)
+    log.info("training the aggregation conv: %d channels from %d model(s), %d trn pairs, %d val pairs, %d steps on %s",
+             train_features.channels, train_features.n_models, len(train_pairs), len(val_pairs), settings.steps, device)
+    meta = {"train_stores": [str(s.root) for s in train_stores], "layers": train_features.layers,
+            "n_models": train_features.n_models}
+    out = Path(args.out_dir)
+    with atomic_dir(out) as tmp:
+        _, evaluations, train_log = train_aggregation(
+            train_pairs, train_features, val_pairs, val_features, train_features.channels, settings,
+            n_models=train_features.n_models, checkpoint_dir=tmp / "checkpoints", checkpoint_meta=meta, device=device)
+        evaluations.insert(1, "split", "val")
+        evaluations.insert(2, "subset", args.val_subset or "all")
+        write_csv(tmp / "train_log.csv", train_log)
+        write_json(tmp / "run.json", {**meta, "settings": settings.as_dict(), "val_subset": args.val_subset,
+                                      "n_train_pairs": len(train_pairs), "device": str(device)})
+        write_csv(tmp / "evaluations.csv", evaluations)
+    best = evaluations["pck_img@0.10"].max() if not evaluations.empty else float("nan")
+    log.info("wrote %s (%d evaluations, best val PCK@0.1 img %.2f)", out, len(evaluations), best)
+    return 0
+
+
+def _evaluation_pairs(args, stores, split):
+    from diffact.data.spair import SPairDataset
+
+    root = args.dataset_root or (stores[0].settings.get("dataset", {}).get("root") if stores else None)
+    if not root:
+        from diffact.utils.errors import ConfigError
+
+        raise ConfigError("--dataset-root is needed (the store does not record one)")
+    return list(SPairDataset(root, split=split, subset=args.subset))
+
+
+def cmd_evaluate(args) -> int:
+    import pandas as pd
+
+    from diffact.models.loading import pick_device
+    from diffact.tasks.correspondence.aggregation import StorePairFeatures, evaluate, load_checkpoint
+    from diffact.tasks.correspondence.protocol import evaluation_split, heldout_result, paper_result
+    from diffact.utils.errors import ConfigError, DataError
+    from diffact.utils.io import write_csv
+
+    device = pick_device(args.device)
+    split = args.split or evaluation_split(args.protocol)
+    row: dict = {}
+    if args.method == "trained":
+        if not args.run:
+            raise ConfigError("--run (a corr-train folder) is needed for method 'trained'")
+        evaluations_path = Path(args.run) / "evaluations.csv"
+        if not evaluations_path.is_file():
+            raise DataError(f"{evaluations_path} does not exist; run corr-train first")
+        evaluations = pd.read_csv(evaluations_path)
+        if args.protocol == "paper":
+            # The paper's number comes from the validation evaluations made during training.
+            row = paper_result(evaluations, where=str(evaluations_path))
+            split, subset = str(evaluations["split"].iloc[0]), str(evaluations["subset"].iloc[0])
+            row["keypoints_per_s"] = float(evaluations["keypoints_per_s"].median())
+        else:
+            stores = _open_stores(args.store)
+            pairs = _evaluation_pairs(args, stores, split)
+            features = StorePairFeatures(stores, args.feature_size, device=device)
+
+            def test_scores(selected):
+                network, meta = load_checkpoint(Path(args.run) / "checkpoints" / selected["checkpoint"], device)
+                if network.in_channels != features.channels:
+                    raise DataError(f"checkpoint {selected['checkpoint']} expects {network.in_channels} channels, "
+                                    f"the test stores give {features.channels}")
+                return evaluate(pairs, features, network, args.eval_size)
+
+            row = heldout_result(evaluations, test_scores, args.select_metric, where=str(evaluations_path))
+            subset = args.subset or "all"
+    else:
+        stores = _open_stores(args.store)
+        if not stores:
+            raise ConfigError("--store is needed for method 'nn'")
+        pairs = _evaluation_pairs(args, stores, split)
+        features = StorePairFeatures(stores, args.feature_size, device=device)
+        row = evaluate(pairs, features, None, args.eval_size)
+        subset = args.subset or "all"
+        row["channels"] = features.channels
+    labels = {"entry": args.entry, "layer_set": args.layer_set, "models": args.models, "families": args.families,
+              "extracted_sets": args.extracted_sets, "method": args.method, "protocol": args.protocol,
+              "eval_split": split, "eval_subset": subset, "status": "ok", "note": args.note,
+              "paper_method": args.paper_method, "feature_size": args.feature_size, "eval_size": args.eval_size}
+    frame = pd.DataFrame([{**labels, **row}])
+    write_csv(args.out, frame)
+    log.info("%s %s/%s %s on %s/%s: PCK@0.1 img %.2f bbox %.2f (%s keypoints/s)", args.entry, args.layer_set, args.method,
+             args.protocol, split, subset, row.get("pck_img@0.10", float("nan")), row.get("pck_bbox@0.10", float("nan")),
+             f"{row.get('keypoints_per_s', float('nan')):.0f}")
+    return 0
+
+
+def cmd_table1(args) -> int:
+    import pandas as pd
+
+    from diffact.tasks.correspondence.table1 import build_table1, unavailable_rows
+    from diffact.utils.errors import ConfigError
+    from diffact.utils.io import write_csv
+
+    try:
+        plan = json.loads(args.plan_json)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--plan-json is not valid JSON ({err})") from err
+    methods = [m for m in args.methods.split(",") if m]
+    protocols = [p for p in args.protocols.split(",") if p]
+    table = build_table1([pd.read_csv(p) for p in args.results], unavailable_rows(plan, methods, protocols))
+    write_csv(args.out, table)
+    log.info("wrote %s (%d rows, %d not run)", args.out, len(table), int((table["status"] != "ok").sum()))
+    return 0

@@ -1,0 +1,86 @@
+"""The qualitative filter reproduces the paper's filtered pools (Tables 4–6) from the candidate pools."""
+
+import pytest
+
+from diffact.analysis.filter import filter_report, qualitative_filter
+from diffact.analysis.names import parse_name
+from diffact.data.reference import paper_tables_4_6
+from diffact.extract.layersets import resolve_set
+from diffact.utils.errors import ConfigError, LayerError
+
+SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+@pytest.fixture(scope="module")
+def pools():
+    from diffact.models.configs import build_unet, reference_unet_config
+
+    return {family: resolve_set(build_unet(reference_unet_config(hub)), family, "pool")
+            for family, hub in (("sdxl", SDXL), ("sd15", SD15))}
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return paper_tables_4_6()
+
+
+def test_pool_sizes_are_the_papers(pools):
+    assert len(pools["sdxl"]) == 279  # paper §5.1: 279 → 63 (−78%)
+    assert len(pools["sd15"]) == 164  # paper_spec §2.3
+
+
+def test_sdxl_pool_filters_to_tables_4_and_5(pools, tables):
+    kept = qualitative_filter(pools["sdxl"], "sdxl")
+    expected = tables[tables.table.isin([4, 5])].activation_id.tolist()
+    assert len(kept) == 63
+    assert kept == expected  # same members, and the tables list them in forward order
+
+
+def test_sd15_pool_filters_to_table_6(pools, tables):
+    kept = qualitative_filter(pools["sd15"], "sd15")
+    expected = tables[tables.table == 6].activation_id.tolist()
+    assert len(kept) == 33
+    assert kept == expected
+
+
+def test_reasons_name_the_rules(pools):
+    report = {r["layer"]: r for r in filter_report(pools["sdxl"], "sdxl")}
+    assert "P1" in report["down-level1-repeat0-res-out"]["reason"]
+    assert "Fig 16" in report["up-level0-repeat0-vit-block0-ffn-inner"]["reason"]
+    assert "rule b" in report["up-level0-repeat0-vit-block0-self-k"]["reason"]
+    assert report["up-level1-repeat2-vit-block0-self-k"]["kept"]
+    assert not report["up-level1-repeat2-vit-block0-self-q"]["kept"]  # SDXL keeps late self-k only
+    assert not report["up-level2-repeat0-res-out"]["kept"]
+
+
+def test_demo_unet_of_sd15_layout_gives_the_same_names(tiny_sd15_unet, pools):
+    assert qualitative_filter(resolve_set(tiny_sd15_unet, "sd15", "pool"), "sd15") == qualitative_filter(pools["sd15"], "sd15")
+
+
+def test_a_wider_window_admits_the_lowest_sd15_level(pools):
+    kept = qualitative_filter(pools["sd15"], "sd15", n_up_levels=4)
+    assert "up-level0-repeat0-res-out" in kept
+
+
+def test_subset_candidates_use_the_layout_of_the_whole_pool(pools):
+    subset = [n for n in pools["sd15"] if n.endswith("self-k")]
+    assert qualitative_filter(subset, "sd15", layout_names=pools["sd15"]) == [
+        n for n in qualitative_filter(pools["sd15"], "sd15") if n.endswith("self-k")]
+
+
+def test_bad_input_raises_clear_errors(pools):
+    with pytest.raises(ConfigError, match="family"):
+        qualitative_filter(pools["sd15"], "flux")
+    with pytest.raises(ConfigError, match="up-stage"):
+        qualitative_filter(["down-level0-repeat0-res-out"], "sd15")
+    with pytest.raises(LayerError, match="cannot parse"):
+        parse_name("up-levelX-res-out")
+
+
+def test_parse_name_parts():
+    p = parse_name("up-level1-repeat2-vit-block0-self-k")
+    assert (p.stage, p.level, p.repeat, p.block, p.kind) == ("up", 1, 2, 0, "self-k")
+    assert parse_name("mid-vit-out").kind == "vit-out"
+    assert parse_name("up-level0-repeat0-vit-block3-out").kind == "block-out"
+    assert parse_name("unet-after-conv-in").stage == "unet"
