@@ -41,6 +41,9 @@ class Activation:
     channels: C of the B×C×H×W feature (maps: number of keys, i.e. H·W for self-maps, text tokens for cross-maps)
     scale:    spatial downsampling relative to the latent (1, 2, 4, ...)
     tokens:   True where the raw activation is B×(H·W)×C and must be reshaped
+    grid:     for token activations, the module whose input (B×C×H×W) fixes the token grid: the
+              enclosing Transformer2DModel in a U-Net, the whole transformer in a DiT
+    patch:    the grid is the input's H×W divided by this (DiT patch size; 1 in U-Nets)
     """
 
     name: str
@@ -49,6 +52,8 @@ class Activation:
     channels: int
     scale: int
     tokens: bool = False
+    grid: str = ""
+    patch: int = 1
 
     def spatial(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
         """(H, W) at a latent size, with the ceil rounding of diffusers' stride-2 convolutions."""
@@ -57,6 +62,7 @@ class Activation:
 
     def as_row(self, latent_hw: tuple[int, int] | None = None, text_tokens: int | None = None) -> dict:
         row = asdict(self)
+        row.pop("grid"), row.pop("patch")
         if latent_hw is not None:
             h, w = self.spatial(latent_hw)
             row["height"], row["width"] = h, w
@@ -98,7 +104,7 @@ def _transformer_entries(prefix: str, path: str, vit: nn.Module, scale: int) -> 
                 channels, module = inner, f"{bpath}.ff.net.0"
             else:
                 channels, module = width, bpath
-            yield Activation(f"{bprefix}-{kind}", _block_kind(kind), module, channels, scale, tokens=True)
+            yield Activation(f"{bprefix}-{kind}", _block_kind(kind), module, channels, scale, tokens=True, grid=path)
     yield Activation(f"{prefix}-vit-out", "vit-out", path, vit.config.in_channels if hasattr(vit, "config") else width, scale)
 
 

@@ -85,11 +85,6 @@ def _output_tensor(output) -> torch.Tensor:
     return output[0]
 
 
-def _vit_path(module_path: str) -> str:
-    """The enclosing Transformer2DModel of a block-internal module path."""
-    return module_path.split(".transformer_blocks.")[0]
-
-
 def resolve_layers(unet: nn.Module, names: Iterable[str]) -> list[Activation]:
     """Catalog entries for ``names`` in forward order; unknown names raise LayerError with suggestions."""
     from diffact.extract.layersets import unknown_layer_error
@@ -130,7 +125,7 @@ class ActivationCapture:
         self._hidden = {m.name: m for members in self._aggregates.values() for m in members
                         if m.name not in {a.name for a in self.activations}}
         self.features: dict[str, torch.Tensor] = {}
-        self._vit_hw: dict[str, tuple[int, int]] = {}
+        self._grid_hw: dict[str, tuple[int, int]] = {}
         self._handles: list = []
         self._saved_processors: dict[nn.Module, object] = {}
 
@@ -138,10 +133,10 @@ class ActivationCapture:
     def _store(self, act: Activation, tensor: torch.Tensor) -> None:
         tensor = tensor.detach()
         if act.kind in MAP_KINDS:
-            hw = self._vit_hw[_vit_path(act.module)]
+            hw = self._grid_hw[act.grid]
             tensor = _tokens_to_map(tensor.float().mean(dim=1), hw, act.name)  # head-mean: (B, Nq, Nk) → B×Nk×H×W
         elif act.tokens:
-            tensor = _tokens_to_map(tensor, self._vit_hw[_vit_path(act.module)], act.name)
+            tensor = _tokens_to_map(tensor, self._grid_hw[act.grid], act.name)
         self.features[act.name] = tensor
         if self.early_exit and len(self.features) == len(self.activations) + len(self._hidden):
             raise StopForward
@@ -163,14 +158,14 @@ class ActivationCapture:
 
         self._handles.append(module.register_forward_pre_hook(pre_hook))
 
-    def _record_vit_size(self, vit_path: str) -> None:
-        vit = self.unet.get_submodule(vit_path)
+    def _record_grid(self, path: str, patch: int) -> None:
+        module = self.unet.get_submodule(path)
 
-        def pre_hook(_module, args, kwargs, path=vit_path):
+        def pre_hook(_module, args, kwargs, path=path):
             hidden = args[0] if args else kwargs["hidden_states"]
-            self._vit_hw[path] = tuple(hidden.shape[-2:])
+            self._grid_hw[path] = (hidden.shape[-2] // patch, hidden.shape[-1] // patch)
 
-        self._handles.append(vit.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        self._handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
 
     def _install_map_processor(self, act: Activation) -> None:
         attn = self.unet.get_submodule(act.module)
@@ -180,8 +175,8 @@ class ActivationCapture:
     def __enter__(self) -> "ActivationCapture":
         self.features = {}
         hooked = [a for a in [*self.activations, *self._hidden.values()] if a.kind != AGGREGATE_KIND]
-        for vit in {_vit_path(a.module) for a in hooked if a.tokens}:
-            self._record_vit_size(vit)
+        for grid, patch in {(a.grid, a.patch) for a in hooked if a.tokens}:
+            self._record_grid(grid, patch)
         for act in hooked:
             if act.kind == "unet-in":
                 self._hook_input(act)

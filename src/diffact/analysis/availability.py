@@ -1,0 +1,74 @@
+"""Which of the paper's property figures (Figs 3–18) a profile can make, and with what (paper §4, App. A, E).
+
+A figure that needs weights or data the profile lacks is listed with the reason instead of being skipped
+silently; a figure made with stand-ins (tiny demo models, demo scenes, our control U-Net) is an ``analogue``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+SDXL_IDS = ("stabilityai/stable-diffusion-xl-base-1.0",)
+SD15_IDS = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5")
+PGV2_IDS = ("playgroundai/playground-v2-1024px-aesthetic",)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model of the profile: name, family (sd15/sdxl), source (hub id or folder), built = demo-built."""
+
+    name: str
+    family: str
+    source: str
+    built: bool
+
+    @property
+    def is_paper_weights(self) -> bool:
+        return self.source in SDXL_IDS + SD15_IDS + PGV2_IDS
+
+
+def _pick(models: Sequence[ModelInfo], ids: Sequence[str], family: str | None) -> tuple[str, list[str]]:
+    real = [m.name for m in models if m.source in ids]
+    if real:
+        return "produced", real
+    stand_ins = [m.name for m in models if family and m.family == family]
+    return ("analogue", stand_ins) if stand_ins else ("unavailable", [])
+
+
+def figure_status(models: Sequence[ModelInfo], scenes: Sequence[str], control: bool) -> list[dict]:
+    """One row per paper figure of the properties section: status, models used, output stem, reason."""
+    rows = []
+
+    def add(figure, content, status, used, outputs, reason):
+        rows.append({"figure": figure, "content": content, "status": status, "models": " ".join(used),
+                     "outputs": outputs, "reason": reason})
+
+    scene_note = f"demo scenes {', '.join(scenes)} instead of the paper's photos" if scenes else "no labelled scenes"
+    status, used = _pick(models, SDXL_IDS, "sdxl")
+    add("Fig 3", "the three properties on one image (SDXL)", status, used, "fig03_properties_<model>",
+        "SDXL weights are not in this profile; tiny SDXL-shaped stand-in" if status == "analogue" else scene_note)
+    add("Fig 4", "per-activation PCK@0.1: noise drop, locality (self-attn vs cross-q/out), locality vs noise",
+        "analogue" if models else "unavailable", [m.name for m in models], "fig04_pck_<model>",
+        "nearest-neighbour PCK of single activations on the profile's correspondence data (paper: SPair-71k, probably SDXL)")
+    add("Figs 5-11", "Fig 3 on other scenes (simple/complex, indoor/outdoor), SDXL", status, used,
+        "fig05_13_scenes_<model>", scene_note + ("; SDXL weights missing, tiny stand-in" if status == "analogue" else ""))
+    status12, used12 = _pick(models, PGV2_IDS, None)
+    add("Fig 12", "Playground v2 on the horse image", status12, used12, "fig05_13_scenes_<model>" if used12 else "",
+        "needs Playground v2 weights (playgroundai/playground-v2-1024px-aesthetic), not in this profile"
+        if status12 == "unavailable" else scene_note)
+    status13, used13 = _pick(models, SD15_IDS, "sd15")
+    add("Fig 13", "SDv1.5 on the horse image", status13, used13, "fig05_13_scenes_<model>",
+        "SD1.5 weights are not in this profile; tiny SD1.5-shaped stand-in" if status13 == "analogue" else scene_note)
+    add("Fig 14", "video diffusion (VideoCrafter2), one frame", "unavailable", [], "",
+        "needs VideoCrafter2 (a video U-Net with temporal attention); diffact handles image UNet2DConditionModel pipelines only")
+    add("Fig 15", "conventional (non-diffusion) U-Net: properties hardly observed", "analogue" if control else "unavailable",
+        ["control-unet"] if control else [], "fig15_control",
+        "our residual U-Net trained briefly on the demo segmentation data stands in for the road-extraction ResUNet [57]"
+        if control else "no control U-Net configured")
+    for figure, content, stem in (("Fig 16", "increments: ResModule increment, FFN inner, self-attn v", "fig16_increments_<model>"),
+                                  ("Fig 17", "granularity across the inter-module activations of one resolution", "fig17_resolution_<model>"),
+                                  ("Fig 18", "granularity across the ViTs of one resolution", "fig18_vits_<model>")):
+        add(figure, content, status if status != "unavailable" else ("analogue" if models else "unavailable"),
+            used or [m.name for m in models], stem, "paper: SDXL [I]; " + ("tiny stand-in models" if status != "produced" else scene_note))
+    return rows

@@ -1,0 +1,96 @@
+"""End to end through the CLI on a tiny demo SPair tree and hand-made feature stores:
+corr-train → corr-evaluate (nn/trained × paper/heldout) → corr-table1."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from diffact.cli import main
+from diffact.data.demo_spair import build_demo_spair
+from diffact.data.registry import dataset_images
+from diffact.extract.store import FeatureStore
+from diffact.tasks.correspondence.aggregation import load_checkpoint
+
+LAYERS = {"low": (4, 4, 4), "high": (2, 8, 8)}  # two "activations" at different resolutions
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("corr")
+    root = build_demo_spair(tmp / "spair", n_images=2, pairs_per_image=3, image_size=32, max_keypoints=5)
+    stores = {}
+    g = torch.Generator().manual_seed(0)
+    for split in ("trn", "val", "test"):
+        store = FeatureStore.create(tmp / f"store-{split}", {"split": split}, layers=LAYERS)
+        ids = [image_id for image_id, _ in dataset_images("spair", root, split)]
+        for image_id in ids:
+            store.write(image_id, {n: torch.randn(*shape, generator=g) for n, shape in LAYERS.items()})
+        store.finalize(ids)
+        stores[split] = store.root
+    return tmp, root, stores
+
+
+def run_cli(*args):
+    assert main([str(a) for a in args]) == 0
+
+
+def test_train_evaluate_and_table(tiny_setup):
+    tmp, root, stores = tiny_setup
+    run = tmp / "run"
+    grid = ["--feature-size", 8, "--eval-size", 16, "--device", "cpu"]
+    run_cli("corr-train", "--train-store", stores["trn"], "--val-store", stores["val"], "--dataset-root", root,
+            "--val-subset", "val-360", *grid, "--epochs", 1, "--pairs-per-epoch", 6, "--eval-every", 2,
+            "--seed", 0, "--out-dir", run)
+    evaluations = pd.read_csv(run / "evaluations.csv")
+    assert evaluations["step"].tolist() == [2, 4] and set(evaluations["split"]) == {"val"}
+    assert (evaluations["keypoints_per_s"] > 0).all()
+    network, meta = load_checkpoint(run / "checkpoints" / evaluations["checkpoint"].iloc[0])
+    assert network.in_channels == network.out_channels == 6 and meta["step"] == 2
+    assert len(pd.read_csv(run / "train_log.csv")) == 6
+
+    outputs = []
+    labels = ["--entry", "sd15-tiny", "--layer-set", "legacy", "--models", "sd15-tiny", "--families", "sd15",
+              "--extracted-sets", "legacy"]
+    for method in ("nn", "trained"):
+        for protocol in ("paper", "heldout"):
+            split, subset = ("val", "val-360") if protocol == "paper" else ("test", "test-360")
+            out = tmp / f"{method}-{protocol}.csv"
+            run_cli("corr-evaluate", "--method", method, "--protocol", protocol, "--store", stores[split],
+                    "--run", run, "--dataset-root", root, "--subset", subset, *grid, *labels, "--out", out)
+            row = pd.read_csv(out).iloc[0]
+            assert row["protocol"] == protocol and row["method"] == method and row["eval_split"] == split
+            outputs.append(out)
+    paper = pd.read_csv(tmp / "trained-paper.csv").iloc[0]
+    assert paper["pck_img@0.10"] == evaluations["pck_img@0.10"].max()  # max over checkpoints
+    heldout = pd.read_csv(tmp / "trained-heldout.csv").iloc[0]
+    assert heldout["step"] == int(evaluations.loc[evaluations["pck_img@0.10"].idxmax(), "step"])
+
+    plan = [{"name": "sdxl-tiny", "layer_set": "practical", "parts": [["sdxl-tiny", "practical"]], "families": ["sdxl"],
+             "unavailable": "sdxl-tiny/practical: no block7", "paper_method": ""}]
+    table_path = tmp / "table1.csv"
+    run_cli("corr-table1", *outputs, "--plan-json", json.dumps(plan), "--out", table_path)
+    table = pd.read_csv(table_path)
+    assert len(table) == 8 and "protocol" in table.columns
+    ours = table[table["entry"] == "sd15-tiny"]
+    assert set(ours["paper_method"]) == {"Legacy-v1.5"} and set(ours["paper_pck_img@0.10"]) == {75.14}
+    missing = table[table["entry"] == "sdxl-tiny"]
+    assert set(missing["status"]) == {"unavailable"} and missing["pck_img@0.10"].isna().all()
+    assert missing["note"].str.contains("no block7").all() and set(missing["paper_method"]) == {"Ours-XL"}
+
+
+def test_multi_model_conv_halves_the_width_and_store_mismatch_is_an_error(tiny_setup, capsys):
+    tmp, root, stores = tiny_setup
+    run = tmp / "run-multi"
+    common = ["--dataset-root", root, "--feature-size", 8, "--eval-size", 8, "--device", "cpu", "--epochs", 1,
+              "--pairs-per-epoch", 3, "--eval-every", 2]
+    run_cli("corr-train", "--train-store", stores["trn"], "--train-store", stores["trn"], "--val-store", stores["val"],
+            "--val-store", stores["val"], *common, "--out-dir", run)
+    network, _ = load_checkpoint(run / "checkpoints" / "step_000002.safetensors")
+    assert (network.in_channels, network.out_channels) == (12, 6)  # two models: C → C // 2
+    assert main([str(a) for a in ["corr-train", "--train-store", stores["trn"], "--train-store", stores["trn"],
+                                  "--val-store", stores["val"], *common, "--out-dir", tmp / "bad"]]) == 2
+    assert "one per model" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""Config → Table 1 grid (diffact.tasks.correspondence.plan), and that the demo config's declared
+'unavailable' sets are exactly those the demo U-Nets cannot resolve."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffact.tasks.correspondence.plan import find_entry, result_runs, split_dataset, table1_entries, table1_settings
+from diffact.utils.errors import ConfigError, LayerError
+
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+
+
+def test_demo_grid_has_every_model_and_set_and_says_what_cannot_run():
+    entries = {(e.name, e.layer_set): e for e in table1_entries(CONFIG)}
+    t1 = CONFIG["correspondence"]["table1"]
+    singles = [(m, s) for m in t1["models"] for s in t1["layer_sets"]]
+    assert set(singles) <= set(entries)
+    declared = {(m, s) for m, sets in t1.get("unavailable", {}).items() for s in sets}
+    for key in singles:
+        assert entries[key].runs == (key not in declared)
+    combo = entries[("xl-t", "combined")]
+    assert combo.n_models == 3 and combo.paper_method == "Ours-XL-t"
+    # A combination that uses an unavailable part cannot run either, and says which part.
+    assert combo.runs == (not any(part in declared for part in combo.parts))
+    assert not combo.runs and "sdxl-tiny/practical" in combo.unavailable
+    runs = result_runs(CONFIG)
+    assert len(runs) == sum(e.runs for e in entries.values()) * len(t1["methods"]) * len(t1["protocols"])
+    assert split_dataset(CONFIG, "trn") == t1["datasets"]["trn"]
+
+
+def test_substitutes_and_config_errors():
+    config = copy.deepcopy(CONFIG)
+    t1 = config["correspondence"]["table1"]
+    t1["unavailable"] = {}
+    t1["substitutes"] = {"sdxl-tiny": {"practical": "demo-practical"}}
+    entry = find_entry(config, "sdxl-tiny", "practical")
+    assert entry.runs and entry.parts == (("sdxl-tiny", "demo-practical"),) and "demo-practical" in entry.note
+    bad = copy.deepcopy(CONFIG)
+    bad["correspondence"]["table1"]["datasets"]["val"] = "spair"  # a test-split dataset
+    with pytest.raises(ConfigError, match="split 'val'"):
+        table1_settings(bad)
+    bad = copy.deepcopy(CONFIG)
+    bad["correspondence"]["table1"]["models"] = ["sd99"]
+    with pytest.raises(ConfigError, match="sd99"):
+        table1_settings(bad)
+
+
+def test_declared_unavailable_sets_are_exactly_the_ones_the_demo_unets_lack():
+    from diffact.extract.layersets import resolve_set
+    from diffact.models.configs import build_unet
+    from diffact.models.demo import unet_config
+
+    t1 = CONFIG["correspondence"]["table1"]
+    declared = {(m, s) for m, sets in t1.get("unavailable", {}).items() for s in sets}
+    for model in t1["models"]:
+        entry = CONFIG["models"][model]
+        unet = build_unet(unet_config(entry["build"]))  # meta device: structure only
+        for layer_set in t1["layer_sets"]:
+            try:
+                resolve_set(unet, entry["family"], layer_set)
+                resolves = True
+            except LayerError:
+                resolves = False
+            assert resolves == ((model, layer_set) not in declared), (model, layer_set)
