@@ -105,3 +105,14 @@ def test_demo_config_is_validated(tmp_path):
     with pytest.raises(ConfigError, match="kind"):
         make_demo_seg(tmp_path / "x", DemoSegConfig(kind="medium"))
     assert not (tmp_path / "x").exists()
+
+
+def test_class_table_sources_and_conflicts(horse_tree, tmp_path):
+    assert open_ddpmseg(horse_tree, name="Horse-21").info.name == "horse_21"
+    with pytest.raises(DataError, match="21 classes, not the 5"):
+        open_ddpmseg(horse_tree, num_classes=5)
+    _write(tmp_path / "mine" / "real" / "train", "a")
+    _write(tmp_path / "mine" / "real" / "test", "b")
+    (tmp_path / "mine" / "dataset.json").write_text(json.dumps({"num_classes": 3, "class_names": ["x", "y"]}))
+    with pytest.raises(DataError, match=r"dataset\.json.*2 entries"):
+        open_ddpmseg(tmp_path / "mine")

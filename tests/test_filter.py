@@ -3,7 +3,7 @@
 import pytest
 
 from diffact.analysis.filter import filter_report, qualitative_filter
-from diffact.analysis.names import parse_name
+from diffact.analysis.names import forward_sorted, parse_name
 from diffact.data.reference import paper_tables_4_6
 from diffact.extract.layersets import resolve_set
 from diffact.utils.errors import ConfigError, LayerError
@@ -84,3 +84,14 @@ def test_parse_name_parts():
     assert parse_name("mid-vit-out").kind == "vit-out"
     assert parse_name("up-level0-repeat0-vit-block3-out").kind == "block-out"
     assert parse_name("unet-after-conv-in").stage == "unet"
+
+
+def test_forward_key_restores_the_catalog_order(tiny_sd15_unet, tiny_sdxl_unet):
+    from diffact.extract.catalog import walk_unet
+    from diffact.models.control_unet import ControlConfig, ControlUNet, control_catalog
+
+    for unet in (tiny_sd15_unet, tiny_sdxl_unet):
+        names = [a.name for a in walk_unet(unet)]
+        assert forward_sorted(sorted(names)) == names  # stores list layers alphabetically
+    control = [n for n, _ in control_catalog(ControlUNet(ControlConfig()))]
+    assert forward_sorted(sorted(control)) == control

@@ -127,3 +127,59 @@ def test_map_properties_table_over_images():
     assert by_layer["checker"]["granularity"] > by_layer["smooth"]["granularity"]
     assert by_layer["smooth"]["n_images"] == 2 and by_layer["smooth"]["locality_pairs"] == 600
     assert [r["forward_index"] for r in rows] == [0, 1]
+
+
+# ---- the Fig 15 control, the merged table, figure availability -------------------------------------------------
+
+def test_control_unet_trains_captures_and_round_trips(tmp_path):
+    from diffact.models.control_unet import (ControlConfig, capture_activations, control_catalog, load_control,
+                                             noised_images, save_control, train_control)
+
+    config = ControlConfig(num_classes=3, channels=(4, 8), repeats=1, image_size=16, crop=8, steps=3, batch_size=2)
+    images = torch.randn(4, 3, 16, 16, generator=_gen("control-images"))
+    labels = (images[:, 0] > 0).long()
+    model, curve = train_control(images, labels, config)
+    assert len(curve) == 3
+    feats = capture_activations(model, images[:1])
+    assert list(feats) == [n for n, _ in control_catalog(model)]
+    assert feats["down-level0-downsampler-out"].shape == (1, 4, 8, 8)
+    again = capture_activations(load_control(save_control(model, tmp_path / "control")), images[:1])
+    assert all(torch.equal(feats[n], again[n]) for n in feats)
+    noisy = noised_images(images[:1], ["a"], t=50, seed=0, draw=0)
+    assert torch.equal(noisy, noised_images(images[:1], ["a"], t=50, seed=0, draw=0))
+    assert not torch.equal(noisy, noised_images(images[:1], ["a"], t=50, seed=0, draw=1))
+
+
+def test_sd_schedule_alpha_bar_at_t50():
+    from diffact.models.control_unet import scaled_linear_alpha_bar
+
+    # SD's scaled_linear betas (0.00085 → 0.012): ᾱ_50 ≈ 0.952, i.e. little noise at the paper's t = 50.
+    assert scaled_linear_alpha_bar(50) == pytest.approx(0.9516, abs=1e-3)
+    assert scaled_linear_alpha_bar(0) == pytest.approx(1 - 0.00085)
+
+
+def test_merged_table_adds_name_parts_pck_and_filter_verdict():
+    import pandas as pd
+
+    from diffact.analysis.property_runs import merge_property_tables
+
+    names = ["down-level0-repeat0-res-out", "up-level1-repeat0-res-out", "up-level1-repeat0-vit-block0-self-k"]
+    maps = pd.DataFrame({"forward_index": [0, 1, 2], "layer": names, "granularity": [0.5, 0.2, 0.3],
+                         "locality": [0.1, 0.2, 0.6]})
+    noise = pd.DataFrame({"forward_index": [0, 1, 2], "layer": names, "noise_share": [0.8, 0.1, 0.2]})
+    pck = pd.DataFrame({"layer": names, "pck_img@0.10": [0.1, 0.4, 0.3]})
+    table = merge_property_tables({"s": noise}, {"s": maps}, pck, "sd15", "m")
+    assert table["kind"].tolist() == ["res-out", "res-out", "self-k"]
+    assert table["nn_pck"].tolist() == [0.1, 0.4, 0.3]
+    assert table["filter_kept"].tolist() == [False, True, False]
+
+
+def test_figure_availability_lists_missing_weights():
+    from diffact.analysis.availability import ModelInfo, figure_status
+
+    rows = {r["figure"]: r for r in figure_status(
+        [ModelInfo("sd15-tiny", "sd15", "results/models/sd15-tiny", True)], ["seg-simple"], control=True)}
+    assert rows["Fig 12"]["status"] == "unavailable" and "Playground" in rows["Fig 12"]["reason"]
+    assert rows["Fig 14"]["status"] == "unavailable"
+    assert rows["Fig 13"]["status"] == "analogue" and rows["Fig 15"]["status"] == "analogue"
+    assert rows["Fig 3"]["status"] == "unavailable"  # no SDXL-family model in this profile

@@ -12,6 +12,14 @@ from diffact.data.ddpmseg import load_label, open_ddpmseg
 from diffact.extract.store import FeatureStore
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """``--threads`` sets torch's global thread count; give other test modules theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("scarce-cli")

@@ -69,6 +69,42 @@ def parse_name(name: str) -> ActivationName:
                           as_int(parts["block"]), kind)
 
 
+_STAGE_RANK = {"down": 1, "mid": 2, "up": 3}
+_UNET_RANK = {"unet-in": -2, "after-conv-in": -1, "unet-out": 9}
+_RES_RANK = {"res-increment": 0, "res-out": 1}
+# Inside a basic block, the catalog's order (diffact.extract.catalog.BLOCK_KINDS).
+_BLOCK_RANK = {k: i for i, k in enumerate(
+    ("self-q", "self-k", "self-v", "self-map", "cross-q", "cross-map", "ffn-inner", "block-out"))}
+
+
+def forward_key(name: str) -> tuple:
+    """A sort key that puts activation ids in forward-execution order without building the U-Net.
+
+    Feature stores list their layers alphabetically (``meta.json`` is written with sorted keys), so the analyses
+    order layers with this key; it agrees with :func:`diffact.extract.catalog.walk_unet` (tests check both demo
+    layouts and the control U-Net). Within a level: each repeat's ResModule (increment, output), then its ViT
+    (blocks in order, kinds in catalog order, then the ViT output); the level's sampler comes last. The mid block's
+    ViT ``mid-vit`` / ``mid-repeat{R}-vit`` follows ResModule R (0 for ``mid-vit``).
+    """
+    p = parse_name(name)
+    if p.stage == "unet":
+        return (_UNET_RANK[p.kind],)
+    repeat = p.repeat if p.repeat is not None else 0
+    if p.kind in _RES_RANK:
+        inner = (repeat, 0, _RES_RANK[p.kind])
+    elif p.block is not None:
+        inner = (repeat, 1, p.block, _BLOCK_RANK.get(p.kind, len(_BLOCK_RANK)))
+    elif p.kind == "vit-out":
+        inner = (repeat, 2)
+    else:  # down/upsampler: after every repeat of its level
+        inner = (float("inf"),)
+    return (0, _STAGE_RANK[p.stage], p.level if p.level is not None else 0, inner)
+
+
+def forward_sorted(names) -> list[str]:
+    return sorted(names, key=forward_key)
+
+
 def resolution_label(parsed: ActivationName) -> str:
     """Short label of an activation's resolution group, e.g. ``up-level1`` or ``mid``."""
     if parsed.stage in ("mid", "unet"):

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from diffact.analysis.names import parse_name, resolution_label
+from diffact.analysis.names import forward_sorted, parse_name, resolution_label
 from diffact.analysis.properties import DrawMoments, NoiseShareAccumulator, map_properties
 from diffact.utils.errors import ConfigError, DataError
 
@@ -85,7 +85,8 @@ def store_map_properties(store, labels_root: str | Path | None = None, n_images:
     if not image_ids:
         raise DataError(f"{store.root}: the feature store holds no images")
     labels_of, ignore = segmentation_labels(labels_root) if labels_root else (None, 255)
-    names = list(layers) if layers is not None else store.layers
+    # Stores list layers alphabetically: restore the forward order (forward_index is the plots' x axis).
+    names = forward_sorted(layers if layers is not None else store.layers)
     rows = map_properties(lambda image_id, name: store.read_layer(image_id, name), image_ids, names, labels_of,
                           n_pairs=n_pairs, seed=seed, ignore_label=ignore)
     return pd.DataFrame(rows).sort_values("forward_index")

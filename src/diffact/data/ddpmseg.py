@@ -165,42 +165,60 @@ def _split_folder(root: Path) -> Path:
     raise DataError(f"{root}: expected a DDPM-seg dataset folder with real/train and real/test (or train/ and test/)")
 
 
-def _read_dataset_json(root: Path) -> dict | None:
+def _read_dataset_json(root: Path) -> tuple[Path, dict] | None:
     for candidate in (root / "dataset.json", root.parent / "dataset.json"):
         if candidate.is_file():
             try:
-                return json.loads(candidate.read_text())
+                return candidate, json.loads(candidate.read_text())
             except json.JSONDecodeError as err:
                 raise DataError(f"{candidate}: not valid JSON ({err})") from err
     return None
 
 
+def _generic_info(name: str, num_classes: int) -> DatasetInfo:
+    return DatasetInfo(name, num_classes, tuple(f"class{i}" for i in range(num_classes)))
+
+
+def _checked(info: DatasetInfo, num_classes: int | None, where) -> DatasetInfo:
+    if num_classes is not None and num_classes != info.num_classes:
+        raise DataError(f"{where}: {info.name} has {info.num_classes} classes, not the {num_classes} requested")
+    return info
+
+
+def _info_from_json(path: Path, meta: dict, default_name: str) -> DatasetInfo:
+    try:
+        k = int(meta["num_classes"])
+        names = tuple(meta.get("class_names") or (f"class{i}" for i in range(k)))
+        ignore = int(meta.get("ignore_label", IGNORE_LABEL))
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path}: field 'num_classes' (or 'ignore_label') missing or not an integer") from err
+    if len(names) != k:
+        raise DataError(f"{path}: 'class_names' has {len(names)} entries, expected num_classes={k}")
+    return DatasetInfo(str(meta.get("name", default_name)), k, names, meta.get("train_count"),
+                       meta.get("test_count"), ignore, str(meta.get("note", "")))
+
+
 def resolve_info(root: Path, name: str | None = None, num_classes: int | None = None) -> DatasetInfo:
-    """Find the class table: an explicit ``num_classes``, else ``dataset.json``, else the known-dataset table by
-    ``name`` or by folder name (``.../horse_21/real`` → horse_21)."""
-    meta = _read_dataset_json(root)
-    if meta is not None and num_classes is None:
-        path = root / "dataset.json"
-        try:
-            k = int(meta["num_classes"])
-            names = tuple(meta.get("class_names") or (f"class{i}" for i in range(k)))
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path}: field 'num_classes' missing or not an integer") from err
-        if len(names) != k:
-            raise DataError(f"{path}: 'class_names' has {len(names)} entries, expected num_classes={k}")
-        return DatasetInfo(
-            str(meta.get("name", root.name)), k, names, meta.get("train_count"), meta.get("test_count"),
-            int(meta.get("ignore_label", IGNORE_LABEL)), str(meta.get("note", "")),
-        )
-    candidates = [name] if name else [root.name, root.parent.name]
-    for candidate in candidates:
-        info = known_dataset(candidate) if candidate else None
+    """Find the class table, first match wins: an explicit known ``name`` (``horse_21``/``Horse-21``), the
+    ``dataset.json`` beside ``real/``, the folder name (``datasets/horse_21/real`` → horse_21), an explicit
+    ``num_classes``. A given ``num_classes`` must agree with what is found."""
+    if name:
+        info = known_dataset(name)
         if info is not None:
-            if num_classes is not None and num_classes != info.num_classes:
-                raise DataError(f"{root}: {info.name} has {info.num_classes} classes, not --num-classes {num_classes}")
-            return info
+            return _checked(info, num_classes, root)
+        if num_classes is None:
+            raise DataError(f"{root}: unknown dataset name {name!r}; expected one of {', '.join(DDPMSEG_DATASETS)} "
+                            "or give the number of classes")
+        return _generic_info(name, num_classes)
+    found = _read_dataset_json(root)
+    if found is not None:
+        return _checked(_info_from_json(*found, default_name=root.name), num_classes, found[0])
+    for candidate in (root.name, root.parent.name):
+        info = known_dataset(candidate)
+        if info is not None:
+            return _checked(info, num_classes, root)
     if num_classes is not None:
-        return DatasetInfo(name or root.name, num_classes, tuple(f"class{i}" for i in range(num_classes)))
+        return _generic_info(root.name, num_classes)
     raise DataError(
         f"{root}: unknown dataset; name it (one of {', '.join(DDPMSEG_DATASETS)}), pass the number of classes, "
         "or add a dataset.json with 'num_classes'"

@@ -13,18 +13,19 @@ log = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("layers", help="list a model's activations: name, kind, channels, spatial size")
-    p.add_argument("--model", required=True, help="hub id (known ids need no download) or a pipeline folder")
+    p.add_argument("--model", required=True,
+                   help="hub id (known ids need no download) or a pipeline folder (U-Net or PixArt/SD3/Flux DiT)")
     p.add_argument("--resolution", type=int, help="image side in pixels (default: the paper's size / the model's)")
     p.add_argument("--maps", action="store_true", help="include self/cross-attention maps")
     p.add_argument("--set", dest="layer_set", help="only the named layer set (e.g. practical) for --family")
-    p.add_argument("--family", help="layer-set family (default: inferred from the U-Net)")
+    p.add_argument("--family", help="layer-set family (default: inferred from the denoiser)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_layers)
 
     p = subparsers.add_parser("extract", help="extract activations of a dataset into a feature store")
     p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
-    p.add_argument("--family", required=True, help="layer-set family: sd15 or sdxl")
+    p.add_argument("--family", required=True, help="layer-set family: sd15, sdxl (DiTs: pixart, sd3, flux)")
     p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
     p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
     p.add_argument("--dataset-root", required=True)
@@ -46,8 +47,45 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_extract)
 
 
+def _dit_text_tokens(folder: Path) -> int:
+    """Text tokens a DiT pipeline feeds its transformer by default (the cross-map width): the
+    ``max_sequence_length`` default of its ``encode_prompt`` (PixArt-Σ 300, PixArt-α 120, Flux 512), plus
+    the CLIP tokens SD3 concatenates in front of its T5 tokens (77 + 256)."""
+    import inspect
+
+    import diffusers
+
+    index = json.loads((folder / "model_index.json").read_text()) if (folder / "model_index.json").is_file() else {}
+    pipeline = getattr(diffusers, index.get("_class_name", ""), None)
+    param = inspect.signature(pipeline.encode_prompt).parameters.get("max_sequence_length") if pipeline else None
+    tokens = param.default if param is not None and isinstance(param.default, int) else 77
+    if "text_encoder_3" in index:  # SD3: [CLIP-L ⊕ CLIP-G padded] tokens, then T5 tokens
+        tok_cfg = folder / "tokenizer" / "tokenizer_config.json"
+        tokens += int(json.loads(tok_cfg.read_text()).get("model_max_length", 77)) if tok_cfg.is_file() else 77
+    return tokens
+
+
+def _dit_for_listing(folder: Path):
+    """A supported DiT transformer on the meta device from a pipeline folder's transformer/config.json."""
+    import torch
+
+    import diffusers
+
+    from diffact.extract.catalog_dit import DIT_WALKERS
+
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    name = config.get("_class_name", "")
+    if name not in DIT_WALKERS:
+        raise ModelError(f"{folder}: unsupported transformer class {name or '?'} "
+                         f"(supported: UNet2DConditionModel, {', '.join(DIT_WALKERS)})")
+    cls = getattr(diffusers, name)
+    with torch.device("meta"):
+        return cls.from_config(cls.load_config(folder, subfolder="transformer"))
+
+
 def _unet_for_listing(model: str):
-    """A U-Net on the meta device for a known hub id or a local pipeline folder (no weights are read)."""
+    """The denoiser on the meta device for a known hub id or a local pipeline folder (no weights are read):
+    a U-Net, or a supported DiT (PixArt, SD3, Flux) for a folder with transformer/config.json."""
     from diffusers import UNet2DConditionModel
 
     from diffact.models.configs import build_unet, reference_unet_config
@@ -56,12 +94,16 @@ def _unet_for_listing(model: str):
     text_tokens, vae_factor = 77, 8
     if config is None:
         folder = Path(model)
-        if not (folder / "unet" / "config.json").is_file():
-            raise ModelError(f"{model}: neither a known hub id nor a pipeline folder with unet/config.json")
-        config = UNet2DConditionModel.load_config(folder, subfolder="unet")
+        dit = not (folder / "unet" / "config.json").is_file() and (folder / "transformer" / "config.json").is_file()
+        if not dit and not (folder / "unet" / "config.json").is_file():
+            raise ModelError(f"{model}: neither a known hub id nor a pipeline folder with unet/config.json "
+                             "or transformer/config.json")
         vae_cfg = folder / "vae" / "config.json"
         if vae_cfg.is_file():
             vae_factor = 2 ** (len(json.loads(vae_cfg.read_text())["block_out_channels"]) - 1)
+        if dit:
+            return _dit_for_listing(folder), _dit_text_tokens(folder), vae_factor
+        config = UNet2DConditionModel.load_config(folder, subfolder="unet")
         tok_cfg = folder / "tokenizer" / "tokenizer_config.json"
         if tok_cfg.is_file():
             text_tokens = int(json.loads(tok_cfg.read_text()).get("model_max_length", 77))
@@ -69,16 +111,21 @@ def _unet_for_listing(model: str):
 
 
 def cmd_layers(args) -> int:
-    from diffact.extract.catalog import MAP_KINDS, catalog
+    from diffact.extract.catalog import MAP_KINDS
+    from diffact.extract.catalog_dit import walk_model
     from diffact.extract.layersets import resolve_set
     from diffact.models.loading import unet_family
 
     unet, text_tokens, vae_factor = _unet_for_listing(args.model)
-    resolution = args.resolution or unet.config.sample_size * vae_factor
+    # FluxTransformer2DModel has no sample_size; FluxPipeline's default is 128 latents (1024 px).
+    resolution = args.resolution or unet.config.get("sample_size", 128) * vae_factor
     if resolution % vae_factor:
         raise ConfigError(f"--resolution {resolution} is not a multiple of the VAE factor {vae_factor}")
     latent = (resolution // vae_factor,) * 2
-    entries = catalog(unet, include_maps=args.maps)
+    entries = [a for a in walk_model(unet) if args.maps or a.kind not in MAP_KINDS]
+    patch = max((a.patch for a in entries), default=1)
+    if latent[0] % patch:
+        raise ConfigError(f"--resolution {resolution}: latent {latent[0]} is not a multiple of the patch size {patch}")
     if args.layer_set:
         keep = set(resolve_set(unet, args.family or unet_family(unet), args.layer_set))
         entries = [a for a in entries if a.name in keep or (args.maps and a.kind in MAP_KINDS and a.name in keep)]
@@ -100,7 +147,7 @@ def cmd_extract(args) -> int:
     from diffact.extract.pipeline import ExtractionSettings
     from diffact.extract.run import extract_to_store, store_settings
     from diffact.extract.store import settings_key
-    from diffact.models.loading import load_pipeline
+    from diffact.models.loading import denoiser, load_pipeline
 
     extraction = ExtractionSettings(t=args.t, prompt=args.prompt, image_size=args.image_size,
                                     noise_seed=args.noise_seed, ensemble=args.ensemble, vae_mode=args.vae_mode,
@@ -114,7 +161,7 @@ def cmd_extract(args) -> int:
         raise ConfigError(f"--out {args.out} does not end with the settings key {key}")
     images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset)
     pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
-    layers = resolve_layers_arg(pipe.unet, args.family, args.layers)
+    layers = resolve_layers_arg(denoiser(pipe), args.family, args.layers)
     store = extract_to_store(pipe, layers, images, args.out, settings, extraction, batch_size=args.batch_size,
                              storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit)
     log.info("wrote %d shards × %d layers to %s (key %s)", len(images), len(layers), store.root, store.key)

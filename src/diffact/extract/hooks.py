@@ -1,9 +1,11 @@
-"""Capture activations of a stock diffusers U-Net with forward hooks and, for attention maps only, a
+"""Capture activations of a stock diffusers U-Net or DiT with forward hooks and, for attention maps only, a
 map-capturing attention processor. No diffusers file is edited (paper_spec §3 lists what the paper's
 code patched and the hook that replaces each patch).
 
 Every captured tensor is returned as B×C×H×W. Token tensors (B×N×C inside a ViT) are reshaped with the
-H, W that the enclosing ``Transformer2DModel`` actually received (recorded by a pre-hook), not sqrt(N).
+H, W that the enclosing ``Transformer2DModel`` (in a DiT: the whole transformer) actually received
+(recorded by a pre-hook; see ``catalog_dit.input_grid``), not sqrt(N). In a DiT the image tokens may be part
+of a joint [image; text] sequence or of a tuple output; ``catalog_dit.DiTActivation`` says which part.
 Attention maps are averaged over heads (as the paper's AttentionStore, §2.5) and laid out so that each
 query pixel's feature is its attention distribution over the keys: B×K×H×W.
 """
@@ -17,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from diffact.extract.catalog import AGGREGATE_KIND, MAP_KINDS, Activation, walk_all
+from diffact.extract.catalog_dit import dit_map_processor, image_part, input_grid, is_unet, map_part, walk_model
 from diffact.utils.errors import LayerError
 
 
@@ -77,19 +80,22 @@ def _tokens_to_map(tokens: torch.Tensor, hw: tuple[int, int], name: str) -> torc
     return tokens.transpose(1, 2).reshape(b, c, h, w)
 
 
-def _output_tensor(output) -> torch.Tensor:
+def _output_tensor(output, index: int = 0) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     if hasattr(output, "sample"):
         return output.sample
-    return output[0]
+    return output[index]
 
 
 def resolve_layers(unet: nn.Module, names: Iterable[str]) -> list[Activation]:
-    """Catalog entries for ``names`` in forward order; unknown names raise LayerError with suggestions."""
+    """Catalog entries for ``names`` in forward order; unknown names raise LayerError with suggestions.
+
+    ``unet`` is the denoiser: a U-Net (catalog + aggregated maps) or a supported DiT (its catalog).
+    """
     from diffact.extract.layersets import unknown_layer_error
 
-    by_name = {a.name: a for a in walk_all(unet)}
+    by_name = {a.name: a for a in (walk_all(unet) if is_unet(unet) else walk_model(unet))}
     wanted = list(dict.fromkeys(names))
     missing = [n for n in wanted if n not in by_name]
     if missing:
@@ -132,11 +138,16 @@ class ActivationCapture:
     # ---- storage -------------------------------------------------------------------------------
     def _store(self, act: Activation, tensor: torch.Tensor) -> None:
         tensor = tensor.detach()
+        span = getattr(act, "span", "all")  # DiT joint sequences: where the image tokens are
         if act.kind in MAP_KINDS:
             hw = self._grid_hw[act.grid]
-            tensor = _tokens_to_map(tensor.float().mean(dim=1), hw, act.name)  # head-mean: (B, Nq, Nk) → B×Nk×H×W
+            probs = tensor.float().mean(dim=1)  # head-mean: (B, Nq, Nk)
+            if span != "all":
+                probs = map_part(probs, hw[0] * hw[1], span, act.kind)
+            tensor = _tokens_to_map(probs, hw, act.name)  # → B×Nk×H×W
         elif act.tokens:
-            tensor = _tokens_to_map(tensor, self._grid_hw[act.grid], act.name)
+            hw = self._grid_hw[act.grid]
+            tensor = _tokens_to_map(image_part(tensor, hw[0] * hw[1], span), hw, act.name)
         self.features[act.name] = tensor
         if self.early_exit and len(self.features) == len(self.activations) + len(self._hidden):
             raise StopForward
@@ -146,7 +157,7 @@ class ActivationCapture:
         module = self.unet.get_submodule(act.module)
 
         def hook(_module, _inputs, output, act=act):
-            self._store(act, _output_tensor(output))
+            self._store(act, _output_tensor(output, getattr(act, "output", 0)))
 
         self._handles.append(module.register_forward_hook(hook))
 
@@ -162,28 +173,37 @@ class ActivationCapture:
         module = self.unet.get_submodule(path)
 
         def pre_hook(_module, args, kwargs, path=path):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            self._grid_hw[path] = (hidden.shape[-2] // patch, hidden.shape[-1] // patch)
+            self._grid_hw[path] = input_grid(args, kwargs, patch)
 
         self._handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
 
-    def _install_map_processor(self, act: Activation) -> None:
-        attn = self.unet.get_submodule(act.module)
+    def _install_map_processor(self, acts: list[Activation]) -> None:
+        """One processor per attention module, feeding every requested map of it (a DiT's joint attention
+        gives both the self- and the cross-map)."""
+        attn = self.unet.get_submodule(acts[0].module)
+
+        def sink(probs, acts=acts):
+            for act in acts:
+                self._store(act, probs)
+
         self._saved_processors[attn] = attn.processor
-        attn.set_processor(MapCaptureProcessor(lambda probs, act=act: self._store(act, probs)))
+        attn.set_processor(dit_map_processor(attn, sink) or MapCaptureProcessor(sink))
 
     def __enter__(self) -> "ActivationCapture":
         self.features = {}
         hooked = [a for a in [*self.activations, *self._hidden.values()] if a.kind != AGGREGATE_KIND]
         for grid, patch in {(a.grid, a.patch) for a in hooked if a.tokens}:
             self._record_grid(grid, patch)
+        maps: dict[str, list[Activation]] = {}
         for act in hooked:
             if act.kind == "unet-in":
                 self._hook_input(act)
             elif act.kind in MAP_KINDS:
-                self._install_map_processor(act)
+                maps.setdefault(act.module, []).append(act)
             else:
                 self._hook_output(act)
+        for acts in maps.values():
+            self._install_map_processor(acts)
         return self
 
     def _compute_aggregates(self) -> None:

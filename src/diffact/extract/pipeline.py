@@ -4,6 +4,12 @@ Image in [-1, 1] → VAE encode (latent ``sample`` with a seeded generator, or t
 factor → forward-noise to timestep t with seeded Gaussian noise → ONE U-Net pass with the prompt
 embedding (no classifier-free guidance) → the hooked activations. Nothing is denoised.
 
+DiT pipelines (``pipe.transformer``: PixArt, SD3, Flux) follow the same recipe with their own
+conditioning (PixArt: T5 embeddings + attention mask; SD3: + pooled projections; Flux: + pooled
+projections, positional ids, guidance 3.5 for guidance-distilled models), their VAE's ``shift_factor``,
+and, for flow-matching schedulers, ``scale_noise`` (x_t = σ·noise + (1−σ)·x_0) at the grid timestep
+instead of ``add_noise``; Flux's latents are packed 2×2 into tokens as FluxPipeline does.
+
 Every random draw is seeded per image id (not per batch position), so a resumed or re-batched
 extraction gives the same features as an uninterrupted one.
 """
@@ -17,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from diffact.extract.catalog_dit import dit_family
 from diffact.extract.hooks import ActivationCapture
 from diffact.utils.errors import ConfigError
 from diffact.utils.seeding import torch_generator
@@ -57,19 +64,30 @@ class ExtractionSettings:
         return asdict(self)
 
 
-def grid_timestep(scheduler, t: int) -> int:
+# Flux-dev's default guidance_scale (FluxPipeline); fed to guidance-distilled transformers only.
+FLUX_GUIDANCE = 3.5
+
+
+def is_flow_matching(scheduler) -> bool:
+    """Flow-matching schedulers (SD3, Flux) noise with ``scale_noise``, not ``add_noise``."""
+    return hasattr(scheduler, "scale_noise")
+
+
+def grid_timestep(scheduler, t: int, **set_timesteps_kwargs) -> int | float:
     """The timestep the paper's code actually uses for ``t`` (paper_spec §2.1 step 1).
 
     The code calls ``set_timesteps(1000)`` and img2img's ``get_timesteps(1000, strength=t/1000)``, i.e. the
-    1000-step grid at index 1000−t; depending on the scheduler's spacing this is t or t±1.
+    1000-step grid at index 1000−t; depending on the scheduler's spacing this is t or t±1. Flow-matching
+    schedulers (whose img2img pipelines use the same rule) keep their float timestep σ·1000, which
+    ``scale_noise`` must find exactly in the schedule; ``set_timesteps_kwargs`` carries Flux's ``mu``.
     """
     train_steps = scheduler.config.num_train_timesteps
     if not 0 < t <= train_steps:
         raise ConfigError(f"timestep t={t} outside the scheduler's range 1..{train_steps}")
     grid = copy.deepcopy(scheduler)
-    grid.set_timesteps(train_steps)
+    grid.set_timesteps(train_steps, **set_timesteps_kwargs)
     start = max(train_steps - t, 0) * getattr(grid, "order", 1)
-    return int(grid.timesteps[start])
+    return float(grid.timesteps[start]) if is_flow_matching(scheduler) else int(grid.timesteps[start])
 
 
 @dataclass
@@ -87,21 +105,60 @@ class DiffusionFeatureExtractor:
     early_exit: bool = True
 
     def __post_init__(self):
-        self.unet = self.pipe.unet
+        from diffact.models.loading import denoiser
+
+        unet = getattr(self.pipe, "unet", None)
+        self.unet = unet if unet is not None else denoiser(self.pipe)  # the denoiser; pipe.transformer for a DiT
+        self.family = dit_family(self.unet)  # None for U-Nets
         self.device = self.unet.device
         self.dtype = self.unet.dtype
         self.layers = ActivationCapture(self.unet, self.layers).activations  # validates names, forward order
         self.layer_names = [a.name for a in self.layers]
         self.scheduler = copy.deepcopy(self.pipe.scheduler)
-        self.timestep = grid_timestep(self.scheduler, self.settings.t)
-        self.scheduler.set_timesteps(self.scheduler.config.num_train_timesteps)
+        self.flow = is_flow_matching(self.scheduler)
+        shift = self._timestep_shift()
+        self.timestep = grid_timestep(self.scheduler, self.settings.t, **shift)
+        self.scheduler.set_timesteps(self.scheduler.config.num_train_timesteps, **shift)
         self._text = self._encode_prompt(self.settings.prompt)
         log.info("extracting %d activations at t=%d (grid timestep %d)", len(self.layer_names), self.settings.t,
                  self.timestep)
 
+    def _timestep_shift(self) -> dict:
+        """Flux's resolution-dependent schedule shift ``mu`` (FluxPipeline's rule), for dynamic shifting."""
+        if not self.scheduler.config.get("use_dynamic_shifting", False):
+            return {}
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+        side = self.settings.image_size // getattr(self.pipe, "vae_scale_factor", 8) // 2
+        config = self.scheduler.config
+        return {"mu": calculate_shift(side * side, config.get("base_image_seq_len", 256),
+                                      config.get("max_image_seq_len", 4096), config.get("base_shift", 0.5),
+                                      config.get("max_shift", 1.15))}
+
     # ---- conditioning ----------------------------------------------------------------------------
     @torch.no_grad()
     def _encode_prompt(self, prompt: str) -> dict:
+        if self.family == "pixart":
+            embeds, mask, *_ = self.pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
+                                                       num_images_per_prompt=1, device=self.device)
+            size = self.settings.image_size
+            extra = {"resolution": None, "aspect_ratio": None}
+            if getattr(self.unet, "use_additional_conditions", False):  # PixArt-α 1024 (PixArtAlphaPipeline's rule)
+                extra = {"resolution": torch.tensor([[size, size]], dtype=embeds.dtype, device=self.device),
+                         "aspect_ratio": torch.tensor([[1.0]], dtype=embeds.dtype, device=self.device)}
+            return {"encoder_hidden_states": embeds, "encoder_attention_mask": mask, "added_cond_kwargs": extra}
+        if self.family == "sd3":
+            embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None,
+                                                           device=self.device, num_images_per_prompt=1,
+                                                           do_classifier_free_guidance=False)
+            return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+        if self.family == "flux":
+            embeds, pooled, text_ids = self.pipe.encode_prompt(prompt=prompt, prompt_2=None, device=self.device,
+                                                               num_images_per_prompt=1)
+            cond = {"encoder_hidden_states": embeds, "pooled_projections": pooled, "txt_ids": text_ids}
+            if self.unet.config.guidance_embeds:
+                cond["guidance"] = torch.full([1], FLUX_GUIDANCE, dtype=torch.float32, device=self.device)
+            return cond
         encoded = self.pipe.encode_prompt(prompt=prompt, device=self.device, num_images_per_prompt=1,
                                           do_classifier_free_guidance=False)
         cond = {"encoder_hidden_states": encoded[0]}
@@ -113,10 +170,18 @@ class DiffusionFeatureExtractor:
         return cond
 
     def _batched_cond(self, batch: int) -> dict:
-        cond = {"encoder_hidden_states": self._text["encoder_hidden_states"].expand(batch, -1, -1)}
-        if "added_cond_kwargs" in self._text:
-            extra = self._text["added_cond_kwargs"]
-            cond["added_cond_kwargs"] = {k: v.expand(batch, *v.shape[1:]) for k, v in extra.items()}
+        """The prompt conditioning repeated over the batch (Flux's positional ids have no batch axis)."""
+        def expand(v):
+            return v if v is None else v.expand(batch, *v.shape[1:])
+
+        cond = {}
+        for key, value in self._text.items():
+            if key == "txt_ids":
+                cond[key] = value
+            elif isinstance(value, dict):
+                cond[key] = {k: expand(v) for k, v in value.items()}
+            else:
+                cond[key] = expand(value)
         return cond
 
     # ---- the recipe ------------------------------------------------------------------------------
@@ -137,18 +202,38 @@ class DiffusionFeatureExtractor:
             latents = dist.mean + dist.std * eps
         if upcast:
             vae.to(self.dtype)
+        shift = vae.config.get("shift_factor")  # SD3 / Flux VAEs: (z − shift) · scale
+        if shift is not None:
+            latents = latents - shift
         return (latents * vae.config.scaling_factor).to(self.dtype)
 
     @torch.no_grad()
     def _one_draw(self, latents: torch.Tensor, image_ids: Sequence[str], draw: int) -> dict[str, torch.Tensor]:
         noise = torch.stack([torch.randn(latents.shape[1:], generator=torch_generator(self.settings.noise_seed, "noise", i, draw))
                              for i in image_ids]).to(latents)
-        t = torch.full((latents.shape[0],), self.timestep, dtype=torch.long, device=self.device)
-        noisy = self.scheduler.add_noise(latents, noise, t)
-        model_in = self.scheduler.scale_model_input(noisy, self.timestep)
-        cond = self._batched_cond(latents.shape[0])
+        batch = latents.shape[0]
+        cond = self._batched_cond(batch)
+        if self.flow:  # x_t = σ·noise + (1−σ)·x_0 at the grid timestep σ·1000
+            t = torch.full((batch,), self.timestep, dtype=self.scheduler.timesteps.dtype, device=self.device)
+            model_in = self.scheduler.scale_noise(latents, t, noise)
+        else:
+            t = torch.full((batch,), self.timestep, dtype=torch.long, device=self.device)
+            noisy = self.scheduler.add_noise(latents, noise, t)
+            model_in = self.scheduler.scale_model_input(noisy, self.timestep)
+        if self.family is None:
+            forward = lambda: self.unet(model_in, t, return_dict=False, **cond)  # noqa: E731
+        elif self.family == "flux":
+            h, w = model_in.shape[-2:]
+            if h % 2 or w % 2:
+                raise ConfigError(f"Flux packs 2×2 latent patches; latent {h}×{w} is odd (change image_size)")
+            packed = self.pipe._pack_latents(model_in, batch, model_in.shape[1], h, w)
+            img_ids = self.pipe._prepare_latent_image_ids(batch, h // 2, w // 2, self.device, model_in.dtype)
+            forward = lambda: self.unet(hidden_states=packed, timestep=t.to(model_in.dtype) / 1000,  # noqa: E731
+                                        img_ids=img_ids, return_dict=False, **cond)
+        else:  # PixArt, SD3: B×C×H×W latents, the timestep on the 1000 grid
+            forward = lambda: self.unet(hidden_states=model_in, timestep=t, return_dict=False, **cond)  # noqa: E731
         with ActivationCapture(self.unet, self.layer_names, early_exit=self.early_exit) as cap:
-            return cap.run(lambda: self.unet(model_in, t, return_dict=False, **cond))
+            return cap.run(forward)
 
     def __call__(self, images: torch.Tensor, image_ids: Sequence[str]) -> dict[str, torch.Tensor]:
         """Features of a batch: name → B×C×h×w float32 CPU tensors, averaged over ``ensemble`` draws."""

@@ -1,7 +1,9 @@
 """Load a diffusion pipeline the same way for every user: ``from_pretrained(hub id or local folder)``.
 
 The demo's tiny models are saved with ``save_pretrained`` and go through exactly this code, as real
-weights (e.g. ``stable-diffusion-v1-5/stable-diffusion-v1-5``) do.
+weights (e.g. ``stable-diffusion-v1-5/stable-diffusion-v1-5``) do. Supported denoisers: a
+``UNet2DConditionModel`` (``pipe.unet``) or a DiT whose class ``extract.catalog_dit`` walks
+(``pipe.transformer``: PixArt-α/Σ, SD3/SD3.5, Flux); :func:`denoiser` returns it.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def load_pipeline(ref: str, dtype: str = "float32", device: str = "auto", revisi
             raise ModelError(f"model folder {ref} does not exist (expected a diffusers pipeline folder or a hub id)")
         if not (path / "model_index.json").is_file():
             raise ModelError(f"{ref}: no model_index.json; not a diffusers pipeline folder")
-        if not any((path / "unet").glob("*.safetensors")) and not any((path / "unet").glob("*.bin")):
-            raise ModelError(f"{ref}/unet: no weights (*.safetensors or *.bin); the model folder is incomplete")
+        part = "transformer" if (path / "transformer").is_dir() and not (path / "unet").is_dir() else "unet"
+        if not any((path / part).glob("*.safetensors")) and not any((path / part).glob("*.bin")):
+            raise ModelError(f"{ref}/{part}: no weights (*.safetensors or *.bin); the model folder is incomplete")
     kwargs = {"torch_dtype": torch_dtype(dtype)}
     if revision:
         kwargs["revision"] = revision
@@ -63,9 +66,7 @@ def load_pipeline(ref: str, dtype: str = "float32", device: str = "auto", revisi
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load model {ref!r}: neither a complete local folder nor a cached/reachable hub "
                          f"model ({type(err).__name__}: {str(err).splitlines()[0]})") from err
-    if not hasattr(pipe, "unet") or type(pipe.unet).__name__ != "UNet2DConditionModel":
-        raise ModelError(f"{ref}: unsupported model class {type(pipe).__name__} "
-                         "(expected a pipeline with a UNet2DConditionModel)")
+    denoiser(pipe, where=ref)  # raises ModelError for unsupported pipelines
     pipe.set_progress_bar_config(disable=True)
     target = pick_device(device)
     pipe.to(target)
@@ -73,6 +74,29 @@ def load_pipeline(ref: str, dtype: str = "float32", device: str = "auto", revisi
     return pipe
 
 
+def denoiser(pipe, where: str | None = None):
+    """The network whose activations are extracted: ``pipe.unet`` (a UNet2DConditionModel) or
+    ``pipe.transformer`` (a supported DiT); ModelError naming the classes otherwise."""
+    from diffact.extract.catalog_dit import DIT_WALKERS
+
+    unet = getattr(pipe, "unet", None)
+    if unet is not None and type(unet).__name__ == "UNet2DConditionModel":
+        return unet
+    transformer = getattr(pipe, "transformer", None)
+    if transformer is not None and type(transformer).__name__ in DIT_WALKERS:
+        return transformer
+    found = next((type(m).__name__ for m in (unet, transformer) if m is not None), "none")
+    raise ModelError(f"{where or 'pipeline'}: unsupported model class {type(pipe).__name__} with denoiser {found} "
+                     f"(expected a pipeline with a UNet2DConditionModel or a transformer of class "
+                     f"{', '.join(DIT_WALKERS)})")
+
+
 def unet_family(unet) -> str:
-    """``sdxl`` for text_time-conditioned U-Nets (SDXL, Playground v2), else ``sd15`` (SD1.5 / SD2.1 layout)."""
+    """Layer-set family of a denoiser: ``sdxl`` for text_time-conditioned U-Nets (SDXL, Playground v2),
+    ``sd15`` for other U-Nets (SD1.5 / SD2.1 layout), ``pixart`` / ``sd3`` / ``flux`` for DiTs."""
+    from diffact.extract.catalog_dit import dit_family
+
+    family = dit_family(unet)
+    if family:
+        return family
     return "sdxl" if unet.config.get("addition_embed_type") == "text_time" else "sd15"

@@ -1,0 +1,101 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: diffact
+#     language: python
+#     name: diffact
+# ---
+
+# %% [markdown]
+# # Figure 3 analogue: the three universal properties on one image (paper §4, Fig 3)
+# (a) **asymmetric diffusion noise**: PCA → RGB maps of inter-module activations along the forward order
+# (down → mid → up), titled with their noise share; (b) **in-resolution granularity change**: the consecutive
+# inter-module activations of one up-stage resolution, titled with their granularity; (c) **locality without
+# positional embeddings**: self-attention q/k vs cross-attention q vs block output of one ViT block, PCA maps and
+# the cosine similarity of every pixel to one point on the object's boundary (the paper's orange circle), titled
+# with their locality. Reads `results/` only.
+
+# %% tags=["parameters"]
+table = "results/properties/sd15-tiny/properties.csv"
+store = "results/features/seg-simple/sd15-tiny/screen-000000000000"
+labels_root = "results/data/seg-simple"
+image_index = 0
+max_columns = 8
+out_stem = "paper_figures/fig03_properties_sd15-tiny"
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from diffact.analysis.names import forward_sorted, parse_name
+from diffact.analysis.plots import (inter_module_along, per_layer, query_point, resolution_members,
+                                    similarity_map, up_levels_with_vits)
+from diffact.analysis.properties import resize_labels
+from diffact.analysis.property_runs import segmentation_labels
+from diffact.extract.store import FeatureStore
+from diffact.viz import theme
+from diffact.viz.pca import pca_rgb
+
+theme.apply()
+numbers = per_layer(pd.read_csv(table)).set_index("layer")
+fs = FeatureStore.open(store)
+layers = forward_sorted(fs.layers)
+image_id = fs.image_ids()[image_index]
+labels_of, _ = segmentation_labels(labels_root)
+labels = labels_of(image_id)
+
+
+def evenly(names, k):
+    """At most k names, evenly spread, first and last kept."""
+    if len(names) <= k:
+        return list(names)
+    return [names[i] for i in np.linspace(0, len(names) - 1, k).round().astype(int)]
+
+
+def short(name):
+    return name.replace("-repeat", " r").replace("-vit-block", " b").replace("-level", " L")
+
+
+# %% [markdown]
+# Which activations: (a) the output of each resolution along the forward order; (b) every inter-module
+# activation of the lowest-resolution up-level that has ViTs; (c) block 0 of the middle ViT of that level.
+
+# %%
+row_a = evenly(inter_module_along(layers), max_columns)
+vit_level = up_levels_with_vits(layers)[0]
+row_b = evenly(resolution_members(layers, "up", vit_level, ("res-out", "vit-out", "upsampler-out")), max_columns)
+repeats = sorted({parse_name(n).repeat for n in layers if parse_name(n).stage == "up" and parse_name(n).level == vit_level
+                  and parse_name(n).block is not None})
+prefix = f"up-level{vit_level}-repeat{repeats[len(repeats) // 2]}-vit-block0"
+row_c = [n for n in (f"{prefix}-self-q", f"{prefix}-self-k", f"{prefix}-cross-q", f"{prefix}-out") if n in layers]
+
+feats = fs.read(image_id, sorted(set(row_a + row_b + row_c)))
+size = max(t.shape[-1] for t in feats.values())
+n_cols = max(len(row_a), len(row_b), 2 * len(row_c))
+fig, axes = plt.subplots(3, n_cols, figsize=(1.5 * n_cols, 5.4), squeeze=False)
+for ax in axes.flat:
+    ax.axis("off")
+for col, name in enumerate(row_a):
+    axes[0, col].imshow(pca_rgb(feats[name], size), interpolation="nearest")
+    axes[0, col].set_title(f"{short(name)}\nnoise {numbers.loc[name, 'noise_share']:.2f}", fontsize=6)
+for col, name in enumerate(row_b):
+    axes[1, col].imshow(pca_rgb(feats[name], size), interpolation="nearest")
+    axes[1, col].set_title(f"{short(name)}\ngran. {numbers.loc[name, 'granularity']:.2f}", fontsize=6)
+for i, name in enumerate(row_c):
+    feature = feats[name]
+    small = resize_labels(labels, *feature.shape[1:])
+    y, x = query_point(small)
+    axes[2, 2 * i].imshow(pca_rgb(feature, size), interpolation="nearest")
+    axes[2, 2 * i].set_title(f"{parse_name(name).kind}\nlocality {numbers.loc[name, 'locality']:.2f}", fontsize=6)
+    sim = similarity_map(feature, (y, x))
+    axes[2, 2 * i + 1].imshow(sim, cmap="magma", vmin=-1, vmax=1, interpolation="nearest")
+    axes[2, 2 * i + 1].scatter([x], [y], s=30, facecolors="none", edgecolors="orange", linewidths=1.5)
+    axes[2, 2 * i + 1].set_title("similarity to ○", fontsize=6)
+for row, text in enumerate(("(a) noise along the forward order", f"(b) granularity in up-level{vit_level}",
+                            f"(c) locality in {short(prefix)}")):
+    axes[row, 0].text(-0.1, 0.5, text, transform=axes[row, 0].transAxes, rotation=90, ha="right", va="center", fontsize=7)
+fig.suptitle(f"{numbers['model'].iloc[0]} — {image_id}", fontsize=9)
+theme.save(fig, out_stem)

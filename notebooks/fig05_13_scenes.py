@@ -1,0 +1,76 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: diffact
+#     language: python
+#     name: diffact
+# ---
+
+# %% [markdown]
+# # Figures 5–13 analogue: the properties on other scenes and models (paper §4.4, App. A)
+# The paper repeats Figure 3 on simple/complex, indoor/outdoor photos with SDXL (Figs 5–11), with Playground v2
+# (Fig 12) and with SDv1.5 (Fig 13). Here: every configured scene (demo: a simple one-object scene and a complex
+# room-like scene), a few images each, PCA → RGB maps of the inter-module activations along the forward order.
+# Reads `results/` only.
+
+# %% tags=["parameters"]
+stores = ["results/features/seg-simple/sd15-tiny/screen-000000000000"]
+scenes = ["seg-simple"]
+model = "sd15-tiny"
+images_per_scene = 2
+max_columns = 10
+out_stem = "paper_figures/fig05_13_scenes_sd15-tiny"
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from diffact.analysis.names import forward_sorted
+from diffact.analysis.plots import inter_module_along
+from diffact.data.images import load_rgb
+from diffact.extract.store import FeatureStore
+from diffact.viz import theme
+from diffact.viz.pca import pca_rgb
+
+theme.apply()
+opened = [FeatureStore.open(s) for s in stores]
+layers = inter_module_along(forward_sorted(opened[0].layers), per_resolution=2)
+if len(layers) > max_columns:
+    layers = [layers[i] for i in np.linspace(0, len(layers) - 1, max_columns).round().astype(int)]
+
+
+def image_path(fs, image_id):
+    """The input image of a store shard (DDPM-seg layout: <root>/real/<split>/<stem>.png)."""
+    root = Path(fs.settings["dataset"]["root"])
+    split, _, stem = image_id.rpartition("/")
+    for candidate in (root / "real" / split, root / split):
+        hits = sorted(candidate.glob(f"{stem}.*")) if candidate.is_dir() else []
+        hits = [p for p in hits if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+        if hits:
+            return hits[0]
+    return None
+
+
+# %%
+rows = [(scene, fs, image_id) for scene, fs in zip(scenes, opened) for image_id in fs.image_ids()[:images_per_scene]]
+fig, axes = plt.subplots(len(rows), len(layers) + 1, figsize=(1.35 * (len(layers) + 1), 1.5 * len(rows)), squeeze=False)
+for r, (scene, fs, image_id) in enumerate(rows):
+    feats = fs.read(image_id, layers)
+    size = max(t.shape[-1] for t in feats.values())
+    path = image_path(fs, image_id)
+    if path is not None:
+        axes[r, 0].imshow(load_rgb(path))
+    axes[r, 0].set_ylabel(f"{scene}\n{image_id}", fontsize=6)
+    for c, name in enumerate(layers, start=1):
+        axes[r, c].imshow(pca_rgb(feats[name], size), interpolation="nearest")
+        if r == 0:
+            axes[r, c].set_title(name.replace("-repeat", "\nrepeat").replace("-level", " L"), fontsize=5.5)
+for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle(f"{model}: inter-module activations along the forward order (down → mid → up)", fontsize=9)
+theme.save(fig, out_stem)

@@ -1,0 +1,72 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: diffact
+#     language: python
+#     name: diffact
+# ---
+
+# %% [markdown]
+# # Figure 15 analogue: a conventional U-Net, where the properties should be hardly observed (paper App. A)
+# The control is a residual U-Net trained briefly as a pixel classifier (`diffact.models.control_unet`), analysed
+# with exactly the same functions as the diffusion U-Nets: its input gets the same forward noise as theirs at
+# timestep t (P1), its maps the same granularity (P2) and locality (P3) measures. Top: PCA maps of its
+# inter-module activations along the forward order. Bottom: the three numbers along the (normalised) forward
+# order, control vs diffusion models. Reads `results/` only.
+
+# %% tags=["parameters"]
+control = "results/properties/control-unet/properties.csv"
+tables = ["results/properties/sd15-tiny/properties.csv"]
+store = "results/properties/control-unet/seg-simple/store"
+image_index = 0
+max_columns = 10
+out_stem = "paper_figures/fig15_control"
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from diffact.analysis.names import forward_sorted
+from diffact.analysis.plots import inter_module_along, per_layer
+from diffact.extract.store import FeatureStore
+from diffact.viz import theme
+from diffact.viz.pca import pca_rgb
+
+theme.apply()
+layers = pd.concat([per_layer(pd.read_csv(t)) for t in [control, *tables]], ignore_index=True)
+inter = layers[layers["group"] == "inter-module"].copy()
+inter["position"] = inter.groupby("model")["forward_index"].transform(lambda s: (s - s.min()) / max(s.max() - s.min(), 1))
+fs = FeatureStore.open(store)
+shown = inter_module_along(forward_sorted(fs.layers), per_resolution=2)
+if len(shown) > max_columns:
+    shown = [shown[i] for i in np.linspace(0, len(shown) - 1, max_columns).round().astype(int)]
+image_id = fs.image_ids()[image_index]
+feats = fs.read(image_id, shown)
+size = max(t.shape[-1] for t in feats.values())
+
+# %%
+fig = plt.figure(figsize=(max(12, 1.3 * len(shown)), 6.2))
+grid = fig.add_gridspec(2, max(len(shown), 3), height_ratios=[1, 1.6])
+control_numbers = layers[layers["model"] == layers["model"].iloc[0]].set_index("layer")
+for col, name in enumerate(shown):
+    ax = fig.add_subplot(grid[0, col])
+    ax.imshow(pca_rgb(feats[name], size), interpolation="nearest")
+    ax.set_title(f"{name.replace('-repeat', chr(10) + 'repeat')}\nnoise {control_numbers.loc[name, 'noise_share']:.2f}",
+                 fontsize=5.5)
+    ax.axis("off")
+n = max(len(shown), 3)
+spans = [(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]
+for (start, stop), (column, label) in zip(spans, (("noise_share", "P1 noise share"), ("granularity", "P2 granularity"),
+                                                  ("locality", "P3 locality"))):
+    ax = fig.add_subplot(grid[1, start:stop])
+    sns.lineplot(data=inter, x="position", y=column, hue="model", marker="o", markersize=3, ax=ax, legend=(column == "locality"))
+    ax.set_xlabel("inter-module activation, forward position (0 = first, 1 = last)")
+    ax.set_ylabel(label)
+    if column == "locality":
+        sns.move_legend(ax, "best", fontsize=6, title=None)
+fig.suptitle(f"control U-Net (no diffusion) — {image_id}", fontsize=9)
+theme.save(fig, out_stem)
