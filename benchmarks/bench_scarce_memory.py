@@ -59,7 +59,7 @@ def prepare(root: Path, n_train: int, n_test: int, size: int, layers: dict, num_
     (root / "data" / "dataset.json").write_text(json.dumps({"name": "bench", "num_classes": num_classes}))
 
 
-def run(root: Path, size: int, buffer_mb: float, max_batches: int | None, epochs: int) -> dict:
+def run(root: Path, size: int, buffer_mb: float, max_batches: int | None, epochs: int, threads: int) -> dict:
     """One split of the pipeline; returns peak RSS and timings."""
     import torch
 
@@ -68,7 +68,7 @@ def run(root: Path, size: int, buffer_mb: float, max_batches: int | None, epochs
     from diffact.tasks.scarce.ensemble import TrainSettings
     from diffact.tasks.scarce.pipeline import ScarceConfig, run_scarce
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(threads)  # the MLPs are small: one thread avoids contention on a shared box
     store = FeatureStore.open(root / "store")
     dataset = open_ddpmseg(root / "data")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--buffer-mb", type=float, default=32.0)
     parser.add_argument("--max-batches", type=int, help="cap batches per epoch (default: full epoch)")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the measured process")
     parser.add_argument("--paper-shape", action="store_true", help="30 images × 256² × 3840 ch fp16 (Ours-XL)")
     parser.add_argument("--work", help="folder for the synthetic data (default: a temporary folder)")
     parser.add_argument("--child", choices=["prepare", "run"], help=argparse.SUPPRESS)
@@ -127,12 +128,12 @@ def main(argv=None) -> int:
         prepare(Path(args.root), args.n_train, args.n_test, args.size, layers, 21, args.dtype)
         return 0
     if args.child == "run":
-        print(json.dumps(run(Path(args.root), args.size, args.buffer_mb, args.max_batches, args.epochs)))
+        print(json.dumps(run(Path(args.root), args.size, args.buffer_mb, args.max_batches, args.epochs, args.threads)))
         return 0
 
     channels = sum(c for c, _ in layers.values())
     args.passthrough = ["--n-test", str(args.n_test), "--size", str(args.size), "--buffer-mb", str(args.buffer_mb),
-                        "--epochs", str(args.epochs), "--layers-json", json.dumps(layers), "--dtype", args.dtype,
+                        "--epochs", str(args.epochs), "--threads", str(args.threads), "--layers-json", json.dumps(layers), "--dtype", args.dtype,
                         *(["--max-batches", str(args.max_batches)] if args.max_batches else [])]
     tmp = None
     if not args.work:

@@ -32,7 +32,8 @@ import pandas as pd
 
 from diffact.analysis.names import forward_sorted, parse_name
 from diffact.analysis.plots import (inter_module_along, per_layer, query_point, resolution_members,
-                                    similarity_map, up_levels_with_vits)
+                                    similarity_map, store_image_path, up_levels_with_vits)
+from diffact.data.images import load_rgb
 from diffact.analysis.properties import resize_labels
 from diffact.analysis.property_runs import segmentation_labels
 from diffact.extract.store import FeatureStore
@@ -74,28 +75,40 @@ row_c = [n for n in (f"{prefix}-self-q", f"{prefix}-self-k", f"{prefix}-cross-q"
 
 feats = fs.read(image_id, sorted(set(row_a + row_b + row_c)))
 size = max(t.shape[-1] for t in feats.values())
-n_cols = max(len(row_a), len(row_b), 2 * len(row_c))
+n_cols = 1 + max(len(row_a), len(row_b), 2 * len(row_c))
 fig, axes = plt.subplots(3, n_cols, figsize=(1.5 * n_cols, 5.4), squeeze=False)
 for ax in axes.flat:
     ax.axis("off")
-for col, name in enumerate(row_a):
+# Column 0: the input image, its labels, and the query point of (c) on the image.
+path = store_image_path(fs, image_id)
+photo = load_rgb(path) if path is not None else None
+if photo is not None:
+    axes[0, 0].imshow(photo)
+axes[1, 0].imshow(labels, cmap="tab20", interpolation="nearest")
+axes[1, 0].set_title("labels", fontsize=6)
+for col, name in enumerate(row_a, start=1):
     axes[0, col].imshow(pca_rgb(feats[name], size), interpolation="nearest")
     axes[0, col].set_title(f"{short(name)}\nnoise {numbers.loc[name, 'noise_share']:.2f}", fontsize=6)
-for col, name in enumerate(row_b):
+for col, name in enumerate(row_b, start=1):
     axes[1, col].imshow(pca_rgb(feats[name], size), interpolation="nearest")
     axes[1, col].set_title(f"{short(name)}\ngran. {numbers.loc[name, 'granularity']:.2f}", fontsize=6)
 for i, name in enumerate(row_c):
     feature = feats[name]
     small = resize_labels(labels, *feature.shape[1:])
     y, x = query_point(small)
-    axes[2, 2 * i].imshow(pca_rgb(feature, size), interpolation="nearest")
-    axes[2, 2 * i].set_title(f"{parse_name(name).kind}\nlocality {numbers.loc[name, 'locality']:.2f}", fontsize=6)
+    axes[2, 2 * i + 1].imshow(pca_rgb(feature, size), interpolation="nearest")
+    axes[2, 2 * i + 1].set_title(f"{parse_name(name).kind}\nlocality {numbers.loc[name, 'locality']:.2f}", fontsize=6)
     sim = similarity_map(feature, (y, x))
-    axes[2, 2 * i + 1].imshow(sim, cmap="magma", vmin=-1, vmax=1, interpolation="nearest")
-    axes[2, 2 * i + 1].scatter([x], [y], s=30, facecolors="none", edgecolors="orange", linewidths=1.5)
-    axes[2, 2 * i + 1].set_title("similarity to ○", fontsize=6)
-for row, text in enumerate(("(a) noise along the forward order", f"(b) granularity in up-level{vit_level}",
-                            f"(c) locality in {short(prefix)}")):
-    axes[row, 0].text(-0.1, 0.5, text, transform=axes[row, 0].transAxes, rotation=90, ha="right", va="center", fontsize=7)
+    axes[2, 2 * i + 2].imshow(sim, cmap="magma", vmin=-1, vmax=1, interpolation="nearest")
+    axes[2, 2 * i + 2].scatter([x], [y], s=30, facecolors="none", edgecolors="orange", linewidths=1.5)
+    axes[2, 2 * i + 2].set_title("similarity to ○", fontsize=6)
+if photo is not None and row_c:
+    h, w = feats[row_c[0]].shape[1:]
+    axes[2, 0].imshow(photo)
+    axes[2, 0].scatter([(x + 0.5) * photo.shape[1] / w], [(y + 0.5) * photo.shape[0] / h], s=60, facecolors="none",
+                       edgecolors="orange", linewidths=1.5)
+for row, text in enumerate(("(a) noise", f"(b) granularity, up-level{vit_level}", f"(c) locality, {short(prefix)}")):
+    axes[row, 0].text(-0.08, 0.5, text, transform=axes[row, 0].transAxes, rotation=90, ha="right", va="center",
+                      fontsize=7)
 fig.suptitle(f"{numbers['model'].iloc[0]} — {image_id}", fontsize=9)
 theme.save(fig, out_stem)

@@ -24,13 +24,11 @@ max_columns = 10
 out_stem = "paper_figures/fig05_13_scenes_sd15-tiny"
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 from diffact.analysis.names import forward_sorted
-from diffact.analysis.plots import inter_module_along
+from diffact.analysis.plots import inter_module_along, store_image_path
 from diffact.data.images import load_rgb
 from diffact.extract.store import FeatureStore
 from diffact.viz import theme
@@ -43,25 +41,13 @@ if len(layers) > max_columns:
     layers = [layers[i] for i in np.linspace(0, len(layers) - 1, max_columns).round().astype(int)]
 
 
-def image_path(fs, image_id):
-    """The input image of a store shard (DDPM-seg layout: <root>/real/<split>/<stem>.png)."""
-    root = Path(fs.settings["dataset"]["root"])
-    split, _, stem = image_id.rpartition("/")
-    for candidate in (root / "real" / split, root / split):
-        hits = sorted(candidate.glob(f"{stem}.*")) if candidate.is_dir() else []
-        hits = [p for p in hits if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
-        if hits:
-            return hits[0]
-    return None
-
-
 # %%
 rows = [(scene, fs, image_id) for scene, fs in zip(scenes, opened) for image_id in fs.image_ids()[:images_per_scene]]
 fig, axes = plt.subplots(len(rows), len(layers) + 1, figsize=(1.35 * (len(layers) + 1), 1.5 * len(rows)), squeeze=False)
 for r, (scene, fs, image_id) in enumerate(rows):
     feats = fs.read(image_id, layers)
     size = max(t.shape[-1] for t in feats.values())
-    path = image_path(fs, image_id)
+    path = store_image_path(fs, image_id)
     if path is not None:
         axes[r, 0].imshow(load_rgb(path))
     axes[r, 0].set_ylabel(f"{scene}\n{image_id}", fontsize=6)

@@ -294,7 +294,7 @@ def _t5(d_model):
 
     return T5EncoderModel(T5Config(vocab_size=len(_t5_tokenizer()), d_model=d_model, d_kv=4, d_ff=16, num_layers=1,
                                    num_heads=2, relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
-                                   decoder_start_token_id=0))
+                                   decoder_start_token_id=0)).eval()  # T5's dropout is 0.1 in train mode
 
 
 def _clip(cls, hidden=8, projection=None):

@@ -88,6 +88,21 @@ def resolution_members(layers: Sequence[str], stage: str, level: int, kinds: Seq
     return [n for n in layers if (p := parse_name(n)).stage == stage and p.level == level and p.kind in kinds]
 
 
+def store_image_path(store, image_id: str):
+    """The input image of a store shard, found from the store's dataset root (DDPM-seg layout
+    ``<root>/real/<split>/<stem>.png``, or a plain folder); None when it cannot be found."""
+    from pathlib import Path
+
+    root = Path(store.settings.get("dataset", {}).get("root", ""))
+    split, _, stem = image_id.rpartition("/")
+    for folder in (root / "real" / split, root / split, root):
+        if folder.is_dir():
+            hits = [p for p in sorted(folder.glob(f"{stem}.*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+            if hits:
+                return hits[0]
+    return None
+
+
 def query_point(labels: np.ndarray, background: int = 0, ignore: int = 255) -> tuple[int, int]:
     """A foreground pixel on the object's boundary, near its centre row: where Fig 3c's orange circle sits
     (a point of the object whose neighbours include background)."""

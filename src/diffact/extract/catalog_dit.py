@@ -115,7 +115,7 @@ def walk_sd3(model: nn.Module) -> Iterator[Activation]:
                              patch)
             yield _entry(f"{pre}-self2-map", "self-map", f"{path}.attn2", 0, patch)
         yield _entry(f"{pre}-ffn-inner", "ffn-inner", f"{path}.ff.net.0", _ffn_inner(block.ff), patch)
-        yield _entry(f"{pre}-out", "out", path, block.attn.to_q.in_features, patch, output=0)
+        yield _entry(f"{pre}-out", "out", path, block.attn.to_q.in_features, patch, output=1)
 
 
 def walk_flux(model: nn.Module) -> Iterator[Activation]:
@@ -129,7 +129,7 @@ def walk_flux(model: nn.Module) -> Iterator[Activation]:
         yield _entry(f"{pre}-norm-out", "norm-out", f"{path}.{'norm' if single else 'norm1'}", dim, patch, span=span)
         for proj in ("q", "k", "v"):
             yield _entry(f"{pre}-{proj}", proj, f"{path}.attn.to_{proj}", inner, patch, span=span)
-        yield _entry(f"{pre}-self-map", "self-map", f"{path}.attn", 0, patch, span="head")
+        yield _entry(f"{pre}-self-map", "self-map", f"{path}.attn", 0, patch, span="tail")
         yield _entry(f"{pre}-cross-map", "cross-map", f"{path}.attn", 0, patch, span="tail")
         yield _entry(f"{pre}-attn-out", "attn-out", f"{path}.attn", inner if single else block.attn.out_dim, patch,
                      span=span)
@@ -264,7 +264,7 @@ class FluxMapCaptureProcessor:
         def split(x):
             return x.unflatten(-1, (-1, attn.head_dim))
 
-        query, key, value = split(attn.to_q(hidden_states)), split(attn.to_k(hidden_states)), split(attn.to_v(hidden_states))
+        query, key, value = (split(p(hidden_states)) for p in (attn.to_q, attn.to_k, attn.to_v))
         query, key = attn.norm_q(query), attn.norm_k(key)
         if encoder_hidden_states is not None and attn.added_kv_proj_dim is not None:
             eq, ek, ev = (split(p(encoder_hidden_states)) for p in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))

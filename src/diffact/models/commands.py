@@ -32,7 +32,10 @@ def register(subparsers) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (both stages)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--prompt", default=defaults.prompt, help="fixed training prompt")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads while training (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=defaults.num_threads,
+        help="torch threads while training; results are bit-identical only for the same thread count",
+    )
     parser.add_argument(
         "--untrained", action="store_true", help="save the seeded random-weight pipeline instead (reference row)"
     )

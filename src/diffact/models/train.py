@@ -13,7 +13,7 @@ Two stages, as latent diffusion itself is trained:
 The data are random ``image_size`` crops (with horizontal flips) of the images shipped in
 scikit-image (:mod:`diffact.data.shipped`), shrunk first so that a crop sees a good part of the scene.
 Every random draw comes from a generator seeded from (seed, purpose), so the same settings give
-byte-identical weights on the same machine and thread count.
+byte-identical weights for the same thread count (pinned to 2 by default) and CPU kernel family.
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ class TrainSettings:
     kl_weight: float = 1e-3  # per latent element; small: reconstruction matters, KL only keeps latents tame
     grad_clip: float = 1.0  # gradient-norm clip: lr 1e-3 from scratch is aggressive
     context_scale: float = 2.0  # images are shrunk so their short side is context_scale × image_size
-    num_threads: int | None = None  # torch intra-op threads while training (None: leave torch's default)
+    # torch intra-op threads while training. Pinned because CPU kernels split reductions by thread,
+    # so another thread count gives (slightly) different bits; 2 = the reference 2-core machine.
+    # None leaves torch's default (all cores).
+    num_threads: int | None = 2
 
     def validate(self) -> "TrainSettings":
         if self.image_size < 8 or self.image_size % 8:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from diffact.data.ddpmseg import SegDataset, SegImage, load_label
 from diffact.tasks.scarce.ensemble import TrainSettings, predict, train_ensemble
@@ -216,7 +216,9 @@ def summary_row(results: Sequence[SplitResult], layers: Sequence[str], channels:
                 class_names: Sequence[str] = ()) -> dict:
     """Mean ± std over splits (and mean per-class IoU) for one activation set."""
     mean, std = mean_and_std([r.miou for r in results])
-    per_class = np.nanmean(np.array([r.class_iou for r in results], dtype=np.float64), axis=0) if results else []
+    with warnings.catch_warnings():  # a class left out in every split (e.g. an in-range ignore label) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_class = np.nanmean(np.array([r.class_iou for r in results], dtype=np.float64), axis=0) if results else []
     return {
         "activation": "+".join(layers), "channels": channels, "miou_mean": round(mean, 4), "miou_std": round(std, 4),
         "n_splits": len(results), "miou_splits": ";".join(f"{r.miou:.4f}" for r in results),
