@@ -166,3 +166,23 @@ def test_trained_aggregation_beats_nearest_neighbour_on_training_pairs():
     first, last = train_log["loss"].iloc[:5].mean(), train_log["loss"].iloc[-5:].mean()
     assert last < first
     assert nn_score["keypoints_per_s"] > 0 and nn_score["n_keypoints"] == 24
+
+
+def test_store_features_concatenate_models_and_bound_the_cache(tmp_path):
+    from diffact.extract.store import FeatureStore
+    from diffact.tasks.correspondence.aggregation import StorePairFeatures
+
+    stores = []
+    for m, channels in enumerate((2, 3)):
+        store = FeatureStore.create(tmp_path / f"m{m}", {"model": m}, layers={"a": (channels, 4, 4)})
+        for stem in ("x", "y", "z"):
+            store.write(f"toy/{stem}", {"a": torch.full((channels, 4, 4), float(m))})
+        stores.append(store)
+    features = StorePairFeatures(stores, 8, cache_bytes=2 * 5 * 8 * 8 * 4)  # room for two images
+    out = features.image("toy", Path("x.jpg"))
+    assert out.shape == (5, 8, 8) and float(out[:2].max()) == 0.0 and float(out[2:].min()) == 1.0
+    assert features.channels == 5 and features.n_models == 2
+    features.image("toy", Path("y.jpg"))
+    assert features.image("toy", Path("x.jpg")) is out  # cached
+    features.image("toy", Path("z.jpg"))  # evicts y, the least recently used
+    assert list(features._cache) == ["toy/x", "toy/z"]

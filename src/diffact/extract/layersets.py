@@ -22,7 +22,8 @@ from typing import Iterable
 
 import yaml
 
-from diffact.extract.catalog import MAP_KINDS, Activation, walk_unet
+from diffact.extract.catalog import MAP_KINDS, Activation
+from diffact.extract.catalog_dit import walk_model
 from diffact.utils.errors import ConfigError, LayerError
 
 LAYER_DIR = Path(__file__).resolve().parents[3] / "config" / "layers"
@@ -88,7 +89,7 @@ def _selected(act: Activation, rule: dict) -> bool:
 def resolve_set(unet, family: str, name: str, root: str | Path | None = None) -> list[str]:
     """The layer names of set ``name`` for this U-Net, in forward order, checked against its catalog."""
     spec = load_set_spec(family, name, root)
-    entries = list(walk_unet(unet))
+    entries = list(walk_model(unet))
     if "select" in spec:
         return [a.name for a in entries if _selected(a, spec["select"] or {})]
     valid = {a.name for a in entries}
@@ -122,9 +123,9 @@ def channel_total(unet, names: Iterable[str], image_size: int | None = None, tex
                   vae_factor: int = 8) -> int:
     """Total channels of ``names``; aggregated maps count n_sizes × text_tokens at ``image_size``."""
     from diffact.extract.aggregate import member_maps, qualifies
-    from diffact.extract.catalog import AGGREGATE_KIND, walk_all
+    from diffact.extract.catalog import AGGREGATE_KIND, aggregate_entries
 
-    by_name = {a.name: a for a in walk_all(unet)}
+    by_name = {a.name: a for a in [*walk_model(unet), *aggregate_entries()]}
     total = 0
     for name in names:
         act = by_name[name]

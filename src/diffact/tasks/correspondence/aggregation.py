@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ PAPER_FEATURE_SIZE = 128  # spec §2.8: every layer → 128×128 before the conv
 PAPER_EVAL_SIZE = 512  # spec §2.8: conv output → 512×512 for the NN search
 PAPER_TEMPERATURE = 0.07  # spec §2.8: logit_scale = log(1/0.07), fixed (not a parameter)
 LOGIT_SCALE = math.log(1.0 / PAPER_TEMPERATURE)
+DEFAULT_CACHE_BYTES = 2 * 2**30  # resized input maps kept in memory (≈ 8 images at the paper's 3840×128²)
 
 # A feature source: pair → (source C×S×S, target C×S×S) on the aggregation grid.
 PairFeatures = Callable[[object], tuple[torch.Tensor, torch.Tensor]]
@@ -82,10 +84,13 @@ class StorePairFeatures:
     model (lazily, only the named layers), resized to ``size``² and concatenated (stores in order,
     layers in each store's forward order).
 
-    ``layers``: one list per store, or None for all layers of every store.
+    ``layers``: one list per store, or None for all layers of every store. ``cache_bytes``: the resized
+    maps of recently used images are kept up to this many bytes (least recently used dropped first), so
+    small datasets (the demo) are read once while the paper's 250 MB-per-image inputs stay bounded.
     """
 
-    def __init__(self, stores: Sequence, size: int, layers: Sequence[Sequence[str]] | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, stores: Sequence, size: int, layers: Sequence[Sequence[str]] | None = None,
+                 device: str | torch.device = "cpu", cache_bytes: int = DEFAULT_CACHE_BYTES):
         from diffact.data.registry import spair_image_id
 
         if not stores:
@@ -99,6 +104,9 @@ class StorePairFeatures:
         self.size = int(size)
         self.device = torch.device(device)
         self._image_id = spair_image_id
+        self.cache_bytes = int(cache_bytes)
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cached_bytes = 0
 
     @property
     def channels(self) -> int:
@@ -110,11 +118,26 @@ class StorePairFeatures:
 
     def image(self, category: str, path) -> torch.Tensor:
         image_id = self._image_id(category, path)
+        if image_id in self._cache:
+            self._cache.move_to_end(image_id)
+            return self._cache[image_id]
         maps = []
         for store, names in zip(self.stores, self.layers):
             features = store.read(image_id, names)
             maps.extend(features[n] for n in names)
-        return resize_and_concat(maps, self.size).to(self.device)
+        result = resize_and_concat(maps, self.size).to(self.device)
+        self._remember(image_id, result)
+        return result
+
+    def _remember(self, image_id: str, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if size > self.cache_bytes:
+            return
+        while self._cached_bytes + size > self.cache_bytes and self._cache:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.numel() * dropped.element_size()
+        self._cache[image_id] = value
+        self._cached_bytes += size
 
     def __call__(self, pair) -> tuple[torch.Tensor, torch.Tensor]:
         return self.image(pair.category, pair.src_path), self.image(pair.category, pair.trg_path)
