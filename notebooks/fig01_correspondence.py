@@ -48,24 +48,32 @@ write_csv(f"{out_stem}.csv", bars)
 bars
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0), sharey=False)
+# Bars drawn by hand so a missing (n/a) bar keeps its slot beside the other one.
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
 order = ["conventional", "ours"]
+colors = dict(zip(order, sns.color_palette(theme.PALETTE, len(order))))
+width = 0.38
 for ax, source in zip(axes, ["paper", "ours"]):
     part = bars[bars["source"] == source]
-    sns.barplot(data=part, x="model", y="pck", hue="activations", hue_order=order, ax=ax)
-    ax.set_title("paper (SPair-71k)" if source == "paper" else "ours (this profile)")
-    ax.set_xlabel("")
-    ax.set_ylabel(f"PCK@0.1 ({metric.split('_')[1].split('@')[0]})")
     models = list(dict.fromkeys(part["model"]))
-    width = 0.8 / len(order)
-    for i, model in enumerate(models):
-        for j, act in enumerate(order):
+    top = np.nanmax(part["pck"].to_numpy(dtype=float)) if part["pck"].notna().any() else 1.0
+    for j, act in enumerate(order):
+        for i, model in enumerate(models):
             hit = part[(part["model"] == model) & (part["activations"] == act)]
-            x = i - 0.4 + width * (j + 0.5)
-            if hit.empty or pd.isna(hit["pck"].iloc[0]):
-                ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=8, rotation=90)
-            else:
-                ax.text(x, hit["pck"].iloc[0], f"{hit['pck'].iloc[0]:.1f}", ha="center", va="bottom", fontsize=7)
-    ax.legend(fontsize=7, title=None)
-fig.tight_layout()
+            value = float(hit["pck"].iloc[0]) if len(hit) else np.nan
+            x = i + (j - 0.5) * width
+            if np.isnan(value):
+                ax.text(x, 0.02 * top, "n/a", ha="center", va="bottom", fontsize=8, rotation=90)
+                continue
+            ax.bar(x, value, width, color=colors[act], label=act if i == 0 or act not in ax.get_legend_handles_labels()[1] else None)
+            ax.text(x, value, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(models)), models)
+    ax.set_xlim(-0.6, len(models) - 0.4)
+    ax.grid(axis="x", visible=False)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_title("paper (SPair-71k)" if source == "paper" else "ours (this profile)")
+    ax.set_ylabel(f"PCK@0.1 ({metric.split('_')[1].split('@')[0]})")
+handles = [plt.Rectangle((0, 0), 1, 1, color=colors[a]) for a in order]
+fig.legend(handles, [f"{a} activations" for a in order], loc="lower center", ncol=2, fontsize=8, frameon=False)
+fig.tight_layout(rect=(0, 0.08, 1, 1))
 theme.save(fig, out_stem)

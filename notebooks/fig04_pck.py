@@ -35,7 +35,7 @@ layers = per_layer(pd.read_csv(table))
 model = layers["model"].iloc[0]
 if layers["nn_pck"].isna().all():
     raise SystemExit(f"{table}: no NN PCK column values (the model has no correspondence screening)")
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), gridspec_kw={"width_ratios": [2.2, 1.4, 1]})
+fig, axes = plt.subplots(1, 3, figsize=(14.5, 3.4), gridspec_kw={"width_ratios": [2.2, 1.4, 1], "wspace": 0.45})
 
 # %% (a)
 ax = axes[0]

@@ -49,24 +49,23 @@ feats = fs.read(image_id, shown)
 size = max(t.shape[-1] for t in feats.values())
 
 # %%
-fig = plt.figure(figsize=(max(12, 1.3 * len(shown)), 6.2))
-grid = fig.add_gridspec(2, max(len(shown), 3), height_ratios=[1, 1.6])
+fig = plt.figure(figsize=(max(12, 1.3 * len(shown)), 6.4))
+top = fig.add_gridspec(1, len(shown), top=0.9, bottom=0.66)
+bottom = fig.add_gridspec(1, 3, top=0.52, bottom=0.1, wspace=0.3)
 control_numbers = layers[layers["model"] == layers["model"].iloc[0]].set_index("layer")
 for col, name in enumerate(shown):
-    ax = fig.add_subplot(grid[0, col])
+    ax = fig.add_subplot(top[0, col])
     ax.imshow(pca_rgb(feats[name], size), interpolation="nearest")
-    ax.set_title(f"{name.replace('-repeat', chr(10) + 'repeat')}\nnoise {control_numbers.loc[name, 'noise_share']:.2f}",
-                 fontsize=5.5)
+    ax.set_title(f"{name.replace('-repeat', chr(10) + 'repeat').replace('-down', chr(10) + 'down').replace('-up', chr(10) + 'up')}"
+                 f"\nnoise {control_numbers.loc[name, 'noise_share']:.2f}", fontsize=5.5)
     ax.axis("off")
-n = max(len(shown), 3)
-spans = [(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]
-for (start, stop), (column, label) in zip(spans, (("noise_share", "P1 noise share"), ("granularity", "P2 granularity"),
-                                                  ("locality", "P3 locality"))):
-    ax = fig.add_subplot(grid[1, start:stop])
-    sns.lineplot(data=inter, x="position", y=column, hue="model", marker="o", markersize=3, ax=ax, legend=(column == "locality"))
-    ax.set_xlabel("inter-module activation, forward position (0 = first, 1 = last)")
+for col, (column, label) in enumerate((("noise_share", "P1 noise share"), ("granularity", "P2 granularity"),
+                                       ("locality", "P3 locality"))):
+    ax = fig.add_subplot(bottom[0, col])
+    sns.lineplot(data=inter, x="position", y=column, hue="model", marker="o", markersize=3, ax=ax, legend=(col == 2))
+    ax.set_xlabel("forward position (0 = first, 1 = last)")
     ax.set_ylabel(label)
-    if column == "locality":
+    if col == 2:
         sns.move_legend(ax, "best", fontsize=6, title=None)
 fig.suptitle(f"control U-Net (no diffusion) — {image_id}", fontsize=9)
 theme.save(fig, out_stem)

@@ -69,8 +69,7 @@ def label(row) -> str:
     return f"{name} ({row['paper_method']})" if row["layer_set"] and row["paper_method"] else name
 
 
-value_columns = [c for c in summary.columns if c.endswith(" img") or c.endswith(" bbox")]
-pairs = sorted({c.rsplit(" ", 1)[0] for c in value_columns}, key=lambda c: (c == "paper", c))
+pairs = [f"{m}/{p}" for m, p in RUNS] + ["paper"]  # our runs in a fixed order, the paper's last
 
 # Markdown (for reading) and LaTeX (for the paper); written by hand so no extra dependency is needed.
 md = ["# Table 1: PCK@0.1 img / bbox on SPair-71k (ours beside the paper's)", "",

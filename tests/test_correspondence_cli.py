@@ -94,3 +94,14 @@ def test_multi_model_conv_halves_the_width_and_store_mismatch_is_an_error(tiny_s
     assert main([str(a) for a in ["corr-train", "--train-store", stores["trn"], "--train-store", stores["trn"],
                                   "--val-store", stores["val"], *common, "--out-dir", tmp / "bad"]]) == 2
     assert "one per model" in capsys.readouterr().err
+
+
+def test_screening_reports_throughput(tiny_setup):
+    from diffact.data.spair import SPairDataset
+    from diffact.tasks.correspondence.screen import screen_store
+
+    tmp, root, stores = tiny_setup
+    table = screen_store(FeatureStore.open(stores["test"]), list(SPairDataset(root, "test")), eval_size=16)
+    assert sorted(table["layer"]) == ["high", "low"]
+    assert (table["keypoints_per_s"] > 0).all() and (table["seconds"] > 0).all()
+    assert (table["keypoints_per_s"] * table["seconds"]).round().tolist() == table["n_keypoints"].tolist()

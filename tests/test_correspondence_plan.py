@@ -37,9 +37,13 @@ def test_substitutes_and_config_errors():
     config = copy.deepcopy(CONFIG)
     t1 = config["correspondence"]["table1"]
     t1["unavailable"] = {}
-    t1["substitutes"] = {"sdxl-tiny": {"practical": "demo-practical"}}
+    t1["substitutes"] = {"sdxl-tiny": {"practical": "figure"}}  # any existing set file of the family
     entry = find_entry(config, "sdxl-tiny", "practical")
-    assert entry.runs and entry.parts == (("sdxl-tiny", "demo-practical"),) and "demo-practical" in entry.note
+    assert entry.runs and entry.parts == (("sdxl-tiny", "figure"),) and "'figure' instead of 'practical'" in entry.note
+    t1["substitutes"] = {"sdxl-tiny": {"practical": "no-such-set"}}
+    with pytest.raises(ConfigError, match="no-such-set"):
+        table1_entries(config)
+    assert "attention maps" in find_entry(CONFIG, "sd15-tiny", "amalgamation").note  # the paper adds up_cross maps
     bad = copy.deepcopy(CONFIG)
     bad["correspondence"]["table1"]["datasets"]["val"] = "spair"  # a test-split dataset
     with pytest.raises(ConfigError, match="split 'val'"):

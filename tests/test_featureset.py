@@ -32,3 +32,9 @@ def test_unknown_layer_names_the_store(tmp_path):
     s1 = _store(tmp_path / "xl", {"up-level0-x": (4, 2, 2)}, 1)
     with pytest.raises(LayerError, match="feature store"):
         FeatureSet.from_stores([("xl", s1.root, ["up-level0-z"])])
+
+
+def test_reopened_store_keeps_forward_order(tmp_path):
+    layers = {"up-level1-b": (2, 2, 2), "down-level0-a": (2, 2, 2), "mid-c": (2, 2, 2)}
+    _store(tmp_path / "s", layers, 0)
+    assert FeatureStore.open(tmp_path / "s").layers == list(layers)

@@ -95,3 +95,16 @@ def test_forward_key_restores_the_catalog_order(tiny_sd15_unet, tiny_sdxl_unet):
         assert forward_sorted(sorted(names)) == names  # stores list layers alphabetically
     control = [n for n, _ in control_catalog(ControlUNet(ControlConfig()))]
     assert forward_sorted(sorted(control)) == control
+
+
+def test_cli_writes_the_report_and_the_comparison_with_the_paper(tmp_path):
+    import pandas as pd
+
+    from diffact.cli import main
+
+    out, compare = tmp_path / "sd15.csv", tmp_path / "sd15_vs_paper.csv"
+    assert main(["qualitative-filter", "--model", SD15, "--family", "sd15", "--out", str(out),
+                 "--compare-out", str(compare)]) == 0
+    report, row = pd.read_csv(out), pd.read_csv(compare).iloc[0]
+    assert len(report) == 164 and report["kept"].sum() == 33
+    assert (row["kept"], row["paper_kept"], row["only_ours"], row["only_paper"], bool(row["identical"])) == (33, 33, 0, 0, True)

@@ -182,4 +182,6 @@ def test_figure_availability_lists_missing_weights():
     assert rows["Fig 12"]["status"] == "unavailable" and "Playground" in rows["Fig 12"]["reason"]
     assert rows["Fig 14"]["status"] == "unavailable"
     assert rows["Fig 13"]["status"] == "analogue" and rows["Fig 15"]["status"] == "analogue"
-    assert rows["Fig 3"]["status"] == "unavailable"  # no SDXL-family model in this profile
+    assert rows["Fig 3"]["status"] == "analogue" and rows["Fig 3"]["models"] == "sd15-tiny"
+    no_scene = figure_status([ModelInfo("sd15-tiny", "sd15", "x", True)], [], control=True)
+    assert {r["status"] for r in no_scene} == {"unavailable"}

@@ -52,13 +52,13 @@ def _linear_dataset(root, store_root, n_train=4, n_test=2, seed=0):
 
 def test_ensemble_learns_linearly_separable_labels(tmp_path):
     dataset, store = _linear_dataset(tmp_path / "data", tmp_path / "store")
-    config = ScarceConfig(size=SIZE, splits=2, seed=0, train=TrainSettings(max_epochs=12))
+    config = ScarceConfig(size=SIZE, splits=2, seed=0, train=TrainSettings(max_epochs=6))
     results = run_scarce(store, dataset, ["feat"], config, progress=False)
     assert len(results) == 2
     for r in results:
         assert r.miou > 90
         assert len(r.train_ids) == 4 and len(r.test_ids) == 2 and not set(r.train_ids) & set(r.test_ids)
-        assert max(r.training["epochs"]) <= 12 and r.train_pixels == 4 * SIZE * SIZE
+        assert max(r.training["epochs"]) <= 6 and r.train_pixels == 4 * SIZE * SIZE
     assert results[0].train_ids != results[1].train_ids
     summary = summary_row(results, ["feat"], C, config, ("bg", "row", "col"))
     mean, std = mean_and_std([r.miou for r in results])

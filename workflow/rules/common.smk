@@ -1,9 +1,16 @@
 # Shared helpers and config validation; nothing else lives here.
+import os
+import sys
+
 from snakemake.utils import validate
 
 from diffact import workflow as wf
 
 validate(config, schema="../../config/schema.yaml")
+
+# Jobs call the `diffact` console script of the environment snakemake runs in, even when that
+# environment's bin/ is not on PATH (e.g. `.venv/bin/snakemake` without activating the venv).
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 RESULTS = wf.results_dir(config)
 LOGS = f"{RESULTS}/logs"

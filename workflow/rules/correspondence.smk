@@ -31,7 +31,7 @@ rule pck_screen:
     conda: ENV
     shell:
         "diffact --log {log} pck-screen --store {params.store} --dataset-root {params.root} --split {params.split} "
-        "--eval-size {params.eval_size} --model-name {wildcards.model} --out {output}"
+        "--eval-size {params.eval_size} --model-name {wildcards.model} --threads {threads} --out {output}"
 
 
 rule pck_pixels:
@@ -51,7 +51,7 @@ rule pck_pixels:
     conda: ENV
     shell:
         "diffact --log {log} pck-pixels --dataset-root {params.root} --split {params.split} --image-size {params.size} "
-        "--eval-size {params.eval_size} --patch {params.patch} --out {output}"
+        "--eval-size {params.eval_size} --patch {params.patch} --threads {threads} --out {output}"
 
 
 rule pck_table:
@@ -156,10 +156,11 @@ rule corr_train:
         out=lambda w, output: os.path.dirname(output.evaluations),
     log:
         f"{LOGS}/correspondence/table1/{{entry}}-{{layerset}}-train.log",
-    threads: workflow.cores
+    threads: 1  # tiny CPU ops: more threads only contend (set cores per job higher on a GPU-less big box)
     conda: ENV
     shell:
-        "diffact --log {log} corr-train {params.stores} --dataset-root {params.root} {params.opts} --out-dir {params.out}"
+        "diffact --log {log} corr-train {params.stores} --dataset-root {params.root} {params.opts} "
+        "--threads {threads} --out-dir {params.out}"
 
 
 rule corr_evaluate:
@@ -189,7 +190,7 @@ rule corr_evaluate:
     shell:
         "diffact --log {log} corr-evaluate --method {wildcards.method} --protocol {wildcards.protocol} "
         "{params.stores} {params.run} --dataset-root {params.root} --split {params.split} --subset {params.subset} "
-        "{params.opts} {params.labels} --out {output}"
+        "{params.opts} {params.labels} --threads {threads} --out {output}"
 
 
 rule corr_table1:

@@ -187,7 +187,7 @@ rule train_control_unet:
         scene=control_scene(),
         root=lambda w: wf.dataset_entry(config, control_scene())["root"],
         size=config["extraction"]["image_size"],
-        steps=PROP.get("control", {}).get("steps", 100),
+        steps=PROP.get("control", {}).get("steps", 60),
         seed=config["seed"],
         folder=f"{RESULTS}/models/{CONTROL}",
     log:

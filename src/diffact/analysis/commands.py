@@ -89,7 +89,7 @@ def register(subparsers) -> None:
     p.add_argument("--dataset-root", required=True, help="DDPM-seg-layout dataset (its train split is used)")
     p.add_argument("--out", required=True, help="model folder")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss-csv", help="training curve CSV")
     p.set_defaults(func=cmd_train_control)

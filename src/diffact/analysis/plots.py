@@ -127,12 +127,13 @@ def similarity_map(feature: torch.Tensor, point: tuple[int, int]) -> np.ndarray:
 
 
 def within_resolution_trend(layers: pd.DataFrame, column: str = "granularity") -> float:
-    """Mean over resolutions (with ≥ 3 inter-module activations) of Spearman ρ between position and ``column``:
+    """Mean over resolutions (with ≥ 3 ResModule/ViT outputs) of Spearman ρ between position and ``column``:
     > 0 means the number rises along each resolution (P2: coarse → fine)."""
     from diffact.analysis.properties import rank_correlation
 
     values = []
-    inter = layers[layers["group"] == "inter-module"]
+    # Samplers are left out: their map has the next resolution's size, so they do not belong to the trend.
+    inter = layers[layers["kind"].isin(["res-out", "vit-out"])]
     for _, group in inter.groupby("resolution", sort=False):
         if len(group) >= 3 and group[column].notna().all():
             values.append(rank_correlation(group["forward_index"].to_numpy(float), group[column].to_numpy(float)))

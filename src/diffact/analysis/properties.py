@@ -91,7 +91,8 @@ def noise_share(noise: float, signal: float) -> float:
 class DrawMoments:
     """Running mean and sum of squared deviations over noise draws (Welford), per activation of one batch.
 
-    Memory: two copies of one batch's features, whatever K is.
+    Memory: two float32 copies of one batch's features, whatever K is (Welford's update is stable in float32 for
+    the few draws used here; the variance components are then summed in float64).
     """
 
     count: int = 0
@@ -101,7 +102,7 @@ class DrawMoments:
     def add(self, features: Mapping[str, torch.Tensor]) -> None:
         self.count += 1
         for name, value in features.items():
-            value = value.detach().double().cpu()
+            value = value.detach().float().cpu()
             if self.count == 1:
                 self.mean[name] = value.clone()
                 self.m2[name] = torch.zeros_like(value)

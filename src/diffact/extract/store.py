@@ -80,7 +80,7 @@ class FeatureStore:
                     "remove the folder or choose another output path")
             return cls(root, existing)
         (root / "shards").mkdir(parents=True, exist_ok=True)
-        write_json(meta_path, meta)
+        write_json(meta_path, meta, sort_keys=False)  # layer order = forward order
         return cls(root, meta)
 
     @classmethod
@@ -138,7 +138,7 @@ class FeatureStore:
         dtype = STORAGE_DTYPES[self.meta["storage_dtype"]]
         if not self.meta["layers"]:
             self.meta["layers"] = {n: list(t.shape) for n, t in features.items()}
-            write_json(self.root / "meta.json", self.meta)
+            write_json(self.root / "meta.json", self.meta, sort_keys=False)
         missing = [n for n in self.meta["layers"] if n not in features]
         if missing:
             raise DataError(f"features for {image_id!r} lack layers {missing[:5]}")
@@ -176,5 +176,5 @@ class FeatureStore:
         if missing:
             raise DataError(f"{self.root}: {len(missing)} images have no shard, e.g. {missing[:3]}")
         path = self.root / "complete.json"
-        write_json(path, {"key": self.key, "image_ids": expected, "layers": self.meta["layers"]})
+        write_json(path, {"key": self.key, "image_ids": expected, "layers": self.meta["layers"]}, sort_keys=False)
         return path

@@ -54,7 +54,7 @@ class ControlConfig:
     repeats: int = 2
     image_size: int = 64
     crop: int = 32
-    steps: int = 100
+    steps: int = 60
     batch_size: int = 8
     lr: float = 3e-3
     seed: int = 0

@@ -55,8 +55,9 @@ def write_text(target: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json(target: str | os.PathLike, obj: Any) -> None:
-    write_text(target, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(target: str | os.PathLike, obj: Any, sort_keys: bool = True) -> None:
+    """Write JSON atomically; ``sort_keys=False`` keeps insertion order where order means something."""
+    write_text(target, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def write_csv(target: str | os.PathLike, frame) -> None:

@@ -103,13 +103,24 @@ def table1_settings(config: dict) -> dict:
     return merged
 
 
+def _attention_note(family: str, layer_set: str) -> str:
+    """The paper's amalgamation set adds aggregated cross-attention maps (spec §2.5); the extraction here
+    stores the set's activations only, so say so in the table."""
+    from diffact.extract.layersets import load_set_spec
+
+    attention = load_set_spec(family, layer_set).get("attention")
+    return f"'{layer_set}' without the {attention} attention maps the paper adds" if attention else ""
+
+
 def _part(config: dict, settings: dict, model: str, layer_set: str) -> tuple[tuple[str, str], str, str]:
     """((model, set to extract), why unavailable, note) for one model's part."""
+    family = config["models"][model]["family"]
     reason = (settings["unavailable"].get(model) or {}).get(layer_set, "")
     substitute = (settings["substitutes"].get(model) or {}).get(layer_set)
     if substitute and not reason:
-        return (model, substitute), "", f"{model} runs the variant set '{substitute}' instead of '{layer_set}'"
-    return (model, layer_set), (f"{model}/{layer_set}: {reason}" if reason else ""), ""
+        notes = [f"{model} runs the variant set '{substitute}' instead of '{layer_set}'", _attention_note(family, substitute)]
+        return (model, substitute), "", "; ".join(n for n in notes if n)
+    return (model, layer_set), (f"{model}/{layer_set}: {reason}" if reason else ""), _attention_note(family, layer_set)
 
 
 def table1_entries(config: dict) -> list[Table1Entry]:

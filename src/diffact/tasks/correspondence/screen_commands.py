@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--layers", help="comma-separated subset of the store's layers (default: all)")
     p.add_argument("--eval-size", type=int, default=512, help="features are upsampled to this square (paper: 512)")
     p.add_argument("--model-name", default="", help="label written into the 'model' column")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
     p.add_argument("--out", required=True, help="CSV")
     p.set_defaults(func=cmd_screen)
 
@@ -27,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--eval-size", type=int, default=512)
     p.add_argument("--patch", type=int, default=5)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_pixels)
 
@@ -42,6 +44,9 @@ def cmd_screen(args) -> int:
     from diffact.tasks.correspondence.screen import screen_store
     from diffact.utils.io import write_csv
 
+    from diffact.tasks.correspondence.train_commands import set_threads
+
+    set_threads(args.threads)
     store = FeatureStore.open(args.store)
     pairs = list(SPairDataset(args.dataset_root, split=args.split, subset=args.subset))
     layers = args.layers.split(",") if args.layers else None
@@ -58,6 +63,9 @@ def cmd_pixels(args) -> int:
     from diffact.tasks.correspondence.screen import screen_pixels
     from diffact.utils.io import write_csv
 
+    from diffact.tasks.correspondence.train_commands import set_threads
+
+    set_threads(args.threads)
     pairs = list(SPairDataset(args.dataset_root, split=args.split, subset=args.subset))
     table = screen_pixels(pairs, args.image_size, args.eval_size, args.patch)
     table.insert(0, "model", "none")
