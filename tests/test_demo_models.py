@@ -21,7 +21,8 @@ from diffact.models.tokenizer import MODEL_MAX_LENGTH, build_clip_tokenizer, voc
 from diffact.models.train import TrainSettings, build_demo_model, sample_crops
 from diffact.utils.errors import ConfigError
 
-FAST = TrainSettings(image_size=32, batch_size=2, vae_steps=2, unet_steps=3, seed=0)
+# One thread: tests run beside other jobs, where OpenMP threads spinning on 2 busy cores cost ~5× time.
+FAST = TrainSettings(image_size=32, batch_size=2, vae_steps=2, unet_steps=3, seed=0, num_threads=1)
 
 
 def unet_inputs(arch: str, batch: int = 1, latent: int = 32) -> dict:
@@ -225,7 +226,8 @@ def test_cli_untrained_saves_random_weights(tmp_path):
 
     out = tmp_path / "sd15-random"
     rc = main(["build-demo-model", "--arch", "sd15", "--out", str(out), "--untrained", "--image-size", "32",
-               "--loss-csv", str(tmp_path / "loss.csv"), "--loss-png", str(tmp_path / "loss.png"), "--no-progress"])
+               "--loss-csv", str(tmp_path / "loss.csv"), "--loss-png", str(tmp_path / "loss.png"), "--no-progress",
+               "--threads", "1"])
     assert rc == 0
     saved = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
     initial = demo.random_init_pipeline("sd15", 0).unet.state_dict()

@@ -220,12 +220,15 @@ rule table1_notebook:
         csv=f"{CORR_FIGURES}/table1_correspondence.csv",
         tex=f"{CORR_FIGURES}/table1_correspondence.tex",
         md=f"{CORR_FIGURES}/table1_correspondence.md",
+    params:
+        executed=f"{RESULTS}/notebooks/table1_correspondence.ipynb",
+        stem=lambda w, output: output.csv.removesuffix(".csv"),
     log:
         f"{LOGS}/figures/table1_correspondence.log",
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/table1_correspondence.ipynb "
-        "-p table={input.table} -p out_stem={CORR_FIGURES}/table1_correspondence"
+        "diffact --log {log} notebook {input.nb} --executed {params.executed} "
+        "-p table={input.table} -p out_stem={params.stem}"
 
 
 rule fig01_notebook:
@@ -238,9 +241,12 @@ rule fig01_notebook:
         png=f"{CORR_FIGURES}/fig01_correspondence.png",
         pdf=f"{CORR_FIGURES}/fig01_correspondence.pdf",
         csv=f"{CORR_FIGURES}/fig01_correspondence.csv",
+    params:
+        executed=f"{RESULTS}/notebooks/fig01_correspondence.ipynb",
+        stem=lambda w, output: output.csv.removesuffix(".csv"),
     log:
         f"{LOGS}/figures/fig01_correspondence.log",
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/fig01_correspondence.ipynb "
-        "-p table={input.table} -p out_stem={CORR_FIGURES}/fig01_correspondence"
+        "diffact --log {log} notebook {input.nb} --executed {params.executed} "
+        "-p table={input.table} -p out_stem={params.stem}"

@@ -9,8 +9,10 @@ rule demo_spair:
         root=f"{RESULTS}/data/spair-demo",
         seed=config["seed"],
         size=config["extraction"]["image_size"],
+        pairs=10,  # several pairs per source image so the trained aggregation has a training split
     log:
         f"{LOGS}/data/spair-demo.log",
     conda: ENV
     shell:
-        "diffact --log {log} make-demo-spair --out {params.root} --seed {params.seed} --image-size {params.size}"
+        "diffact --log {log} make-demo-spair --out {params.root} --seed {params.seed} --image-size {params.size} "
+        "--pairs-per-image {params.pairs}"

@@ -8,10 +8,10 @@ channel widths of 32–64 instead of 320–1280 so that they train on a laptop C
 
 Layout at 64-px images (latents 4×32×32, VAE downsampling factor 2 instead of SD's 8):
 
-* ``sd15``: 4 levels at 32²/16²/8²/4² with (32, 32, 64, 64) channels; down = CrossAttnDownBlock2D ×3 +
+* ``sd15``: 4 levels at 32²/16²/8²/4² with (16, 32, 64, 64) channels (SD1.5's 1:2:4:4); down = CrossAttnDownBlock2D ×3 +
   DownBlock2D, mid = UNetMidBlock2DCrossAttn, up = UpBlock2D + CrossAttnUpBlock2D ×3; 2 ResModules per
   down level and 3 per up level; one basic transformer block per ViT (16 ViTs, as SD1.5).
-* ``sdxl``: 3 levels at 32²/16²/8² with (32, 64, 64) channels; down = DownBlock2D + CrossAttnDownBlock2D
+* ``sdxl``: 3 levels at 32²/16²/8² with (16, 32, 64) channels (SDXL's 1:2:4); down = DownBlock2D + CrossAttnDownBlock2D
   ×2, up = CrossAttnUpBlock2D ×2 + UpBlock2D; 2 basic blocks per ViT at level 1 (as SDXL) and 4 at
   level 2 / mid (SDXL: 10); linear projections; ``text_time`` added conditioning (11 ViTs, as SDXL).
 
@@ -58,7 +58,7 @@ VAE_CONFIG: dict[str, Any] = {
     "block_out_channels": (16, 32),
     "layers_per_block": 1,
     "latent_channels": 4,
-    "norm_num_groups": 16,
+    "norm_num_groups": 8,  # SD's VAE: 32 groups of 4 channels at 128 channels
     "mid_block_add_attention": False,
     "sample_size": 64,
     "scaling_factor": 0.18215,
@@ -68,9 +68,15 @@ VAE_CONFIG: dict[str, Any] = {
 }
 VAE_DOWNSAMPLING_FACTOR = 2 ** (len(VAE_CONFIG["block_out_channels"]) - 1)
 
-# SD1.5's U-Net (spec §2.3: 320/640/1280/1280 channels, 8 heads, 1 block per ViT) at toy width.
-# ``attention_head_dim`` is diffusers' legacy name for the number of heads in SD1.5-style configs;
-# (2, 2, 4, 4) heads give 16-dim heads everywhere (8 heads of 4 dims made CPU training 3-4× slower).
+# Shared by both U-Nets: GroupNorm over 8 groups (SD: 32 groups of 10-40 channels; 32 groups are
+# impossible at 16 channels) and 16-dim attention heads everywhere.
+UNET_NORM_GROUPS = 8
+
+# SD1.5's U-Net (spec §2.3: 320/640/1280/1280 channels, 8 heads, 1 block per ViT) at toy width. The
+# 32² level is what CPU training time is spent on (its self-attention over 1024 positions alone is
+# ~45% of a step), hence only 16 channels there. ``attention_head_dim`` is diffusers' legacy name for
+# the number of heads in SD1.5-style configs: (1, 2, 4, 4) heads = 16 dims each (SD1.5's 8 heads
+# would be 2-dim heads here, and made CPU training 3-4× slower).
 SD15_UNET_CONFIG: dict[str, Any] = {
     "sample_size": 32,
     "in_channels": 4,
@@ -78,11 +84,11 @@ SD15_UNET_CONFIG: dict[str, Any] = {
     "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     "mid_block_type": "UNetMidBlock2DCrossAttn",
     "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    "block_out_channels": (32, 32, 64, 64),
+    "block_out_channels": (16, 32, 64, 64),
     "layers_per_block": 2,
-    "attention_head_dim": (2, 2, 4, 4),
+    "attention_head_dim": (1, 2, 4, 4),
     "cross_attention_dim": TEXT_HIDDEN_SIZE,
-    "norm_num_groups": 32,
+    "norm_num_groups": UNET_NORM_GROUPS,
 }
 
 # SDXL's U-Net (spec §2.3: 320/640/1280 channels, ViTs of 2 blocks at level 1 and 10 at level 2 / mid,
@@ -96,10 +102,10 @@ SDXL_UNET_CONFIG: dict[str, Any] = {
     "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     "mid_block_type": "UNetMidBlock2DCrossAttn",
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    "block_out_channels": (32, 64, 64),
+    "block_out_channels": (16, 32, 64),
     "layers_per_block": 2,
     "transformer_layers_per_block": SDXL_TRANSFORMER_LAYERS,
-    "attention_head_dim": (2, 4, 4),  # heads per level -> 16-dim heads
+    "attention_head_dim": (1, 2, 4),  # heads per level -> 16-dim heads (SDXL: 64-dim)
     "use_linear_projection": True,
     # SDXL concatenates the penultimate hidden states of both text encoders (768 + 1280 = 2048).
     "cross_attention_dim": 2 * TEXT_HIDDEN_SIZE,
@@ -108,7 +114,7 @@ SDXL_UNET_CONFIG: dict[str, Any] = {
     "addition_time_embed_dim": SDXL_TIME_EMBED_DIM,
     # pooled text embedding (text_encoder_2's projection) + 6 time ids (H, W, top, left, H, W)
     "projection_class_embeddings_input_dim": TEXT_ENCODER_CONFIG["projection_dim"] + 6 * SDXL_TIME_EMBED_DIM,
-    "norm_num_groups": 32,
+    "norm_num_groups": UNET_NORM_GROUPS,
 }
 
 # SD1.5's scheduler_config.json (PNDM; the upstream extractor keeps it, spec §2.1).
