@@ -31,7 +31,7 @@ import pandas as pd
 import seaborn as sns
 
 from diffact.analysis.names import forward_sorted
-from diffact.analysis.plots import inter_module_along, per_layer
+from diffact.analysis.plots import inter_module_along, locality_column, per_layer
 from diffact.extract.store import FeatureStore
 from diffact.viz import theme
 from diffact.viz.pca import pca_rgb
@@ -60,7 +60,7 @@ for col, name in enumerate(shown):
                  f"\nnoise {control_numbers.loc[name, 'noise_share']:.2f}", fontsize=5.5)
     ax.axis("off")
 for col, (column, label) in enumerate((("noise_share", "P1 noise share"), ("granularity", "P2 granularity"),
-                                       ("locality", "P3 locality"))):
+                                       (locality_column(inter), "P3 locality"))):
     ax = fig.add_subplot(bottom[0, col])
     sns.lineplot(data=inter, x="position", y=column, hue="model", marker="o", markersize=3, ax=ax, legend=(col == 2))
     ax.set_xlabel("forward position (0 = first, 1 = last)")

@@ -12,7 +12,8 @@
 # # The three universal properties as numbers, along the forward order (paper §4; universality §4.4)
 # One column per model (and the Fig 15 control U-Net): P1 noise share (variance explained by the diffusion-noise
 # draw), P2 granularity (power-weighted spatial frequency of the map, in [0, 1]) and P3 locality (−Spearman ρ of
-# feature similarity vs pixel distance among same-label pixels). Definitions: `diffact.analysis.properties`.
+# feature similarity vs pixel distance among same-label pixels, minus the same index of the image's own pixels at
+# that resolution). Definitions: `diffact.analysis.properties`.
 # The paper shows these properties only qualitatively; the numbers are our proxies. Reads `results/` only.
 
 # %% tags=["parameters"]
@@ -25,7 +26,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from diffact.analysis.plots import KIND_GROUPS, per_layer, shade_resolutions, summary_row
+from diffact.analysis.plots import KIND_GROUPS, locality_column, per_layer, shade_resolutions, summary_row
 from diffact.utils.io import write_csv, write_text
 from diffact.viz import theme
 
@@ -35,7 +36,9 @@ models = list(dict.fromkeys(layers["model"]))
 palette = dict(zip(KIND_GROUPS, sns.color_palette(theme.PALETTE, len(KIND_GROUPS))))
 
 # %%
-rows = [("noise_share", "P1 noise share"), ("granularity", "P2 granularity"), ("locality", "P3 locality")]
+p3 = locality_column(layers)
+rows = [("noise_share", "P1 noise share"), ("granularity", "P2 granularity"),
+        (p3, "P3 locality" + (" − pixels'" if p3 == "locality_excess" else ""))]
 fig, axes = plt.subplots(len(rows), len(models), figsize=(4.2 * len(models), 7.5), squeeze=False, sharey="row")
 for col, model in enumerate(models):
     sub = layers[(layers["model"] == model) & (layers["group"].isin(KIND_GROUPS))]
@@ -54,8 +57,9 @@ theme.save(fig, out_stem)
 
 # %% [markdown]
 # Summary per model: mean noise share of the inter-module activations per stage (P1 expects down > up-early and
-# up-late > up-early), the mean within-resolution rank correlation of granularity with position (P2 expects > 0),
-# and mean locality per activation family (P3 expects self-attention q/k highest).
+# up-late > up-early), the mean within-resolution rank correlation of granularity with position, over all and over
+# up-stage resolutions (P2 expects > 0), and mean locality excess per activation family (P3 expects self-attention
+# q/k highest).
 
 # %%
 summary = pd.DataFrame([summary_row(layers[layers["model"] == m]) for m in models])

@@ -68,7 +68,8 @@ paper_only = pd.DataFrame({
     "note": [("not run: needs several models' stores concatenated (diffact scarce reads one store); "
               if m == "Ours-XL-t" else "") + (n if isinstance(n, str) else "") for m, n in zip(rest["method"], rest["note"])],
 })
-table = pd.concat([paper_only, ours], ignore_index=True)
+prior = rest["group"].eq("prior work").values
+table = pd.concat([paper_only[prior], ours, paper_only[~prior]], ignore_index=True)
 write_csv(f"{out_stem}.csv", table)
 table
 

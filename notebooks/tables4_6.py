@@ -102,7 +102,8 @@ md = [f"# Tables 4–6 analogue: {model} (paper columns: {paper_model})", "",
       "mIoU (%) of one activation alone, mean ± std over random splits, (rank within the resolution); "
       "the paper's value and rank beside ours where the id exists in the paper's table.", "",
       f"Qualitative filter: {pool['kept']} of {pool['candidates']} candidates kept "
-      f"(paper: {pool['paper_kept']} in Tables {pool['paper_tables']}).", ""]
+      f"(paper: {pool['paper_kept']} in Table{'s' if '+' in str(pool['paper_tables']) else ''} "
+      f"{pool['paper_tables']}). Paper ranks are within the paper's table, ours within this model's activations.", ""]
 for res, group in shown.groupby(table["resolution"], sort=False):
     md += [f"## {res}", "", markdown(group), ""]
 md += ["## Best per resolution", "", markdown(best), ""]

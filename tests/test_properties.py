@@ -129,6 +129,15 @@ def test_map_properties_table_over_images():
     assert [r["forward_index"] for r in rows] == [0, 1]
 
 
+def test_a_feature_equal_to_the_image_has_zero_locality_excess():
+    labels = _blob_labels(16)
+    image = torch.tensor(numpy_rng(0, "image").standard_normal((3, 16, 16))).cumsum(dim=2)  # smooth along rows
+    rows = map_properties(lambda i, name: image.clone(), ["img"], ["copy"], labels_of=lambda i: labels,
+                          image_of=lambda i: image, n_pairs=400)
+    assert rows[0]["locality_excess"] == pytest.approx(0.0, abs=1e-9)
+    assert rows[0]["locality_pixels"] == pytest.approx(rows[0]["locality"])
+
+
 # ---- the Fig 15 control, the merged table, figure availability -------------------------------------------------
 
 def test_control_unet_trains_captures_and_round_trips(tmp_path):

@@ -7,11 +7,17 @@ Handlers import heavy libraries lazily so ``diffact --help`` stays quick.
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
-import pkgutil
-import sys
+import os
+
+# Idle OpenMP threads must sleep, not spin: with 2 torch threads on a busy 2-core machine spinning made
+# a demo U-Net training step 3× slower (10.5 s vs 3.3 s, same numerics). Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
+import pkgutil  # noqa: E402
+import sys  # noqa: E402
 
 import diffact
 from diffact.utils.errors import DiffactError

@@ -27,13 +27,27 @@ def cmp_paper_model(model):
 
 
 def cmp_budget(model):
-    """Channel budget of the composed sets: by model name, then family, then the paper's (Ours totals)."""
+    """Channel budget of the composed sets: by model name, then family, then the paper's (Ours totals). An integer,
+    or the name of a layer set whose channel total (read from its store on the simple dataset) is the budget."""
     budget = SCARCE_CMP.get("budget") or {}
     family = cmp_family(model)
     value = budget.get(model, budget.get(family, _compare.PRACTICAL_CHANNELS.get(family)))
     if value is None:
         raise ValueError(f"scarce.compare.budget: no channel budget for model {model!r} (family {family})")
-    return int(value)
+    return value
+
+
+def cmp_budget_store(model):
+    """The store whose channel total is the budget, when the budget names a layer set."""
+    value = cmp_budget(model)
+    return [] if isinstance(value, int) else [wf.store_done(config, scarce_dataset("simple"), model, value)]
+
+
+def cmp_budget_arg(model, stores):
+    if not stores:
+        return str(cmp_budget(model))
+    return scarce_py('import json, sys; print(sum(s[0] for s in json.load(open(sys.argv[1]))["layers"].values()))',
+                     stores[0])
 
 
 def cmp_resolutions_arg(model):
@@ -111,6 +125,7 @@ rule scarce_compare:
     input:
         simple=f"{COMPARE_DIR}/{{model}}/screen-simple.csv",
         complex=f"{COMPARE_DIR}/{{model}}/screen-complex.csv",
+        budget=lambda w: cmp_budget_store(w.model),
     output:
         rank=f"{COMPARE_DIR}/{{model}}/rank.csv",
         composition=f"{COMPARE_DIR}/{{model}}/composition.csv",
@@ -118,7 +133,7 @@ rule scarce_compare:
         model=CMP_MODEL,
     params:
         paper=lambda w: cmp_paper_model(w.model),
-        budget=lambda w: cmp_budget(w.model),
+        budget=lambda w, input: cmp_budget_arg(w.model, input.budget),
         resolutions=lambda w: cmp_resolutions_arg(w.model),
     log:
         f"{LOGS}/compare/{{model}}/compare.log",

@@ -203,6 +203,9 @@ def cmd_train_control(args) -> int:
     from diffact.models.control_unet import ControlConfig, load_segmentation_arrays, save_control, train_control
     from diffact.utils.io import write_csv
 
+    import torch
+
+    torch.set_num_threads(1)  # a tiny network: more threads only contend on the small CPU machines
     dataset = open_ddpmseg(args.dataset_root)
     config = ControlConfig(num_classes=dataset.num_classes, image_size=args.image_size, steps=args.steps, seed=args.seed)
     config.validate()

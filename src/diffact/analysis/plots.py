@@ -31,7 +31,8 @@ def kind_group(kind: str) -> str:
 
 def per_layer(table: pd.DataFrame) -> pd.DataFrame:
     """Average the per-scene rows of a properties table into one row per (model, layer), forward order kept."""
-    numbers = ["noise_share", "granularity", "cycles_per_image", "locality", "locality_slope", "nn_pck"]
+    numbers = ["noise_share", "granularity", "cycles_per_image", "locality", "locality_slope", "locality_pixels",
+               "locality_excess", "nn_pck"]
     keys = ["model", "layer", "forward_index", "stage", "level", "repeat", "block", "kind", "resolution",
             "channels", "height", "width", "filter_kept"]
     keys = [k for k in keys if k in table.columns]
@@ -126,7 +127,7 @@ def similarity_map(feature: torch.Tensor, point: tuple[int, int]) -> np.ndarray:
     return (vectors @ vectors[point[0] * w + point[1]]).reshape(h, w)
 
 
-def within_resolution_trend(layers: pd.DataFrame, column: str = "granularity") -> float:
+def within_resolution_trend(layers: pd.DataFrame, column: str = "granularity", stage: str | None = None) -> float:
     """Mean over resolutions (with ≥ 3 ResModule/ViT outputs) of Spearman ρ between position and ``column``:
     > 0 means the number rises along each resolution (P2: coarse → fine)."""
     from diffact.analysis.properties import rank_correlation
@@ -134,10 +135,19 @@ def within_resolution_trend(layers: pd.DataFrame, column: str = "granularity") -
     values = []
     # Samplers are left out: their map has the next resolution's size, so they do not belong to the trend.
     inter = layers[layers["kind"].isin(["res-out", "vit-out"])]
+    if stage is not None:
+        inter = inter[inter["stage"] == stage]
     for _, group in inter.groupby("resolution", sort=False):
         if len(group) >= 3 and group[column].notna().all():
             values.append(rank_correlation(group["forward_index"].to_numpy(float), group[column].to_numpy(float)))
     return float(np.mean(values)) if values else float("nan")
+
+
+def locality_column(layers: pd.DataFrame) -> str:
+    """``locality_excess`` where the pixel baseline was measured, else the raw ``locality``."""
+    if "locality_excess" in layers and layers["locality_excess"].notna().any():
+        return "locality_excess"
+    return "locality"
 
 
 def summary_row(layers: pd.DataFrame) -> dict:
@@ -156,12 +166,15 @@ def summary_row(layers: pd.DataFrame) -> dict:
         "noise_mid": mean(inter[inter["stage"] == "mid"], "noise_share"),
         "noise_up_early": mean(up[up["forward_index"] <= half], "noise_share"),
         "noise_up_late": mean(up[up["forward_index"] > half], "noise_share"),
-        # P2: granularity rises within each resolution.
+        # P2: granularity rises within each resolution (the paper shows it in the up-stage, Figs 17-18).
         "granularity_trend": within_resolution_trend(layers),
+        "granularity_trend_up": within_resolution_trend(layers, stage="up"),
     }
-    # P3: self-attention q/k are the most local; cross-attention q the least.
+    # P3: self-attention q/k are the most local; cross-attention q the least. The excess over the image's own
+    # locality (when measured) compares groups that live at different resolutions.
+    column = locality_column(layers)
     for group in ("self-attn q/k", "cross-attn q", "block out", "inter-module"):
-        row[f"locality_{group.replace(' ', '_').replace('/', '')}"] = mean(layers[layers["group"] == group], "locality")
+        row[f"{column}_{group.replace(' ', '_').replace('/', '')}"] = mean(layers[layers["group"] == group], column)
     if "nn_pck" in layers and layers["nn_pck"].notna().any():
         row["best_nn_pck"] = float(layers["nn_pck"].max())
     return row

@@ -33,7 +33,9 @@ P3, locality without positional embeddings → :func:`locality`
     locality = −Spearman ρ(cosine similarity, distance) over seeded random same-label pairs (features centred per
     channel first, as the PCA maps are). A map that is a function of position only gives a value near 1; a map
     that depends on the label only gives ≈ 0 (all same-label pairs look alike). Also reported: the slope of a least
-    squares line of similarity on distance (distance in units of the map side). Expected (§4.3): highest for
+    squares line of similarity on distance (distance in units of the map side), and ``locality_excess``: the index
+    minus that of the image's own pixels on the same pairs at the same resolution (coarse maps are more "local"
+    whatever the network, so only the excess compares resolutions and networks). Expected (§4.3): highest for
     self-attention q/k, weaker for cross-attention q and block outputs.
 """
 
@@ -270,12 +272,17 @@ class MapPropertyAccumulator:
     shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def add(self, name: str, feature: torch.Tensor, labels: np.ndarray | None = None,
-            pairs: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+            pairs: tuple[np.ndarray, np.ndarray] | None = None, baseline: float | None = None) -> None:
+        """``baseline``: the locality of the image's own pixels on the same pairs (see :func:`map_properties`)."""
         self.shapes[name] = tuple(feature.shape)
         self.values[name]["granularity"].append(granularity(feature))
         if labels is not None and pairs is not None:
-            for key, value in locality(feature, labels, pairs).items():
+            result = locality(feature, labels, pairs)
+            for key, value in result.items():
                 self.values[name][key].append(value)
+            if baseline is not None:
+                self.values[name]["locality_pixels"].append(baseline)
+                self.values[name]["locality_excess"].append(result["locality"] - baseline)
 
     def rows(self) -> list[dict]:
         rows = []
@@ -284,7 +291,7 @@ class MapPropertyAccumulator:
             g = float(np.mean(values["granularity"]))
             row = {"layer": name, "channels": c, "height": h, "width": w, "granularity": g,
                    "cycles_per_image": cycles_per_image(g, max(h, w)), "n_images": len(values["granularity"])}
-            for key in ("locality", "locality_slope"):
+            for key in ("locality", "locality_slope", "locality_pixels", "locality_excess"):
                 finite = [v for v in values.get(key, []) if np.isfinite(v)]
                 row[key] = float(np.mean(finite)) if finite else float("nan")
             row["locality_pairs"] = int(sum(values.get("n_pairs", [])))
@@ -292,20 +299,35 @@ class MapPropertyAccumulator:
         return rows
 
 
+def pixel_locality(image: torch.Tensor, labels: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> float:
+    """Locality of the image itself (3×H×W, area-averaged to the labels' h×w): how much nearby pixels of one label
+    already look alike before any network; the baseline that :func:`map_properties` subtracts."""
+    import torch.nn.functional as F
+
+    small = F.adaptive_avg_pool2d(image[None].double(), labels.shape)[0]
+    return locality(small, labels, pairs)["locality"]
+
+
 def map_properties(features_of, image_ids: Sequence[str], layers: Sequence[str], labels_of=None,
-                   n_pairs: int = 2000, seed: int = 0, ignore_label: int = 255) -> list[dict]:
+                   n_pairs: int = 2000, seed: int = 0, ignore_label: int = 255, image_of=None) -> list[dict]:
     """Granularity (and, with ``labels_of``, locality) of every layer, averaged over ``image_ids``.
 
     ``features_of(image_id, layer)`` → C×h×w tensor; ``labels_of(image_id)`` → H×W uint8 labels (or None). Pairs are
     drawn once per (image, h, w) from ``numpy_rng(seed, "locality", image_id, h, w)``, so every activation of one
     resolution is scored on the same pixel pairs.
+
+    With ``image_of(image_id)`` → 3×H×W image, each row also gets ``locality_pixels`` (the image's own locality on the
+    same pairs at the map's resolution) and ``locality_excess`` = locality − locality_pixels. The raw index grows as
+    maps get coarser (few pixels, each covering much of a part); the excess compares resolutions and networks on
+    what the *features* add to the locality the image already has.
     """
     from diffact.utils.seeding import numpy_rng
 
     acc = MapPropertyAccumulator()
-    pair_cache: dict[tuple[str, int, int], tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
+    pair_cache: dict[tuple[str, int, int], tuple] = {}
     for image_id in image_ids:
         full_labels = labels_of(image_id) if labels_of is not None else None
+        image = image_of(image_id) if (image_of is not None and full_labels is not None) else None
         for layer in layers:
             feature = features_of(image_id, layer)
             if full_labels is None:
@@ -316,7 +338,9 @@ def map_properties(features_of, image_ids: Sequence[str], layers: Sequence[str],
             if key not in pair_cache:
                 small = resize_labels(full_labels, h, w)
                 rng = numpy_rng(seed, "locality", image_id, h, w)
-                pair_cache[key] = (small, same_label_pairs(small, n_pairs, rng, ignore_label))
-            small, pairs = pair_cache[key]
-            acc.add(layer, feature, small, pairs)
+                pairs = same_label_pairs(small, n_pairs, rng, ignore_label)
+                baseline = pixel_locality(image, small, pairs) if image is not None else None
+                pair_cache[key] = (small, pairs, baseline)
+            small, pairs, baseline = pair_cache[key]
+            acc.add(layer, feature, small, pairs, baseline)
     return [{"forward_index": layers.index(r["layer"]), **r} for r in acc.rows()]

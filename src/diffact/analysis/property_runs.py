@@ -68,27 +68,47 @@ def segmentation_labels(root: str | Path):
     items = dataset.by_id()
 
     def labels_of(image_id: str) -> np.ndarray:
-        item = items.get(image_id) or next((v for v in items.values() if v.stem == image_id), None)
-        if item is None:
-            raise DataError(f"{root}: no labelled image for store id {image_id!r}")
-        return load_label(item.label_path, dataset.num_classes, dataset.ignore_label)
+        return load_label(item_of(items, image_id, root).label_path, dataset.num_classes, dataset.ignore_label)
 
     return labels_of, dataset.ignore_label
 
 
+def item_of(items: Mapping, image_id: str, root):
+    """The dataset item of a store id (``<split>/<stem>``, or a bare ``<stem>``)."""
+    item = items.get(image_id) or next((v for v in items.values() if v.stem == image_id), None)
+    if item is None:
+        raise DataError(f"{root}: no labelled image for store id {image_id!r}")
+    return item
+
+
+def segmentation_images(root: str | Path):
+    """``image_of(image_id)`` → 3×H×W image in [-1, 1] at its file size, for the pixel-locality baseline."""
+    from diffact.data.ddpmseg import open_ddpmseg
+    from diffact.data.images import load_rgb
+
+    items = open_ddpmseg(root, validate=False).by_id()
+
+    def image_of(image_id: str) -> torch.Tensor:
+        rgb = load_rgb(item_of(items, image_id, root).image_path)
+        return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+
+    return image_of
+
+
 def store_map_properties(store, labels_root: str | Path | None = None, n_images: int = 0, n_pairs: int = 2000,
                          seed: int = 0, layers: Sequence[str] | None = None) -> pd.DataFrame:
-    """P2 granularity and (with a DDPM-seg ``labels_root``) P3 locality of every store layer."""
+    """P2 granularity and (with a DDPM-seg ``labels_root``) P3 locality, with its pixel baseline, of every store layer."""
     image_ids = store.image_ids()
     if n_images:
         image_ids = image_ids[:n_images]
     if not image_ids:
         raise DataError(f"{store.root}: the feature store holds no images")
     labels_of, ignore = segmentation_labels(labels_root) if labels_root else (None, 255)
+    image_of = segmentation_images(labels_root) if labels_root else None
     # Stores list layers alphabetically: restore the forward order (forward_index is the plots' x axis).
     names = forward_sorted(layers if layers is not None else store.layers)
     rows = map_properties(lambda image_id, name: store.read_layer(image_id, name), image_ids, names, labels_of,
-                          n_pairs=n_pairs, seed=seed, ignore_label=ignore)
+                          n_pairs=n_pairs, seed=seed, ignore_label=ignore, image_of=image_of)
     return pd.DataFrame(rows).sort_values("forward_index")
 
 

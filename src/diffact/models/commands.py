@@ -26,11 +26,11 @@ def register(subparsers) -> None:
     parser.add_argument("--arch", required=True, choices=ARCHS, help="block layout")
     parser.add_argument("--out", required=True, metavar="DIR", help="pipeline folder to write (replaced atomically)")
     parser.add_argument("--image-size", type=int, default=defaults.image_size, help="training crop size (pixels)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
-    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per step")
+    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help="VAE training steps")
+    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps, help="U-Net training steps")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (both stages)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights, crops, noise")
     parser.add_argument("--prompt", default=defaults.prompt, help="fixed training prompt")
     parser.add_argument(
         "--threads", type=int, default=defaults.num_threads,

@@ -4,16 +4,18 @@ The paper studies SD1.5 and SDXL (spec §2.3). The demo profile cannot download 
 miniature versions from hand-written configs: the *same* diffusers classes, block types, block
 counts and pipeline classes, so every activation name of the paper's naming scheme (spec §2.2,
 e.g. ``up-level1-repeat2-res-out`` or ``up-level0-repeat0-vit-block3-out``) exists, but with
-channel widths of 32–64 instead of 320–1280 so that they train on a laptop CPU in minutes.
+channel widths of 16–64 instead of 320–1280 so that they train on a laptop CPU in minutes.
 
 Layout at 64-px images (latents 4×32×32, VAE downsampling factor 2 instead of SD's 8):
 
-* ``sd15``: 4 levels at 32²/16²/8²/4² with (16, 32, 64, 64) channels (SD1.5's 1:2:4:4); down = CrossAttnDownBlock2D ×3 +
-  DownBlock2D, mid = UNetMidBlock2DCrossAttn, up = UpBlock2D + CrossAttnUpBlock2D ×3; 2 ResModules per
-  down level and 3 per up level; one basic transformer block per ViT (16 ViTs, as SD1.5).
-* ``sdxl``: 3 levels at 32²/16²/8² with (16, 32, 64) channels (SDXL's 1:2:4); down = DownBlock2D + CrossAttnDownBlock2D
-  ×2, up = CrossAttnUpBlock2D ×2 + UpBlock2D; 2 basic blocks per ViT at level 1 (as SDXL) and 4 at
-  level 2 / mid (SDXL: 10); linear projections; ``text_time`` added conditioning (11 ViTs, as SDXL).
+* ``sd15`` (2.16 M U-Net parameters): 4 levels at 32²/16²/8²/4² with (16, 32, 64, 64) channels
+  (SD1.5's 1:2:4:4); down = CrossAttnDownBlock2D ×3 + DownBlock2D, mid = UNetMidBlock2DCrossAttn,
+  up = UpBlock2D + CrossAttnUpBlock2D ×3; 2 ResModules per down level and 3 per up level; one basic
+  transformer block per ViT (16 ViTs, as SD1.5).
+* ``sdxl`` (3.18 M): 3 levels at 32²/16²/8² with (16, 32, 64) channels (SDXL's 1:2:4); down =
+  DownBlock2D + CrossAttnDownBlock2D ×2, up = CrossAttnUpBlock2D ×2 + UpBlock2D; 2 basic blocks per
+  ViT at level 1 (as SDXL) and 4 at level 2 / mid (SDXL: 10); linear projections; ``text_time``
+  added conditioning (11 ViTs, as SDXL).
 
 Everything is built from a seed, so a given (arch, seed) always yields the same random weights.
 """
