@@ -7,7 +7,6 @@ import torch  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 torch.set_num_threads(1)  # tiny tensors: threads only contend (2-core machines)
 
 # Tiny U-Nets with the paper models' block layouts, for unit tests of catalog and hooks.
