@@ -45,7 +45,7 @@ def test_same_seed_same_features_other_seed_other_features(sd15):
         assert torch.equal(a[name], b[name])
         assert not torch.equal(a[name], c[name])
     # token tensors come back as B×C×H×W (latent 16×16 at 32 px: level1 = 4×4, level3 = 16×16)
-    assert a[LAYERS[0]].shape == (2, 64, 4, 4) and a[LAYERS[2]].shape == (2, 32, 16, 16)
+    assert a[LAYERS[0]].shape == (2, 64, 4, 4) and a[LAYERS[2]].shape == (2, 16, 16, 16)
 
 
 def test_noise_is_seeded_per_image_not_per_batch(sd15):
