@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_snakemake_dry_run_of_the_default_target():
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock", "--cores", "2", "--quiet", "rules"],
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--rerun-incomplete", "--nolock", "--cores", "2", "--quiet", "rules"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     for rule in ("build_demo_model", "demo_spair", "extract", "pck_screen", "pck_table", "fig03_pca", "fig_demo_loss"):

@@ -19,25 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def _add_extraction_args(p) -> None:
-    """The ``diffact extract`` arguments (so rules can pass ``workflow.extract_args`` unchanged)."""
-    p.add_argument("--model", required=True, help="hub id or pipeline folder")
-    p.add_argument("--revision")
-    p.add_argument("--family", required=True, help="layer-set family: sd15 or sdxl")
-    p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
-    p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
-    p.add_argument("--dataset-root", required=True)
-    p.add_argument("--split")
-    p.add_argument("--subset")
-    p.add_argument("--t", type=int, default=50)
-    p.add_argument("--prompt", default="")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--ensemble", type=int, default=1, help="ignored: each draw is one noise sample")
-    p.add_argument("--vae-mode", default="sample", choices=["sample", "mean"])
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--storage-dtype", default="float32", help="ignored (nothing is stored)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=1)
+    """The ``diffact extract`` arguments (so rules can pass ``workflow.extract_args`` unchanged); here
+    ``--ensemble`` and ``--storage-dtype`` are accepted but unused: each draw is one noise sample and
+    nothing is stored."""
+    from diffact.extract.commands import add_extraction_args
+
+    add_extraction_args(p)
 
 
 def _pairs(items, what: str) -> dict[str, str]:

@@ -23,26 +23,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_layers)
 
     p = subparsers.add_parser("extract", help="extract activations of a dataset into a feature store")
-    p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
-    p.add_argument("--revision")
-    p.add_argument("--family", required=True, help="layer-set family: sd15, sdxl (DiTs: pixart, sd3, flux)")
-    p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
-    p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
-    p.add_argument("--dataset-root", required=True)
-    p.add_argument("--split")
-    p.add_argument("--subset")
+    add_extraction_args(p)
     p.add_argument("--out", required=True, help="store folder; its name must end with the settings key when --check-key")
     p.add_argument("--check-key", action="store_true", help="fail unless the folder name ends with the settings key")
-    p.add_argument("--t", type=int, default=50)
-    p.add_argument("--prompt", default="")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--ensemble", type=int, default=1)
-    p.add_argument("--vae-mode", default="sample", choices=["sample", "mean"])
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--no-early-exit", action="store_true")
     p.set_defaults(func=cmd_extract)
 
@@ -81,6 +64,29 @@ def _dit_for_listing(folder: Path):
     cls = getattr(diffusers, name)
     with torch.device("meta"):
         return cls.from_config(cls.load_config(folder, subfolder="transformer"))
+
+
+def add_extraction_args(p) -> None:
+    """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
+    that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
+    p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
+    p.add_argument("--revision")
+    p.add_argument("--family", required=True, help="layer-set family: sd15 or sdxl")
+    p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
+    p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
+    p.add_argument("--dataset-root", required=True)
+    p.add_argument("--split")
+    p.add_argument("--subset")
+    p.add_argument("--t", type=int, default=50)
+    p.add_argument("--prompt", default="")
+    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--ensemble", type=int, default=1)
+    p.add_argument("--vae-mode", default="sample", choices=["sample", "mean"])
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=1)
 
 
 def _unet_for_listing(model: str):

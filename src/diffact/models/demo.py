@@ -260,15 +260,5 @@ def save_pipeline(pipe, out: str | Path) -> Path:
     return out
 
 
-def load_pipeline(path: str | Path):
-    """Load a saved demo (or any local diffusers) pipeline offline, fp32 on CPU."""
-    from diffusers import DiffusionPipeline
-
-    path = Path(path)
-    if not (path / "model_index.json").is_file():
-        raise ModelError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
-    return DiffusionPipeline.from_pretrained(path, local_files_only=True)
-
-
 def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
