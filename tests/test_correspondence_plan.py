@@ -55,19 +55,7 @@ def test_substitutes_and_config_errors():
 
 
 def test_declared_unavailable_sets_are_exactly_the_ones_the_demo_unets_lack():
-    from diffact.extract.layersets import resolve_set
-    from diffact.models.configs import build_unet
-    from diffact.models.demo import unet_config
+    from conftest import assert_declared_unavailable_matches
 
     t1 = CONFIG["correspondence"]["table1"]
-    declared = {(m, s) for m, sets in t1.get("unavailable", {}).items() for s in sets}
-    for model in t1["models"]:
-        entry = CONFIG["models"][model]
-        unet = build_unet(unet_config(entry["build"]))  # meta device: structure only
-        for layer_set in t1["layer_sets"]:
-            try:
-                resolve_set(unet, entry["family"], layer_set)
-                resolves = True
-            except LayerError:
-                resolves = False
-            assert resolves == ((model, layer_set) not in declared), (model, layer_set)
+    assert_declared_unavailable_matches(CONFIG, t1, t1["models"], t1["layer_sets"])

@@ -99,25 +99,10 @@ def test_protocol_config_reaches_the_commands(dry_run):
 
 
 def test_declared_unavailable_sets_are_exactly_the_ones_the_demo_unets_lack():
-    from diffact.extract.layersets import resolve_set
-    from diffact.models.configs import build_unet
-    from diffact.models.demo import unet_config
-    from diffact.utils.errors import LayerError
+    from conftest import assert_declared_unavailable_matches
 
     t2 = SCARCE["table2"]
-    declared = {(m, s) for m, sets in t2.get("unavailable", {}).items() for s in sets}
-    for model in SCARCE["models"]:
-        entry = CONFIG["models"][model]
-        if not entry.get("build"):
-            continue
-        unet = build_unet(unet_config(entry["build"]))  # meta device: structure only
-        for layer_set in t2["layer_sets"]:
-            try:
-                resolve_set(unet, entry["family"], layer_set)
-                resolves = True
-            except LayerError:
-                resolves = False
-            assert resolves == ((model, layer_set) not in declared), (model, layer_set)
+    assert_declared_unavailable_matches(CONFIG, t2, SCARCE["models"], t2["layer_sets"])
 
 
 def _reference(name: str) -> pd.DataFrame:
