@@ -23,6 +23,7 @@ title = ""
 # %%
 import matplotlib.pyplot as plt
 
+from diffact.analysis.plots import store_image_path
 from diffact.data.images import load_rgb
 from diffact.extract.store import FeatureStore
 from diffact.viz import theme
@@ -36,7 +37,6 @@ image_ids = fs.image_ids()[:n_images]
 # %%
 fig, axes = plt.subplots(len(image_ids), len(layers) + 1, figsize=(1.6 * (len(layers) + 1), 1.7 * len(image_ids)),
                          squeeze=False)
-sources = {}
 for row, image_id in enumerate(image_ids):
     feats = fs.read(image_id, layers)
     size = max(t.shape[-1] for t in feats.values())
@@ -54,15 +54,10 @@ for ax in axes.flat:
 # The first column shows the input image (when the store's dataset can be read from its settings).
 
 # %%
-from pathlib import Path
-
-settings = fs.settings
-root = Path(settings["dataset"]["root"])
 for row, image_id in enumerate(image_ids):
-    candidates = list(root.glob(f"JPEGImages/{image_id}.*")) + list(root.glob(f"**/{image_id.split('/')[-1]}.*"))
-    images = [p for p in candidates if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
-    if images:
-        axes[row, 0].imshow(load_rgb(images[0]))
+    path = store_image_path(fs, image_id)
+    if path is not None:
+        axes[row, 0].imshow(load_rgb(path))
 if title:
     fig.suptitle(title)
 theme.save(fig, out_stem)

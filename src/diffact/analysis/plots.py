@@ -91,12 +91,13 @@ def resolution_members(layers: Sequence[str], stage: str, level: int, kinds: Seq
 
 def store_image_path(store, image_id: str):
     """The input image of a store shard, found from the store's dataset root (DDPM-seg layout
-    ``<root>/real/<split>/<stem>.png``, or a plain folder); None when it cannot be found."""
+    ``<root>/real/<split>/<stem>.png``, SPair-71k ``<root>/JPEGImages/<category>/<stem>.jpg``, or a plain
+    folder); None when it cannot be found."""
     from pathlib import Path
 
     root = Path(store.settings.get("dataset", {}).get("root", ""))
     split, _, stem = image_id.rpartition("/")
-    for folder in (root / "real" / split, root / split, root):
+    for folder in (root / "real" / split, root / "JPEGImages" / split, root / split, root):
         if folder.is_dir():
             hits = [p for p in sorted(folder.glob(f"{stem}.*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
             if hits:
