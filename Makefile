@@ -45,7 +45,8 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_extraction.py
+	$(BIN)/python benchmarks/bench_scarce_memory.py
 
 clean-results:
 	rm -rf results/* && find paper_figures -type f ! -name README.md ! -name .gitkeep -delete

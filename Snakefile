@@ -2,7 +2,13 @@
 # `snakemake --cores all` builds everything the active profile (config/config.yaml = demo) can produce.
 # Rules are thin: they name inputs/outputs/params and call the `diffact` CLI or a notebook.
 
-configfile: "config/config.yaml"
+# The demo profile, unless a whole profile comes from the command line (`--configfile config/paper.yaml`):
+# snakemake would otherwise merge the two, and demo-only entries (built models, demo datasets) would leak in.
+if "profile" not in config:
+
+    configfile: "config/config.yaml"
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

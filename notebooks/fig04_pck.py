@@ -86,3 +86,22 @@ ax.set_ylabel("mean PCK@0.1 img (%)")
 ax.set_title(f"(c) up-level{level}: locality vs noise")
 fig.suptitle(model, fontsize=9, y=1.06)
 theme.save(fig, out_stem)
+
+# %% [markdown]
+# Panel (c) as numbers, beside the paper's Fig. 4(c) values (`paper_figure4.csv`). The paper compares one
+# self-attention activation with one noisy activation; ours are means over the activations of each group.
+
+# %%
+from diffact.tasks.correspondence.table1 import paper_reference
+from diffact.utils.io import write_csv, write_text
+
+paper = paper_reference("paper_figure4.csv")
+ours_c = pd.DataFrame({"source": f"ours ({model}, up-level{level}, mean)", "activation": bars["activations"],
+                       "pck_img@0.10": bars["pck"].round(2)})
+paper_c = pd.DataFrame({"source": "paper (Fig. 4c)", "activation": paper["activation"],
+                        "pck_img@0.10": paper["pck_img@0.10"]})
+panel_c = pd.concat([paper_c, ours_c], ignore_index=True)
+write_csv(f"{out_stem}.csv", panel_c)
+write_text(f"{out_stem}.md", f"# Figure 4(c): locality suppresses diffusion noise ({model})\n\n"
+           + panel_c.to_markdown(index=False) + "\n")
+panel_c

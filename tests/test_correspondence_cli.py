@@ -47,7 +47,7 @@ def test_train_evaluate_and_table(tiny_setup):
             "--seed", 0, "--out-dir", run)
     evaluations = pd.read_csv(run / "evaluations.csv")
     assert evaluations["step"].tolist() == [2, 4] and set(evaluations["split"]) == {"val"}
-    assert (evaluations["keypoints_per_s"] > 0).all()
+    assert not {"seconds", "keypoints_per_s", "elapsed_s"} & set(evaluations.columns)  # wall clock: log only
     network, meta = load_checkpoint(run / "checkpoints" / evaluations["checkpoint"].iloc[0])
     assert network.in_channels == network.out_channels == 6 and meta["step"] == 2
     assert len(pd.read_csv(run / "train_log.csv")) == 6

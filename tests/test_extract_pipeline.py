@@ -81,6 +81,22 @@ def test_store_resume_is_byte_identical(sd15, image_folder, tmp_path):
     assert resumed.shape(LAYERS[0]) == (64, 4, 4)
 
 
+def test_resume_of_a_partly_written_batch_is_byte_identical(sd15, image_folder, tmp_path):
+    import shutil
+
+    images = folder_images(image_folder)
+    settings = ExtractionSettings(image_size=32, prompt="a photo")
+    full = extract_to_store(sd15, LAYERS, images, tmp_path / "full", {"k": 1}, settings, batch_size=2)
+    # batches [img_0, img_1] [img_2]; img_0's file lost: it must be recomputed beside img_1 (a batch of one
+    # rounds differently on CPU), and img_1's file left as it is
+    shutil.copytree(full.root, tmp_path / "part")
+    (tmp_path / "part" / "shards" / "img_0.safetensors").unlink()
+    (tmp_path / "part" / "complete.json").unlink()
+    resumed = extract_to_store(sd15, LAYERS, images, tmp_path / "part", {"k": 1}, settings, batch_size=2)
+    for image_id, _ in images:
+        assert full.shard_path(image_id).read_bytes() == resumed.shard_path(image_id).read_bytes(), image_id
+
+
 def test_store_rejects_other_settings_and_reports_corruption(sd15, image_folder, tmp_path):
     images = folder_images(image_folder)[:1]
     store = extract_to_store(sd15, LAYERS[:1], images, tmp_path / "s", {"k": 1}, ExtractionSettings(image_size=32))

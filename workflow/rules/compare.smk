@@ -15,52 +15,7 @@ SCARCE_T3 = SCARCE.get("table3") or {}
 SCARCE_SETTINGS = ("generic", "specific")
 
 
-def cmp_family(model):
-    return wf.model_entry(config, model)["family"]
-
-
-def cmp_paper_model(model):
-    """Whose Tables 4-6 columns sit beside ours: config compare.paper_model, else the model's family."""
-    family = cmp_family(model)
-    default = family if family in _compare.PAPER_COLUMNS else "none"
-    return (SCARCE_CMP.get("paper_model") or {}).get(model, default)
-
-
-def cmp_budget(model):
-    """Channel budget of the composed sets: by model name, then family, then the paper's (Ours totals). An integer,
-    or the name of a layer set whose channel total (read from its store on the simple dataset) is the budget."""
-    budget = SCARCE_CMP.get("budget") or {}
-    family = cmp_family(model)
-    value = budget.get(model, budget.get(family, _compare.PRACTICAL_CHANNELS.get(family)))
-    if value is None:
-        raise ValueError(f"scarce.compare.budget: no channel budget for model {model!r} (family {family})")
-    return value
-
-
-def cmp_budget_store(model):
-    """The store whose channel total is the budget, when the budget names a layer set."""
-    value = cmp_budget(model)
-    return [] if isinstance(value, int) else [wf.store_done(config, scarce_dataset("simple"), model, value)]
-
-
-def cmp_budget_arg(model, stores):
-    if not stores:
-        return str(cmp_budget(model))
-    return scarce_py('import json, sys; print(sum(s[0] for s in json.load(open(sys.argv[1]))["layers"].values()))',
-                     stores[0])
-
-
-def cmp_resolutions_arg(model):
-    res = (SCARCE_CMP.get("resolutions") or {}).get(cmp_family(model))
-    return f"--resolutions {','.join(res)}" if res else ""
-
-
-def cmp_screen_store(model, scene):
-    return wf.store_done(config, scarce_dataset(scene), model, SCARCE_SCREEN.get("store_set", "pool"))
-
-
-def cmp_t3_models():
-    return [m for m in SCARCE_T3.get("models", []) if m in scarce_models()]
+include: "helpers/compare.smk"
 
 
 CMP_MODEL = scarce_alt(scarce_models())
@@ -89,6 +44,8 @@ rule scarce_filter:
         set=SCARCE_SCREEN.get("filter_set", "pool"),
     log:
         f"{LOGS}/compare/{{model}}/filter.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} qualitative-filter --model {params.source} --family {params.family} --set {params.set} "
@@ -113,7 +70,8 @@ rule scarce_screen:
         protocol=scarce_protocol_args(SCARCE_SCREEN.get("splits", 5)) if SCARCE else "",
     log:
         f"{LOGS}/compare/{{model}}/screen-{{scene}}.log",
-    threads: scarce_protocol()["threads"]
+    threads: stage_threads("screen", fallback=scarce_protocol()["threads"])
+    resources: **stage_resources("screen")
     conda: ENV
     shell:
         "diffact --log {log} scarce-screen --store {params.store} {params.dataset} --layers {params.layers} "
@@ -137,6 +95,8 @@ rule scarce_compare:
         resolutions=lambda w: cmp_resolutions_arg(w.model),
     log:
         f"{LOGS}/compare/{{model}}/compare.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} scarce-compare --simple {input.simple} --complex {input.complex} "
@@ -164,7 +124,8 @@ rule scarce_table3_run:
         protocol=scarce_protocol_args(SCARCE_T3.get("splits", 5)) if SCARCE else "",
     log:
         f"{LOGS}/compare/{{model}}/table3-{{setting}}-{{scene}}.log",
-    threads: scarce_protocol()["threads"]
+    threads: stage_threads("scarce", fallback=scarce_protocol()["threads"])
+    resources: **stage_resources("scarce")
     conda: ENV
     shell:
         "diffact --log {log} scarce --store {params.store} {params.dataset} --layers {params.layers} "
@@ -182,20 +143,25 @@ rule table4_6_notebook:
         nb="notebooks/tables4_6.py",
         theme="src/diffact/viz/theme.py",
     output:
-        csv=f"{SCARCE_FIGURES}/table4_6_{{model}}.csv",
+        csv=report(f"{SCARCE_FIGURES}/table4_6_{{model}}.csv", caption="../report/table4_6_notebook.rst", category="Tables 4-6"),
         tex=f"{SCARCE_FIGURES}/table4_6_{{model}}.tex",
         md=f"{SCARCE_FIGURES}/table4_6_{{model}}.md",
     wildcard_constraints:
         model=CMP_MODEL,
     params:
         paper=lambda w: cmp_paper_model(w.model),
+        rulename="table4_6_notebook",
+        executed=lambda w: f"{RESULTS}/notebooks/table4_6_{w.model}.ipynb",
+        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
     log:
         f"{LOGS}/figures/table4_6_{{model}}.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/table4_6_{wildcards.model}.ipynb "
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p rank={input.rank} -p composition={input.composition} -p filter_report={input.filter} "
-        "-p model={wildcards.model} -p paper_model={params.paper} -p out_stem={SCARCE_FIGURES}/table4_6_{wildcards.model}"
+        "-p model={wildcards.model} -p paper_model={params.paper} -p out_stem={params.out_stem}"
 
 
 rule table3_notebook:
@@ -207,15 +173,21 @@ rule table3_notebook:
         nb="notebooks/table3.py",
         theme="src/diffact/viz/theme.py",
     output:
-        csv=f"{SCARCE_FIGURES}/table3.csv",
+        csv=report(f"{SCARCE_FIGURES}/table3.csv", caption="../report/table3_notebook.rst", category="Table 3"),
         tex=f"{SCARCE_FIGURES}/table3.tex",
         md=f"{SCARCE_FIGURES}/table3.md",
     params:
         models="[" + ",".join(cmp_t3_models()) + "]",
         families="{" + ",".join(f"{m}: {cmp_family(m)}" for m in cmp_t3_models()) + "}",
+        rulename="table3_notebook",
+        executed=f"{RESULTS}/notebooks/table3.ipynb",
+        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
+        compare_dir=lambda w: COMPARE_DIR,
     log:
         f"{LOGS}/figures/table3.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/table3.ipynb "
-        "-p 'models={params.models}' -p 'families={params.families}' -p compare_dir={COMPARE_DIR} -p out_stem={SCARCE_FIGURES}/table3"
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
+        "-p 'models={params.models}' -p 'families={params.families}' -p compare_dir={params.compare_dir} -p out_stem={params.out_stem}"

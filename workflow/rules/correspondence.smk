@@ -5,11 +5,7 @@ if CORR:
     TARGETS.append(f"{RESULTS}/correspondence/nn_pck_table.csv")
 
 
-def corr_models():
-    models = list(CORR.get("models", []))
-    if CORR.get("random_reference", False):
-        models += [f"{m}{wf.RANDOM_SUFFIX}" for m in CORR.get("models", []) if config["models"][m].get("build")]
-    return models
+include: "helpers/correspondence.smk"
 
 
 rule pck_screen:
@@ -24,13 +20,16 @@ rule pck_screen:
         layerset=CORR.get("layer_set"),
         root=lambda w: wf.dataset_entry(config, CORR["dataset"])["root"],
         split=lambda w: wf.dataset_entry(config, CORR["dataset"]).get("split", "test"),
+        subset=lambda w: corr_subset_arg(),
         eval_size=CORR.get("eval_size", 512),
         store=lambda w, input: os.path.dirname(input.store),
     log:
         f"{LOGS}/correspondence/{{model}}.log",
+    threads: stage_threads("analysis")
+    resources: **stage_resources("analysis")
     conda: ENV
     shell:
-        "diffact --log {log} pck-screen --store {params.store} --dataset-root {params.root} --split {params.split} "
+        "diffact --log {log} pck-screen --store {params.store} --dataset-root {params.root} --split {params.split} {params.subset} "
         "--eval-size {params.eval_size} --model-name {wildcards.model} --threads {threads} --out {output}"
 
 
@@ -43,14 +42,17 @@ rule pck_pixels:
     params:
         root=lambda w: wf.dataset_entry(config, CORR["dataset"])["root"],
         split=lambda w: wf.dataset_entry(config, CORR["dataset"]).get("split", "test"),
+        subset=lambda w: corr_subset_arg(),
         size=config["extraction"]["image_size"],
         eval_size=CORR.get("eval_size", 512),
         patch=CORR.get("pixel_patch", 5),
     log:
         f"{LOGS}/correspondence/pixels.log",
+    threads: stage_threads("analysis")
+    resources: **stage_resources("analysis")
     conda: ENV
     shell:
-        "diffact --log {log} pck-pixels --dataset-root {params.root} --split {params.split} --image-size {params.size} "
+        "diffact --log {log} pck-pixels --dataset-root {params.root} --split {params.split} {params.subset} --image-size {params.size} "
         "--eval-size {params.eval_size} --patch {params.patch} --threads {threads} --out {output}"
 
 
@@ -69,6 +71,8 @@ rule pck_table:
         + (f" pixels={input.pixels}" if CORR.get("pixel_patch") else ""),
     log:
         f"{LOGS}/correspondence/table.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} pck-table {params.labels} --out {output}"
@@ -90,48 +94,6 @@ if T1:
                            f"{CORR_FIGURES}/fig01_correspondence.png", f"{CORR_FIGURES}/fig01_correspondence.pdf"])
 
 
-def t1_entry(w):
-    return corr_plan.find_entry(config, w.entry, w.layerset)
-
-
-def t1_stores(w, role):
-    """complete.json of each model's store of the dataset that holds split `role`, in concatenation order."""
-    dataset = corr_plan.split_dataset(config, role)
-    return [wf.store_done(config, dataset, model, layer_set) for model, layer_set in t1_entry(w).parts]
-
-
-def t1_store_args(flag, done_files):
-    return " ".join(f"{flag} {os.path.dirname(p)}" for p in done_files)
-
-
-def t1_eval_role(w):
-    return "val" if w.protocol == "paper" else "test"
-
-
-def t1_eval_stores(w):
-    # trained + paper reads the validation scores logged during training: no store needed.
-    return [] if (w.method == "trained" and w.protocol == "paper") else t1_stores(w, t1_eval_role(w))
-
-
-def t1_labels(w):
-    import shlex
-
-    entry = t1_entry(w)
-    labels = {"--entry": entry.name, "--layer-set": entry.layer_set, "--models": "+".join(m for m, _ in entry.parts),
-              "--families": "+".join(entry.families), "--extracted-sets": "+".join(s for _, s in entry.parts),
-              "--paper-method": entry.paper_method, "--note": entry.note}
-    return " ".join(f"{k} {shlex.quote(v)}" for k, v in labels.items())
-
-
-def t1_plan_json():
-    import json
-    import shlex
-
-    plan = [{"name": e.name, "layer_set": e.layer_set, "parts": e.parts, "families": e.families,
-             "unavailable": e.unavailable, "paper_method": e.paper_method} for e in corr_plan.table1_entries(config)]
-    return shlex.quote(json.dumps(plan))
-
-
 T1_ROOT = wf.dataset_entry(config, corr_plan.split_dataset(config, "trn"))["root"] if T1 else ""
 
 
@@ -147,7 +109,8 @@ rule corr_train:
         entry="[A-Za-z0-9_.-]+",
         layerset="[A-Za-z0-9_-]+",
     params:
-        stores=lambda w, input: t1_store_args("--train-store", input.train) + " " + t1_store_args("--val-store", input.val),
+        stores=lambda w, input: " ".join([t1_store_args("--train-store", input.train),
+                                          t1_store_args("--val-store", input.val)]),
         root=T1_ROOT,
         opts=lambda w: (f"--val-subset {T1.get('val_subset') or 'all'} --feature-size {T1['feature_size']} "
                         f"--eval-size {T1['eval_size']} --epochs {T1['epochs']} --pairs-per-epoch {T1['pairs_per_epoch']} "
@@ -156,7 +119,8 @@ rule corr_train:
         out=lambda w, output: os.path.dirname(output.evaluations),
     log:
         f"{LOGS}/correspondence/table1/{{entry}}-{{layerset}}-train.log",
-    threads: 1  # tiny CPU ops: more threads only contend (set cores per job higher on a GPU-less big box)
+    threads: stage_threads("corr_train")
+    resources: **stage_resources("corr_train")
     conda: ENV
     shell:
         "diffact --log {log} corr-train {params.stores} --dataset-root {params.root} {params.opts} "
@@ -186,6 +150,8 @@ rule corr_evaluate:
                         f"--select-metric {T1['select_metric']} --device {T1['device']}"),
     log:
         f"{LOGS}/correspondence/table1/{{entry}}-{{layerset}}-{{method}}-{{protocol}}.log",
+    threads: stage_threads("corr_eval")
+    resources: **stage_resources("corr_eval")
     conda: ENV
     shell:
         "diffact --log {log} corr-evaluate --method {wildcards.method} --protocol {wildcards.protocol} "
@@ -205,6 +171,8 @@ rule corr_table1:
         protocols=",".join(T1.get("protocols", [])),
     log:
         f"{LOGS}/correspondence/table1.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} corr-table1 {input} --plan-json {params.plan} --methods {params.methods} "
@@ -217,17 +185,20 @@ rule table1_notebook:
         table=f"{RESULTS}/correspondence/table1.csv",
         nb="notebooks/table1_correspondence.py",
     output:
-        csv=f"{CORR_FIGURES}/table1_correspondence.csv",
+        csv=report(f"{CORR_FIGURES}/table1_correspondence.csv", caption="../report/table1_notebook.rst", category="Table 1"),
         tex=f"{CORR_FIGURES}/table1_correspondence.tex",
         md=f"{CORR_FIGURES}/table1_correspondence.md",
     params:
         executed=f"{RESULTS}/notebooks/table1_correspondence.ipynb",
         stem=lambda w, output: output.csv.removesuffix(".csv"),
+        rulename="table1_notebook",
     log:
         f"{LOGS}/figures/table1_correspondence.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {params.executed} "
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p table={input.table} -p out_stem={params.stem}"
 
 
@@ -238,15 +209,18 @@ rule fig01_notebook:
         nb="notebooks/fig01_correspondence.py",
         theme="src/diffact/viz/theme.py",
     output:
-        png=f"{CORR_FIGURES}/fig01_correspondence.png",
+        png=report(f"{CORR_FIGURES}/fig01_correspondence.png", caption="../report/fig01_notebook.rst", category="Figure 1"),
         pdf=f"{CORR_FIGURES}/fig01_correspondence.pdf",
         csv=f"{CORR_FIGURES}/fig01_correspondence.csv",
     params:
         executed=f"{RESULTS}/notebooks/fig01_correspondence.ipynb",
         stem=lambda w, output: output.csv.removesuffix(".csv"),
+        rulename="fig01_notebook",
     log:
         f"{LOGS}/figures/fig01_correspondence.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {params.executed} "
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p table={input.table} -p out_stem={params.stem}"

@@ -6,12 +6,14 @@ rule demo_spair:
     output:
         f"{RESULTS}/data/spair-demo/Layout/large/test.txt",
     params:
-        root=f"{RESULTS}/data/spair-demo",
+        root=lambda w, output: os.path.dirname(os.path.dirname(os.path.dirname(output[0]))),  # <root>/Layout/large/
         seed=config["seed"],
         size=config["extraction"]["image_size"],
         pairs=10,  # several pairs per source image so the trained aggregation has a training split
     log:
         f"{LOGS}/data/spair-demo.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} make-demo-spair --out {params.root} --seed {params.seed} --image-size {params.size} "

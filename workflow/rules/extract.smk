@@ -1,6 +1,38 @@
 # Feature extraction into provenance-keyed stores: results/features/<dataset>/<model>/<layer set>-<key>/.
 # The key hashes dataset, model, extraction settings and the layer-set file, so changing any of them
 # makes a new store instead of mixing features.
+# With `extraction.shards: N` > 1, N `extract_shard` jobs each fill the store with every N-th image
+# (separate jobs, e.g. one GPU each) and `extract` only merges: it checks every image is there and
+# writes complete.json. With 1 (the default) `extract` is the single job that does everything.
+
+
+rule extract_shard:
+    message: "extract {wildcards.layerset} of {wildcards.model} on {wildcards.dataset}, shard {wildcards.shard}/{wildcards.nshards}"
+    input:
+        model=lambda w: wf.model_input(config, w.model),
+        data=lambda w: wf.dataset_input(config, w.dataset),
+    output:
+        f"{RESULTS}/features/{{dataset}}/{{model}}/{{layerset}}-{{key}}.parts/{{shard}}-of-{{nshards}}.json",
+    wildcard_constraints:
+        key="[0-9a-f]{12}",
+        layerset="[A-Za-z0-9_-]+?",
+        shard="[0-9]+",
+        nshards="[0-9]+",
+    params:
+        args=lambda w: wf.extract_args(config, w.dataset, w.model, w.layerset),
+        out=lambda w, output: os.path.dirname(output[0]).removesuffix(".parts"),
+    log:
+        f"{LOGS}/extract/{{dataset}}/{{model}}/{{layerset}}-{{key}}.shard{{shard}}-of-{{nshards}}.log",
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
+    conda: ENV
+    shell:
+        "diffact --log {log} extract {params.args} --out {params.out} --check-key "
+        "--shard {wildcards.shard}/{wildcards.nshards} --receipt {output}"
+
+
+# Sharded, the `extract` job is a light merge.
+EXTRACT_STAGE = "default" if wf.extraction_shards(config) > 1 else "extract"
 
 
 rule extract:
@@ -8,6 +40,7 @@ rule extract:
     input:
         model=lambda w: wf.model_input(config, w.model),
         data=lambda w: wf.dataset_input(config, w.dataset),
+        shards=lambda w: wf.shard_receipts(config, f"{RESULTS}/features/{w.dataset}/{w.model}/{w.layerset}-{w.key}"),
     output:
         f"{RESULTS}/features/{{dataset}}/{{model}}/{{layerset}}-{{key}}/complete.json",
     wildcard_constraints:
@@ -16,9 +49,11 @@ rule extract:
     params:
         args=lambda w: wf.extract_args(config, w.dataset, w.model, w.layerset),
         out=lambda w, output: os.path.dirname(output[0]),
+        command=lambda w: f"extract-merge --shards {wf.extraction_shards(config)}" if wf.extraction_shards(config) > 1 else "extract",
     log:
         f"{LOGS}/extract/{{dataset}}/{{model}}/{{layerset}}-{{key}}.log",
-    threads: workflow.cores
+    threads: stage_threads(EXTRACT_STAGE)
+    resources: **stage_resources(EXTRACT_STAGE)
     conda: ENV
     shell:
-        "diffact --log {log} extract {params.args} --out {params.out} --check-key"
+        "diffact --log {log} {params.command} {params.args} --out {params.out} --check-key"

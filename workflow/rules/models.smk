@@ -15,7 +15,8 @@ rule build_demo_model:
         opts=lambda w: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["demo_models"].items()),
     log:
         f"{LOGS}/models/{{model}}.log",
-    threads: workflow.cores
+    threads: stage_threads("train_unet")
+    resources: **stage_resources("train_unet")
     conda: ENV
     shell:
         "diffact --log {log} build-demo-model --arch {params.arch} --out {params.folder} {params.opts} "

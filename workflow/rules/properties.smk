@@ -16,49 +16,7 @@ PROP_FIGURES = "paper_figures"
 CONTROL = "control-unet"
 
 
-def prop_models():
-    return list(PROP.get("models", list(config["models"])))
-
-
-def prop_scenes():
-    """Configured scenes that exist as datasets; the others are reported in unavailable.csv."""
-    return [s for s in PROP.get("scenes", []) if s in config["datasets"]]
-
-
-def missing_scenes():
-    return [s for s in PROP.get("scenes", []) if s not in config["datasets"]]
-
-
-def control_scene():
-    scene = PROP.get("control", {}).get("scene")
-    return scene if scene in prop_scenes() else None
-
-
-def figure_scene():
-    scene = PROP.get("figure_scene")
-    return scene if scene in prop_scenes() else (prop_scenes() or [None])[0]
-
-
-def prop_store(model, scene):
-    """The feature store (complete.json) the map properties of (model, scene) read."""
-    if model == CONTROL:
-        return f"{PROP_DIR}/{CONTROL}/{scene}/store/complete.json"
-    return wf.store_done(config, scene, model, PROP.get("layer_set", "screen"))
-
-
-def prop_pck(model):
-    """The model's NN PCK screening CSV (correspondence.smk), when the profile screens correspondence."""
-    if PROP.get("pck", True) and config.get("correspondence") and model != CONTROL:
-        return f"{RESULTS}/correspondence/{model}/nn_pck.csv"
-    return []
-
-
-def _alternatives(names):
-    return "|".join(re.escape(n) for n in names) or "^$"
-
-
-def _list_param(items):
-    return "[" + ",".join(items) + "]"
+include: "helpers/properties.smk"
 
 
 if PROP:
@@ -104,7 +62,8 @@ rule noise_share:
         images=PROP.get("images", 0),
     log:
         f"{LOGS}/properties/{{prop_model}}/{{scene}}/noise_share.log",
-    threads: workflow.cores
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
     conda: ENV
     shell:
         "diffact --log {log} noise-share {params.args} --draws {params.draws} --images {params.images} --out {output}"
@@ -128,6 +87,8 @@ rule property_maps:
         seed=config["seed"],
     log:
         f"{LOGS}/properties/{{any_prop_model}}/{{scene}}/maps.log",
+    threads: stage_threads("analysis")
+    resources: **stage_resources("analysis")
     conda: ENV
     shell:
         "diffact --log {log} property-maps --store {params.store} --labels-root {params.root} --images {params.images} "
@@ -151,6 +112,8 @@ rule properties_table:
         family=lambda w: "" if w.any_prop_model == CONTROL else f"--family {wf.model_entry(config, w.any_prop_model)['family']}",
     log:
         f"{LOGS}/properties/{{any_prop_model}}/table.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} properties-table --noise {params.noise} --maps {params.maps} {params.pck} {params.family} "
@@ -170,6 +133,8 @@ rule qualitative_filter:
         source=lambda w: PROP.get("filter_models", {})[w.family],
     log:
         f"{LOGS}/properties/filter_{{family}}.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} qualitative-filter --model {params.source} --family {wildcards.family} --set pool "
@@ -189,10 +154,11 @@ rule train_control_unet:
         size=config["extraction"]["image_size"],
         steps=PROP.get("control", {}).get("steps", 60),
         seed=config["seed"],
-        folder=f"{RESULTS}/models/{CONTROL}",
+        folder=lambda w, output: os.path.dirname(output.model),
     log:
         f"{LOGS}/models/{CONTROL}.log",
-    threads: workflow.cores
+    threads: stage_threads("train_unet")
+    resources: **stage_resources("train_unet")
     conda: ENV
     shell:
         "diffact --log {log} train-control-unet --dataset-root {params.root} --out {params.folder} "
@@ -210,7 +176,7 @@ rule control_features:
         store=f"{PROP_DIR}/{CONTROL}/{{scene}}/store/complete.json",
         noise=f"{PROP_DIR}/{CONTROL}/{{scene}}/noise_share.csv",
     params:
-        folder=f"{RESULTS}/models/{CONTROL}",
+        folder=lambda w, input: os.path.dirname(input.model),
         root=lambda w: wf.dataset_entry(config, w.scene)["root"],
         images=PROP.get("images", 0),
         draws=PROP.get("draws", 4),
@@ -219,6 +185,8 @@ rule control_features:
         store=lambda w, output: os.path.dirname(output.store),
     log:
         f"{LOGS}/properties/{CONTROL}/{{scene}}/features.log",
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
     conda: ENV
     shell:
         "diffact --log {log} control-features --model {params.folder} --dataset-root {params.root} "
@@ -239,6 +207,8 @@ rule properties_unavailable:
         control="--control" if PROP.get("control") and control_scene() else "",
     log:
         f"{LOGS}/properties/unavailable.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
     conda: ENV
     shell:
         "diffact --log {log} properties-unavailable {params.models} --scenes {params.scenes} {params.missing} "
@@ -246,9 +216,6 @@ rule properties_unavailable:
 
 
 # ---- figures (notebooks read results/ only) ------------------------------------------------------------------
-
-def _scene_stores(model):
-    return [prop_store(model, s) for s in prop_scenes()]
 
 
 rule fig_properties_numbers:
@@ -259,19 +226,25 @@ rule fig_properties_numbers:
         nb="notebooks/properties_numbers.py",
         theme="src/diffact/viz/theme.py",
     output:
-        png=f"{PROP_FIGURES}/properties_numbers.png",
+        png=report(f"{PROP_FIGURES}/properties_numbers.png", caption="../report/fig_properties_numbers_png.rst", category="Properties"),
         pdf=f"{PROP_FIGURES}/properties_numbers.pdf",
-        csv=f"{PROP_FIGURES}/properties_summary.csv",
+        csv=report(f"{PROP_FIGURES}/properties_summary.csv", caption="../report/fig_properties_numbers_csv.rst", category="Properties"),
         md=f"{PROP_FIGURES}/properties_summary.md",
     params:
         tables=lambda w, input: _list_param(input.tables),
+        rulename="fig_properties_numbers",
+        executed=f"{RESULTS}/notebooks/properties_numbers.ipynb",
+        out_stem=lambda w, output: output.png.removesuffix(".png"),
+        summary_stem=lambda w, output: output.csv.removesuffix(".csv"),
     log:
         f"{LOGS}/figures/properties_numbers.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/properties_numbers.ipynb "
-        "-p 'tables={params.tables}' -p out_stem={PROP_FIGURES}/properties_numbers "
-        "-p summary_stem={PROP_FIGURES}/properties_summary"
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
+        "-p 'tables={params.tables}' -p out_stem={params.out_stem} "
+        "-p summary_stem={params.summary_stem}"
 
 
 rule fig_properties_filter:
@@ -280,16 +253,21 @@ rule fig_properties_filter:
         reports=lambda w: [f"{PROP_DIR}/filter/{f}_vs_paper.csv" for f in PROP.get("filter_models", {})],
         nb="notebooks/properties_filter.py",
     output:
-        csv=f"{PROP_FIGURES}/properties_filter.csv",
+        csv=report(f"{PROP_FIGURES}/properties_filter.csv", caption="../report/fig_properties_filter.rst", category="Properties"),
         md=f"{PROP_FIGURES}/properties_filter.md",
     params:
         reports=lambda w, input: _list_param(input.reports),
+        rulename="fig_properties_filter",
+        executed=f"{RESULTS}/notebooks/properties_filter.ipynb",
+        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
     log:
         f"{LOGS}/figures/properties_filter.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/properties_filter.ipynb "
-        "-p 'reports={params.reports}' -p out_stem={PROP_FIGURES}/properties_filter"
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
+        "-p 'reports={params.reports}' -p out_stem={params.out_stem}"
 
 
 rule fig03_properties:
@@ -302,18 +280,23 @@ rule fig03_properties:
     wildcard_constraints:
         prop_model=PROP_MODEL,
     output:
-        png=f"{PROP_FIGURES}/fig03_properties_{{prop_model}}.png",
+        png=report(f"{PROP_FIGURES}/fig03_properties_{{prop_model}}.png", caption="../report/fig03_properties.rst", category="Figure 3"),
         pdf=f"{PROP_FIGURES}/fig03_properties_{{prop_model}}.pdf",
     params:
         store=lambda w, input: os.path.dirname(input.store),
         root=lambda w: wf.dataset_entry(config, figure_scene())["root"],
+        rulename="fig03_properties",
+        executed=lambda w: f"{RESULTS}/notebooks/fig03_properties_{w.prop_model}.ipynb",
+        out_stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         f"{LOGS}/figures/fig03_properties_{{prop_model}}.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/fig03_properties_{wildcards.prop_model}.ipynb "
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p table={input.table} -p store={params.store} -p labels_root={params.root} "
-        "-p out_stem={PROP_FIGURES}/fig03_properties_{wildcards.prop_model}"
+        "-p out_stem={params.out_stem}"
 
 
 rule fig04_pck:
@@ -325,14 +308,22 @@ rule fig04_pck:
     wildcard_constraints:
         prop_model=PROP_MODEL,
     output:
-        png=f"{PROP_FIGURES}/fig04_pck_{{prop_model}}.png",
+        png=report(f"{PROP_FIGURES}/fig04_pck_{{prop_model}}.png", caption="../report/fig04_pck_png.rst", category="Figure 4"),
         pdf=f"{PROP_FIGURES}/fig04_pck_{{prop_model}}.pdf",
+        csv=report(f"{PROP_FIGURES}/fig04_pck_{{prop_model}}.csv", caption="../report/fig04_pck_csv.rst", category="Figure 4"),
+        md=f"{PROP_FIGURES}/fig04_pck_{{prop_model}}.md",
+    params:
+        rulename="fig04_pck",
+        executed=lambda w: f"{RESULTS}/notebooks/fig04_pck_{w.prop_model}.ipynb",
+        out_stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         f"{LOGS}/figures/fig04_pck_{{prop_model}}.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/fig04_pck_{wildcards.prop_model}.ipynb "
-        "-p table={input.table} -p out_stem={PROP_FIGURES}/fig04_pck_{wildcards.prop_model}"
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
+        "-p table={input.table} -p out_stem={params.out_stem}"
 
 
 rule fig05_13_scenes:
@@ -344,18 +335,23 @@ rule fig05_13_scenes:
     wildcard_constraints:
         prop_model=PROP_MODEL,
     output:
-        png=f"{PROP_FIGURES}/fig05_13_scenes_{{prop_model}}.png",
+        png=report(f"{PROP_FIGURES}/fig05_13_scenes_{{prop_model}}.png", caption="../report/fig05_13_scenes.rst", category="Figures 5-13"),
         pdf=f"{PROP_FIGURES}/fig05_13_scenes_{{prop_model}}.pdf",
     params:
         stores=lambda w, input: _list_param(os.path.dirname(s) for s in input.stores),
         scenes=_list_param(prop_scenes()),
+        rulename="fig05_13_scenes",
+        executed=lambda w: f"{RESULTS}/notebooks/fig05_13_scenes_{w.prop_model}.ipynb",
+        out_stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         f"{LOGS}/figures/fig05_13_scenes_{{prop_model}}.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/fig05_13_scenes_{wildcards.prop_model}.ipynb "
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p 'stores={params.stores}' -p 'scenes={params.scenes}' -p model={wildcards.prop_model} "
-        "-p out_stem={PROP_FIGURES}/fig05_13_scenes_{wildcards.prop_model}"
+        "-p out_stem={params.out_stem}"
 
 
 rule fig16_18_within:
@@ -368,19 +364,24 @@ rule fig16_18_within:
     wildcard_constraints:
         prop_model=PROP_MODEL,
     output:
-        fig16=f"{PROP_FIGURES}/fig16_increments_{{prop_model}}.png",
-        fig17=f"{PROP_FIGURES}/fig17_resolution_{{prop_model}}.png",
-        fig18=f"{PROP_FIGURES}/fig18_vits_{{prop_model}}.png",
+        fig16=report(f"{PROP_FIGURES}/fig16_increments_{{prop_model}}.png", caption="../report/fig16_18_within_fig16.rst", category="Figures 16-18"),
+        fig17=report(f"{PROP_FIGURES}/fig17_resolution_{{prop_model}}.png", caption="../report/fig16_18_within_fig17.rst", category="Figures 16-18"),
+        fig18=report(f"{PROP_FIGURES}/fig18_vits_{{prop_model}}.png", caption="../report/fig16_18_within_fig18.rst", category="Figures 16-18"),
     params:
         store=lambda w, input: os.path.dirname(input.store),
         scene=figure_scene(),
+        rulename="fig16_18_within",
+        executed=lambda w: f"{RESULTS}/notebooks/fig16_18_{w.prop_model}.ipynb",
+        out_dir=lambda w, output: os.path.dirname(output.fig16),
     log:
         f"{LOGS}/figures/fig16_18_{{prop_model}}.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/fig16_18_{wildcards.prop_model}.ipynb "
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p table={input.table} -p store={params.store} -p scene={params.scene} -p model={wildcards.prop_model} "
-        "-p out_dir={PROP_FIGURES}"
+        "-p out_dir={params.out_dir}"
 
 
 rule fig15_control:
@@ -392,15 +393,20 @@ rule fig15_control:
         nb="notebooks/fig15_control.py",
         theme="src/diffact/viz/theme.py",
     output:
-        png=f"{PROP_FIGURES}/fig15_control.png",
+        png=report(f"{PROP_FIGURES}/fig15_control.png", caption="../report/fig15_control.rst", category="Figure 15"),
         pdf=f"{PROP_FIGURES}/fig15_control.pdf",
     params:
         tables=lambda w, input: _list_param(input.tables),
         store=lambda w, input: os.path.dirname(input.store),
+        rulename="fig15_control",
+        executed=f"{RESULTS}/notebooks/fig15_control.ipynb",
+        out_stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         f"{LOGS}/figures/fig15_control.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/fig15_control.ipynb "
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p control={input.control} -p 'tables={params.tables}' -p store={params.store} "
-        "-p out_stem={PROP_FIGURES}/fig15_control"
+        "-p out_stem={params.out_stem}"

@@ -26,55 +26,7 @@ SCARCE_PROTOCOL_DEFAULTS = {"size": 256, "members": 10, "epochs": 100, "pixel_ra
                             "lr": 1e-3, "seed": 0, "threads": 1, "device": "cpu", "buffer_mb": 1024}
 
 
-def scarce_protocol():
-    return {**SCARCE_PROTOCOL_DEFAULTS, **(SCARCE.get("protocol") or {})}
-
-
-def scarce_protocol_args(splits):
-    """`diffact scarce` / `scarce-screen` protocol flags (everything but store, dataset, layers and threads)."""
-    p = scarce_protocol()
-    return (f"--splits {int(splits)} --seed {p['seed']} --size {p['size']} --models {p['members']} "
-            f"--epochs {p['epochs']} --batch-size {p['batch_size']} --lr {p['lr']} --pixel-rate {p['pixel_rate']} "
-            f"--buffer-mb {p['buffer_mb']} --device {p['device']}")
-
-
-def scarce_dataset(scene):
-    """The dataset name configured for a scene (simple | complex)."""
-    return SCARCE[scene]
-
-
-def scarce_dataset_args(scene):
-    entry = wf.dataset_entry(config, scarce_dataset(scene))
-    args = ["--dataset", entry["root"]] + (["--dataset-name", entry["name"]] if entry.get("name") else [])
-    return " ".join(shlex.quote(str(a)) for a in args)
-
-
-def scarce_models():
-    return list(SCARCE.get("models", []))
-
-
-def scarce_py(code, *args):
-    """Shell fragment: the output of a short Python snippet run inside the job (it reads a file made upstream,
-    e.g. which layers a store holds or the qualitative filter kept); keeps rules on the plain `diffact` CLI."""
-    return '"$(python -c ' + shlex.quote(code) + "".join(" " + shlex.quote(str(a)) for a in args) + ')"'
-
-
-def store_layers_arg(done_file):
-    """Every layer of a feature store (its complete.json), comma-joined, in the store's forward order."""
-    return scarce_py('import json, sys; print(",".join(json.load(open(sys.argv[1]))["layers"]))', done_file)
-
-
-def csv_layers_arg(path, column, where, value):
-    """Comma-joined `column` of the CSV rows whose `where` column equals `value` (as text)."""
-    return scarce_py('import sys, pandas as pd; f = pd.read_csv(sys.argv[1]); '
-                     'print(",".join(f.loc[f[sys.argv[3]].astype(str) == sys.argv[4], sys.argv[2]].astype(str)))',
-                     path, column, where, value)
-
-
-def scarce_alt(names):
-    import re
-
-    return "|".join(re.escape(n) for n in names) or "^$"
+include: "helpers/scarce.smk"
 
 
 # ---- demo segmentation datasets (DDPM-seg layout, drawn from shipped images) -----------------------------------
@@ -91,13 +43,15 @@ for _name, _entry in SEG_DEMO.items():
             f"{_entry['root']}/{wf.DEMO_DATA_MARKERS['ddpmseg']}",
         params:
             kind=_entry["build"],
-            root=_entry["root"],
+            root=lambda w, output: os.path.dirname(output[0]),
             seed=_entry.get("seed", config["seed"]),
             size=config["extraction"]["image_size"],
             train=_SEG_DEMO_DATA.get("train", 8),
             test=_SEG_DEMO_DATA.get("test", 6),
         log:
             f"{LOGS}/data/{_name}.log",
+        threads: stage_threads("default")
+        resources: **stage_resources("default")
         conda: ENV
         shell:
             "diffact --log {log} make-demo-seg --kind {params.kind} --out {params.root} --seed {params.seed} "
@@ -108,15 +62,6 @@ for _name, _entry in SEG_DEMO.items():
 
 SCARCE_T2 = SCARCE.get("table2") or {}
 SCARCE_T2_DIR = f"{SCARCE_DIR}/table2"
-
-
-def scarce_t2_unavailable(model, layer_set):
-    return ((SCARCE_T2.get("unavailable") or {}).get(model) or {}).get(layer_set, "")
-
-
-def scarce_t2_runs():
-    """(model, layer set) pairs of Table 2 that run on this profile."""
-    return [(m, s) for m in scarce_models() for s in SCARCE_T2.get("layer_sets", []) if not scarce_t2_unavailable(m, s)]
 
 
 if SCARCE and SCARCE_T2:
@@ -143,18 +88,12 @@ rule scarce_set:
         protocol=lambda w: scarce_protocol_args(SCARCE_T2.get("splits", 5)),
     log:
         f"{LOGS}/scarce/table2/{{model}}-{{layerset}}.log",
-    threads: scarce_protocol()["threads"]
+    threads: stage_threads("scarce", fallback=scarce_protocol()["threads"])
+    resources: **stage_resources("scarce")
     conda: ENV
     shell:
         "diffact --log {log} scarce --store {params.store} {params.dataset} --layers {params.layers} "
         "{params.protocol} --threads {threads} --out {output.csv} --summary {output.json}"
-
-
-def scarce_t2_plan_json():
-    """Every Table 2 entry of the profile for the notebook: model, family, layer set, why it cannot run."""
-    plan = [{"model": m, "family": wf.model_entry(config, m)["family"], "layer_set": s,
-             "unavailable": scarce_t2_unavailable(m, s)} for m in scarce_models() for s in SCARCE_T2.get("layer_sets", [])]
-    return shlex.quote(json.dumps(plan))
 
 
 rule table2_right_notebook:
@@ -164,16 +103,22 @@ rule table2_right_notebook:
         nb="notebooks/table2_right.py",
         theme="src/diffact/viz/theme.py",
     output:
-        csv=f"{SCARCE_FIGURES}/table2_right.csv",
+        csv=report(f"{SCARCE_FIGURES}/table2_right.csv", caption="../report/table2_right_notebook.rst", category="Table 2"),
         tex=f"{SCARCE_FIGURES}/table2_right.tex",
         md=f"{SCARCE_FIGURES}/table2_right.md",
     params:
         plan=scarce_t2_plan_json() if SCARCE and SCARCE_T2 else "'[]'",
         dataset=SCARCE.get("simple", ""),
+        rulename="table2_right_notebook",
+        executed=f"{RESULTS}/notebooks/table2_right.ipynb",
+        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
+        results_dir=lambda w: SCARCE_T2_DIR,
     log:
         f"{LOGS}/figures/table2_right.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --executed {RESULTS}/notebooks/table2_right.ipynb "
-        "-p plan={params.plan} -p results_dir={SCARCE_T2_DIR} -p dataset={params.dataset} "
-        "-p out_stem={SCARCE_FIGURES}/table2_right"
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
+        "-p plan={params.plan} -p results_dir={params.results_dir} -p dataset={params.dataset} "
+        "-p out_stem={params.out_stem}"

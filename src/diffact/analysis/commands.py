@@ -105,17 +105,22 @@ def register(subparsers) -> None:
 def cmd_noise_share(args) -> int:
     from diffact.analysis.property_runs import diffusion_noise_share
     from diffact.data.registry import dataset_images
+    from diffact.extract.commands import extraction_settings_from_args, set_torch_threads
     from diffact.extract.layersets import resolve_layers_arg
-    from diffact.extract.pipeline import ExtractionSettings
     from diffact.models.loading import load_pipeline
+    from diffact.utils.errors import ConfigError
     from diffact.utils.io import write_csv
 
-    settings = ExtractionSettings(t=args.t, prompt=args.prompt, image_size=args.image_size, noise_seed=args.noise_seed,
-                                  vae_mode=args.vae_mode, dtype=args.dtype)
+    if args.inversion != "none":
+        raise ConfigError(f"noise-share --inversion {args.inversion}: the noise share measures how features vary "
+                          "over noise draws, and an inversion has no noise draw; use --inversion none")
+    settings = extraction_settings_from_args(args)
+    set_torch_threads(args.torch_threads)
     images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset)
     if args.images:
         images = images[: args.images]
-    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
+    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,
+                         variant=args.variant)
     layers = resolve_layers_arg(pipe.unet, args.family, args.layers)
     table = diffusion_noise_share(pipe, layers, images, settings, args.draws, args.batch_size)
     write_csv(args.out, table)

@@ -48,7 +48,7 @@ def diffusion_noise_share(pipe, layers: Sequence[str], images: Sequence[tuple[st
     acc = NoiseShareAccumulator()
     for chunk in tqdm(list(_batches(list(images), batch_size)), desc="noise draws", unit="batch"):
         ids = [i for i, _ in chunk]
-        batch = torch.stack([load_image_tensor(p, settings.image_size)[0] for _, p in chunk])
+        batch = torch.stack([load_image_tensor(p, settings.image_size, settings.resize)[0] for _, p in chunk])
         latents = extractor.encode_latents(batch, ids)
         moments = DrawMoments()
         for draw in range(draws):

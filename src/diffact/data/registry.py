@@ -1,7 +1,8 @@
 """Which images a dataset holds, as (image id, path) pairs: the extraction's input list.
 
 Image ids name the feature-store shards: ``<category>/<stem>`` for SPair-71k, ``<split>/<stem>`` for the
-DDPM-seg layout, ``<stem>`` for a plain folder.
+DDPM-seg layout, ``<stem>`` for a plain folder, ``<split>/<stem>`` (ADE20K) and ``<split>/<city>/<frame>``
+(Cityscapes) for the mmseg segmentation layouts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from diffact.utils.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-KINDS = ("spair", "ddpmseg", "folder")
+KINDS = ("spair", "ddpmseg", "folder", "ade20k", "cityscapes")
 
 
 def spair_image_id(category: str, path: str | Path) -> str:
@@ -43,6 +44,15 @@ def folder_images(root: str | Path) -> list[tuple[str, Path]]:
     return sorted((p.stem, p) for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def segmentation_images(kind: str, root: str | Path, split: str | None = None) -> list[tuple[str, Path]]:
+    """ADE20K / Cityscapes (mmseg layouts): ids ``<split>/<stem>`` / ``<split>/<city>/<frame>``; no split = both."""
+    from diffact.data import ade20k, cityscapes
+
+    module, pairs = (ade20k, ade20k.ade20k_pairs) if kind == "ade20k" else (cityscapes, cityscapes.cityscapes_pairs)
+    splits = [split] if split not in (None, "all") else list(module.SPLITS)
+    return sorted((pair.id, pair.image) for s in splits for pair in pairs(root, s))
+
+
 def dataset_images(kind: str, root: str | Path, split: str | None = None, subset: str | None = None) -> list[tuple[str, Path]]:
     """All images of a dataset split, sorted by id; an empty dataset is an error."""
     if kind == "spair":
@@ -51,8 +61,12 @@ def dataset_images(kind: str, root: str | Path, split: str | None = None, subset
         images = ddpmseg_images(root, split)
     elif kind == "folder":
         images = folder_images(root)
+    elif kind in ("ade20k", "cityscapes"):
+        images = segmentation_images(kind, root, split)
     else:
         raise ConfigError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
     if not images:
-        raise DataError(f"{root}: dataset ({kind}, split {split}) has no images")
+        what = f"split {split!r} of this {kind} dataset" if split else f"this {kind} dataset"
+        hint = f" (image files end in {', '.join(IMAGE_SUFFIXES)})" if kind == "folder" else ""
+        raise DataError(f"{root}: {what} has no images{hint}")
     return images

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from diffact.utils.errors import ConfigError, DataError
+from diffact.utils.paths import checked_join
 from diffact.utils.seeding import numpy_rng
 
 SPLITS: tuple[str, ...] = ("trn", "val", "test")
@@ -186,9 +187,14 @@ def _bbox_inside(box: np.ndarray, size: tuple[int, int], where: str, field: str,
 
 
 def image_file(root: str | os.PathLike, category: str, imname: str) -> Path:
-    """JPEGImages/<category>/<imname> (a name that already contains a folder is taken relative to JPEGImages)."""
+    """JPEGImages/<category>/<imname> (a name that already contains a folder is taken relative to JPEGImages).
+
+    Names come from annotation files: an absolute name or one with '..' is a DataError, so an annotation
+    cannot point diffact at files outside the SPair root."""
     images = Path(root) / "JPEGImages"
-    return images / imname if "/" in imname else images / category / imname
+    if "/" in imname:
+        return checked_join(images, imname, what="image name")
+    return checked_join(images, category, imname, what="category/image name")
 
 
 def parse_pair_record(
@@ -232,7 +238,11 @@ def parse_pair_record(
             continue
         if imname is None or category is None:
             continue
-        path = image_file(root, category, imname)
+        try:
+            path = image_file(root, category, imname)
+        except DataError as err:
+            problems.append(f"{where}: field '{name_key}': {err}")
+            continue
         paths[side] = path
         exists = path.is_file()
         if not exists and (check_images or size_key not in data):
@@ -453,7 +463,7 @@ class SPairDataset:
         folder = self.root / "PairAnnotation" / self.split
         all_pairs = []
         for name in names:
-            path = folder / f"{name}.json"
+            path = checked_join(folder, f"{name}.json", what=f"pair name in {layout_file(self.root, self.split)}")
             if not path.is_file():
                 raise DataError(f"{layout_file(self.root, self.split)} lists pair {name!r} but {path} does not exist")
             all_pairs.append(read_pair_annotation(path, self.root, check_images=check_images))
@@ -517,7 +527,10 @@ def _image_annotation_problems(path: Path, root: Path) -> list[str]:
     if problems:
         return problems
     category = path.parent.name
-    image = image_file(root, category, str(data["filename"]))
+    try:
+        image = image_file(root, category, str(data["filename"]))
+    except DataError as err:
+        return [f"{path}: field 'filename': {err}"]
     if not image.is_file():
         return [f"{path}: image file {image} (field 'filename') does not exist"]
     size = _parse_size([data["image_width"], data["image_height"]], str(path), "image_width/image_height", problems)

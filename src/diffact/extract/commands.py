@@ -1,4 +1,5 @@
-"""CLI: ``diffact layers`` (the catalog of a model) and ``diffact extract`` (features into a store)."""
+"""CLI: ``diffact layers`` (the catalog of a model), ``diffact extract`` (features into a store, optionally
+one shard of the images) and ``diffact extract-merge`` (finalise a store that shard jobs filled)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,18 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="store folder; its name must end with the settings key when --check-key")
     p.add_argument("--check-key", action="store_true", help="fail unless the folder name ends with the settings key")
     p.add_argument("--no-early-exit", action="store_true")
+    p.add_argument("--shard", help="I/N: extract only shard I (1-based) of N of the images (whole batches dealt "
+                                   "round robin) into --out and do not finalise; `diffact extract-merge` does that "
+                                   "once every shard has run")
+    p.add_argument("--receipt", help="with --shard: JSON file written when the shard is done (a rule's output)")
     p.set_defaults(func=cmd_extract)
+
+    p = subparsers.add_parser("extract-merge", help="finalise a feature store filled by `extract --shard` jobs")
+    add_extraction_args(p)
+    p.add_argument("--out", required=True, help="the store folder the shard jobs wrote")
+    p.add_argument("--check-key", action="store_true", help="fail unless the folder name ends with the settings key")
+    p.add_argument("--shards", type=int, help="number of shards (names the shard of each missing image)")
+    p.set_defaults(func=cmd_extract_merge)
 
 
 def _dit_text_tokens(folder: Path) -> int:
@@ -71,6 +83,10 @@ def add_extraction_args(p) -> None:
     that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
     p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
+    p.add_argument("--variant", help="weight-file variant to load, e.g. fp16 (the hub's *.fp16.safetensors)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="CPU threads of torch; fixed by the workflow (extraction.torch_threads) because the CPU "
+                        "kernels' float sums depend on the thread count (docs/determinism.md)")
     p.add_argument("--family", required=True, help="layer-set family: sd15 or sdxl")
     p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
     p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
@@ -83,6 +99,11 @@ def add_extraction_args(p) -> None:
     p.add_argument("--noise-seed", type=int, default=0)
     p.add_argument("--ensemble", type=int, default=1)
     p.add_argument("--vae-mode", default="sample", choices=["sample", "mean"])
+    p.add_argument("--resize", default="square", choices=["square", "aspect"],
+                   help="square: stretch to S×S (paper); aspect: long side to S, centred on a padded S×S canvas")
+    p.add_argument("--inversion", default="none", choices=["none", "ddim"],
+                   help="none: forward noise (paper); ddim: deterministic DDIM inversion of the clean latent to t")
+    p.add_argument("--inversion-steps", type=int, default=10, help="DDIM inversion steps up to t (--inversion ddim)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--device", default="auto")
@@ -147,17 +168,22 @@ def cmd_layers(args) -> int:
     return 0
 
 
-def cmd_extract(args) -> int:
-    from diffact.data.registry import dataset_images
-    from diffact.extract.layersets import resolve_layers_arg
+def extraction_settings_from_args(args):
+    """The :class:`ExtractionSettings` of parsed :func:`add_extraction_args` arguments."""
     from diffact.extract.pipeline import ExtractionSettings
-    from diffact.extract.run import extract_to_store, store_settings
-    from diffact.extract.store import settings_key
-    from diffact.models.loading import denoiser, load_pipeline
 
-    extraction = ExtractionSettings(t=args.t, prompt=args.prompt, image_size=args.image_size,
-                                    noise_seed=args.noise_seed, ensemble=args.ensemble, vae_mode=args.vae_mode,
-                                    dtype=args.dtype)
+    return ExtractionSettings(t=args.t, prompt=args.prompt, image_size=args.image_size, noise_seed=args.noise_seed,
+                              ensemble=args.ensemble, vae_mode=args.vae_mode, dtype=args.dtype, resize=args.resize,
+                              inversion=args.inversion, inversion_steps=args.inversion_steps)
+
+
+def _store_settings_from_args(args) -> tuple[object, dict, list]:
+    """(extraction settings, store settings, dataset images) of the arguments; checks the folder's key."""
+    from diffact.data.registry import dataset_images
+    from diffact.extract.run import store_settings
+    from diffact.extract.store import settings_key
+
+    extraction = extraction_settings_from_args(args)
     dataset = {"kind": args.dataset_kind, "root": args.dataset_root, "split": args.split, "subset": args.subset}
     settings = store_settings(dataset=dataset, model={"source": args.model, "revision": args.revision},
                               family=args.family, layer_set=args.layers, extraction=extraction,
@@ -166,9 +192,48 @@ def cmd_extract(args) -> int:
     if args.check_key and not Path(args.out).name.endswith(key):
         raise ConfigError(f"--out {args.out} does not end with the settings key {key}")
     images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset)
-    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
+    return extraction, settings, images
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Pin torch's CPU threads (None: leave torch's default). Same config, same thread count, same bits."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"--torch-threads must be ≥ 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def cmd_extract(args) -> int:
+    from diffact.extract.layersets import resolve_layers_arg
+    from diffact.extract.run import extract_to_store, parse_shard, shard_images
+    from diffact.models.loading import denoiser, load_pipeline
+    from diffact.utils.io import write_json
+
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.receipt and not shard:
+        raise ConfigError("--receipt is written by shard jobs only; add --shard I/N")
+    extraction, settings, images = _store_settings_from_args(args)
+    set_torch_threads(args.torch_threads)
+    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,
+                         variant=args.variant)
     layers = resolve_layers_arg(denoiser(pipe), args.family, args.layers)
     store = extract_to_store(pipe, layers, images, args.out, settings, extraction, batch_size=args.batch_size,
-                             storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit)
-    log.info("wrote %d shards × %d layers to %s (key %s)", len(images), len(layers), store.root, store.key)
+                             storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit, shard=shard)
+    written = [i for i, _ in (shard_images(images, shard, args.batch_size) if shard else images)]
+    if args.receipt:
+        write_json(args.receipt, {"store": str(store.root), "shard": args.shard, "image_ids": written}, sort_keys=False)
+    log.info("wrote %d shards × %d layers to %s (key %s)%s", len(written), len(layers), store.root, store.key,
+             f", shard {args.shard}" if shard else "")
+    return 0
+
+
+def cmd_extract_merge(args) -> int:
+    from diffact.extract.run import merge_shards
+
+    _, settings, images = _store_settings_from_args(args)
+    store = merge_shards(args.out, images, settings, shards=args.shards, batch_size=args.batch_size)
+    log.info("%s complete: %d images × %d layers (key %s)", store.root, len(images), len(store.layers), store.key)
     return 0

@@ -44,7 +44,11 @@ def layer_dir(root: str | Path | None = None) -> Path:
 
 
 def set_path(family: str, name: str, root: str | Path | None = None) -> Path:
-    return layer_dir(root) / family / f"{name}.yaml"
+    """``config/layers/<family>/<name>.yaml``; a family or name that would leave that folder is refused."""
+    from diffact.utils.errors import ConfigError
+    from diffact.utils.paths import checked_join
+
+    return checked_join(layer_dir(root), family, f"{name}.yaml", what="layer set", error=ConfigError)
 
 
 def available_sets(family: str, root: str | Path | None = None) -> list[str]:

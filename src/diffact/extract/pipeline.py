@@ -12,12 +12,26 @@ instead of ``add_noise``; Flux's latents are packed 2×2 into tokens as FluxPipe
 
 Every random draw is seeded per image id (not per batch position), so a resumed or re-batched
 extraction gives the same features as an uninterrupted one.
+
+Optional DDIM inversion (``inversion: ddim``; the paper's code has it but the paper does not use it,
+paper_spec §2.1 step 5): instead of adding random noise, the clean latent is carried to timestep t
+deterministically by ``inversion_steps`` DDIM steps on the 1000-step grid, 0 = t_0 < t_1 < … < t_K = t,
+each with the prompt conditioning (an empty prompt gives the unconditional inversion). One step is the
+deterministic DDIM update (Song et al., "Denoising Diffusion Implicit Models", ICLR 2021, Eq. 12 with
+σ = 0) run towards more noise, as in their §4.3 / Eq. 14 encoding:
+
+    ε = ε_θ(x_s, s),   x̂_0 = (x_s − √(1−ᾱ_s)·ε) / √ᾱ_s,   x_{s'} = √ᾱ_{s'}·x̂_0 + √(1−ᾱ_{s'})·ε
+
+with ᾱ of the clean latent (t_0) taken as 1. The capture pass then runs once on x_t at the grid timestep t.
+The whole recipe is deterministic (given the VAE latent: use ``vae_mode: mean`` for no randomness at all).
+Flow-matching models (SD3, Flux) have no ᾱ schedule and are refused.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -37,11 +51,15 @@ class ExtractionSettings:
 
     t:           timestep on the scheduler's 1000-step grid (paper: 50; see :func:`grid_timestep`)
     prompt:      text prompt (paper: one per dataset, §2.8–2.10)
-    image_size:  square side the image is resized to (paper: 512 SD1.5, 1024 SDXL)
+    image_size:  side S of the square model input (paper: 512 SD1.5, 1024 SDXL)
     noise_seed:  base seed of the VAE sample and the diffusion noise
     ensemble:    number of noise draws averaged (paper: 1)
     vae_mode:    ``sample`` (paper) or ``mean``
     dtype:       model dtype
+    resize:      ``square`` (paper: stretch to S×S) or ``aspect`` (long side to S, centred, padded; see
+                 :class:`diffact.data.images.ResizePolicy`)
+    inversion:   ``none`` (paper: forward noise) or ``ddim`` (deterministic DDIM inversion to t; module docstring)
+    inversion_steps: DDIM steps from the clean latent to t (``inversion: ddim`` only)
     """
 
     t: int = 50
@@ -51,17 +69,48 @@ class ExtractionSettings:
     ensemble: int = 1
     vae_mode: str = "sample"
     dtype: str = "float32"
+    resize: str = "square"
+    inversion: str = "none"
+    inversion_steps: int = 10
 
     def __post_init__(self):
+        from diffact.data.images import RESIZE_POLICIES
+
         if self.vae_mode not in ("sample", "mean"):
             raise ConfigError(f"extraction.vae_mode must be 'sample' or 'mean', got {self.vae_mode!r}")
         if self.ensemble < 1:
             raise ConfigError(f"extraction.ensemble must be ≥ 1, got {self.ensemble}")
         if self.image_size < 8:
             raise ConfigError(f"extraction.image_size must be ≥ 8, got {self.image_size}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ConfigError(f"extraction.resize must be one of {', '.join(RESIZE_POLICIES)}, got {self.resize!r}")
+        if self.inversion not in INVERSIONS:
+            raise ConfigError(f"extraction.inversion must be one of {', '.join(INVERSIONS)}, got {self.inversion!r}")
+        if self.inversion_steps < 1:
+            raise ConfigError(f"extraction.inversion_steps must be ≥ 1, got {self.inversion_steps}")
+        if self.inversion != "none" and self.ensemble > 1:
+            raise ConfigError(f"extraction.ensemble={self.ensemble} with inversion {self.inversion!r}: the inversion "
+                              "is deterministic, so every draw would be the same; use ensemble: 1")
 
     def as_dict(self) -> dict:
+        """Every option, defaults included (the store's metadata states them all)."""
         return asdict(self)
+
+    def key_dict(self) -> dict:
+        """The options hashed into the feature-store key. Options added after stores existed are left out
+        while they have the value that reproduces the old behaviour (``resize: square``, ``inversion: none``
+        and then ``inversion_steps`` too, which only matters with an inversion), so those stores keep their key."""
+        options = self.as_dict()
+        for name, old_behaviour in KEY_STABLE_DEFAULTS.items():
+            if options[name] == old_behaviour:
+                options.pop(name)
+        if self.inversion == "none":
+            options.pop("inversion_steps")
+        return options
+
+
+INVERSIONS = ("none", "ddim")
+KEY_STABLE_DEFAULTS = {"resize": "square", "inversion": "none"}
 
 
 # Flux-dev's default guidance_scale (FluxPipeline); fed to guidance-distilled transformers only.
@@ -88,6 +137,14 @@ def grid_timestep(scheduler, t: int, **set_timesteps_kwargs) -> int | float:
     grid.set_timesteps(train_steps, **set_timesteps_kwargs)
     start = max(train_steps - t, 0) * getattr(grid, "order", 1)
     return float(grid.timesteps[start]) if is_flow_matching(scheduler) else int(grid.timesteps[start])
+
+
+def inversion_timesteps(target: int, steps: int) -> list[int]:
+    """The DDIM inversion path 0 = t_0 < t_1 < … < t_K = target on the 1000-step grid: t_k = ⌊k·target/K⌋."""
+    if not 1 <= steps <= target:
+        raise ConfigError(f"extraction.inversion_steps={steps}: need 1 ≤ steps ≤ the grid timestep {target} "
+                          "(each step must move to a later timestep)")
+    return [k * target // steps for k in range(steps + 1)]
 
 
 @dataclass
@@ -120,8 +177,17 @@ class DiffusionFeatureExtractor:
         self.timestep = grid_timestep(self.scheduler, self.settings.t, **shift)
         self.scheduler.set_timesteps(self.scheduler.config.num_train_timesteps, **shift)
         self._text = self._encode_prompt(self.settings.prompt)
-        log.info("extracting %d activations at t=%d (grid timestep %d)", len(self.layer_names), self.settings.t,
-                 self.timestep)
+        self.inversion_timesteps: list[int] | None = None
+        if self.settings.inversion == "ddim":
+            self._check_invertible()
+            self.inversion_timesteps = inversion_timesteps(int(self.timestep), self.settings.inversion_steps)
+        log.info("extracting %d activations at t=%d (grid timestep %s)%s", len(self.layer_names), self.settings.t,
+                 self.timestep, f", DDIM-inverted along {self.inversion_timesteps}" if self.inversion_timesteps else "")
+
+    def recipe(self) -> dict:
+        """Every extraction option plus what they resolved to on this model (for the store's metadata)."""
+        return {**self.settings.as_dict(), "grid_timestep": self.timestep,
+                "inversion_timesteps": self.inversion_timesteps}
 
     def _timestep_shift(self) -> dict:
         """Flux's resolution-dependent schedule shift ``mu`` (FluxPipeline's rule), for dynamic shifting."""
@@ -207,33 +273,87 @@ class DiffusionFeatureExtractor:
             latents = latents - shift
         return (latents * vae.config.scaling_factor).to(self.dtype)
 
-    @torch.no_grad()
-    def _one_draw(self, latents: torch.Tensor, image_ids: Sequence[str], draw: int) -> dict[str, torch.Tensor]:
-        noise = torch.stack([torch.randn(latents.shape[1:], generator=torch_generator(self.settings.noise_seed, "noise", i, draw))
-                             for i in image_ids]).to(latents)
-        batch = latents.shape[0]
-        cond = self._batched_cond(batch)
-        if self.flow:  # x_t = σ·noise + (1−σ)·x_0 at the grid timestep σ·1000
-            t = torch.full((batch,), self.timestep, dtype=self.scheduler.timesteps.dtype, device=self.device)
-            model_in = self.scheduler.scale_noise(latents, t, noise)
+    def _forward(self, model_in: torch.Tensor, timestep: int | float, cond: dict):
+        """A zero-argument call of the denoiser on ``model_in`` at ``timestep`` (grid value), per family."""
+        batch = model_in.shape[0]
+        if self.flow:
+            t = torch.full((batch,), timestep, dtype=self.scheduler.timesteps.dtype, device=self.device)
         else:
-            t = torch.full((batch,), self.timestep, dtype=torch.long, device=self.device)
-            noisy = self.scheduler.add_noise(latents, noise, t)
-            model_in = self.scheduler.scale_model_input(noisy, self.timestep)
+            t = torch.full((batch,), timestep, dtype=torch.long, device=self.device)
         if self.family is None:
-            forward = lambda: self.unet(model_in, t, return_dict=False, **cond)  # noqa: E731
-        elif self.family == "flux":
+            return lambda: self.unet(model_in, t, return_dict=False, **cond)
+        if self.family == "flux":
             h, w = model_in.shape[-2:]
             if h % 2 or w % 2:
                 raise ConfigError(f"Flux packs 2×2 latent patches; latent {h}×{w} is odd (change image_size)")
             packed = self.pipe._pack_latents(model_in, batch, model_in.shape[1], h, w)
             img_ids = self.pipe._prepare_latent_image_ids(batch, h // 2, w // 2, self.device, model_in.dtype)
-            forward = lambda: self.unet(hidden_states=packed, timestep=t.to(model_in.dtype) / 1000,  # noqa: E731
-                                        img_ids=img_ids, return_dict=False, **cond)
-        else:  # PixArt, SD3: B×C×H×W latents, the timestep on the 1000 grid
-            forward = lambda: self.unet(hidden_states=model_in, timestep=t, return_dict=False, **cond)  # noqa: E731
+            return lambda: self.unet(hidden_states=packed, timestep=t.to(model_in.dtype) / 1000, img_ids=img_ids,
+                                     return_dict=False, **cond)
+        # PixArt, SD3: B×C×H×W latents, the timestep on the 1000 grid
+        return lambda: self.unet(hidden_states=model_in, timestep=t, return_dict=False, **cond)
+
+    def _noised(self, latents: torch.Tensor, image_ids: Sequence[str], draw: int) -> torch.Tensor:
+        """The model input at the grid timestep: x_0 forward-noised with seeded Gaussian noise."""
+        noise = torch.stack([torch.randn(latents.shape[1:], generator=torch_generator(self.settings.noise_seed, "noise", i, draw))
+                             for i in image_ids]).to(latents)
+        batch = latents.shape[0]
+        if self.flow:  # x_t = σ·noise + (1−σ)·x_0 at the grid timestep σ·1000
+            t = torch.full((batch,), self.timestep, dtype=self.scheduler.timesteps.dtype, device=self.device)
+            return self.scheduler.scale_noise(latents, t, noise)
+        t = torch.full((batch,), self.timestep, dtype=torch.long, device=self.device)
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        return self.scheduler.scale_model_input(noisy, self.timestep)
+
+    # ---- DDIM inversion (module docstring) -----------------------------------------------------
+    def _check_invertible(self) -> None:
+        if self.flow or not hasattr(self.scheduler, "alphas_cumprod"):
+            kind = "a flow-matching scheduler" if self.flow else "a scheduler without alphas_cumprod"
+            raise ConfigError(f"extraction.inversion: ddim needs a noise-prediction scheduler with an ᾱ schedule; "
+                              f"this {self.family or 'U-Net'} model has {kind} ({type(self.scheduler).__name__})")
+        prediction = self.scheduler.config.get("prediction_type", "epsilon")
+        if prediction not in ("epsilon", "v_prediction"):
+            raise ConfigError("extraction.inversion: ddim supports epsilon and v_prediction models, "
+                              f"not {prediction!r}")
+
+    def _alpha_bar(self, timestep: int) -> float:
+        """ᾱ at a grid timestep; the clean latent (timestep 0 of the inversion path) has ᾱ = 1."""
+        return 1.0 if timestep == 0 else float(self.scheduler.alphas_cumprod[timestep])
+
+    def _predicted_noise(self, output: torch.Tensor, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        """ε from the denoiser output: ε directly, or from v = √ᾱ·ε − √(1−ᾱ)·x_0 as ε = √ᾱ·v + √(1−ᾱ)·x_t.
+        Models that also predict the variance (PixArt: 2C output channels) give ε as the first C channels."""
+        if output.shape[1] == 2 * x.shape[1]:
+            output = output[:, : x.shape[1]]
+        if self.scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
+            return math.sqrt(alpha_bar) * output + math.sqrt(1 - alpha_bar) * x
+        return output
+
+    @torch.no_grad()
+    def invert(self, latents: torch.Tensor) -> torch.Tensor:
+        """x_t from the clean latents by DDIM inversion along :attr:`inversion_timesteps` (the update in fp32:
+        fp16 models would round x at every step; mps has no fp64)."""
+        cond = self._batched_cond(latents.shape[0])
+        x = latents.float()
+        path = self.inversion_timesteps
+        for here, there in zip(path[:-1], path[1:]):
+            output = self._forward(x.to(self.dtype), here, cond)()[0].float()
+            alpha_here, alpha_there = self._alpha_bar(here), self._alpha_bar(there)
+            eps = self._predicted_noise(output, x, alpha_here)
+            clean = (x - math.sqrt(1 - alpha_here) * eps) / math.sqrt(alpha_here)
+            x = math.sqrt(alpha_there) * clean + math.sqrt(1 - alpha_there) * eps
+        return x.to(self.dtype)
+
+    # ---- the capture pass ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _capture(self, model_in: torch.Tensor) -> dict[str, torch.Tensor]:
+        forward = self._forward(model_in, self.timestep, self._batched_cond(model_in.shape[0]))
         with ActivationCapture(self.unet, self.layer_names, early_exit=self.early_exit) as cap:
             return cap.run(forward)
+
+    def _one_draw(self, latents: torch.Tensor, image_ids: Sequence[str], draw: int) -> dict[str, torch.Tensor]:
+        """The features of noise draw ``draw`` (the noise-share analysis calls this per draw)."""
+        return self._capture(self._noised(latents, image_ids, draw))
 
     def __call__(self, images: torch.Tensor, image_ids: Sequence[str]) -> dict[str, torch.Tensor]:
         """Features of a batch: name → B×C×h×w float32 CPU tensors, averaged over ``ensemble`` draws."""
@@ -242,6 +362,8 @@ class DiffusionFeatureExtractor:
         if len(image_ids) != images.shape[0]:
             raise ConfigError("one image id per image is required (ids seed the noise)")
         latents = self.encode_latents(images, image_ids)
+        if self.settings.inversion == "ddim":
+            return {n: v.float().cpu() for n, v in self._capture(self.invert(latents)).items()}
         total: dict[str, torch.Tensor] = {}
         for draw in range(self.settings.ensemble):
             feats = self._one_draw(latents, image_ids, draw)

@@ -1,13 +1,22 @@
 """Extraction into a feature store: stream a dataset's images through the extractor, one shard per image.
 
 Peak memory is one batch of features, whatever the dataset size. Shards already present are skipped, so
-rerunning after an interruption redoes only what is missing (and, because noise is seeded per image id,
-gives byte-identical shards).
+rerunning after an interruption redoes only what is missing (and, because noise is seeded per image id
+and a partly written batch is recomputed with the same batch partners, gives byte-identical shards).
+
+Sharded extraction (issue #10): ``shard=(I, N)`` extracts only shard I (1-based) of the dataset list into
+the same store folder, and does not finalise; separate jobs can run the N shards, then
+:func:`merge_shards` checks that every image has its file and writes ``complete.json``. The split deals
+whole *batches* round robin (:func:`shard_images`), so every shard runs exactly the batches an unsharded
+run would: the noise is seeded per image id and the batch composition is the same, hence the merged
+store is byte-identical to an unsharded run for any batch size (batched kernels may round a sample
+differently when its batch partners change).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +26,7 @@ from tqdm import tqdm
 
 from diffact.extract.pipeline import DiffusionFeatureExtractor, ExtractionSettings
 from diffact.extract.store import FeatureStore, settings_key
-from diffact.utils.errors import ConfigError
+from diffact.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +48,7 @@ def store_settings(*, dataset: dict, model: dict, family: str, layer_set: str, e
         "model": {"source": model["source"], "revision": model.get("revision")},
         "family": family,
         "layers": {"set": layer_set, "digest": layer_spec_digest(family, layer_set)},
-        "extraction": extraction.as_dict(),
+        "extraction": extraction.key_dict(),
         "storage_dtype": storage_dtype,
     }
 
@@ -48,25 +57,92 @@ def store_key(**kwargs) -> str:
     return settings_key(store_settings(**kwargs))
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` → (I, N) with 1 ≤ I ≤ N."""
+    index, sep, count = str(text).partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 1 <= shard[0] <= shard[1]:
+        raise ConfigError(f"--shard {text!r}: expected I/N with 1 ≤ I ≤ N, e.g. 1/4")
+    return shard
+
+
+def shard_of_batch(batch: int, count: int) -> int:
+    """The (1-based) shard of the batch with 0-based index ``batch``: batches are dealt round robin."""
+    return batch % count + 1
+
+
+def shard_images(images: Sequence[tuple[str, Path]], shard: tuple[int, int],
+                 batch_size: int = 1) -> list[tuple[str, Path]]:
+    """Shard I of N: batches I−1, I−1+N, I−1+2N, … of the dataset list cut into ``batch_size`` images
+    (round robin keeps shards within one batch of each other in size, whatever the list's order)."""
+    index, count = shard
+    batches = [images[start:start + batch_size] for start in range(0, len(images), batch_size)]
+    return [item for b, batch in enumerate(batches) if shard_of_batch(b, count) == index for item in batch]
+
+
 def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Path]], out: str | Path,
                      settings: dict, extraction: ExtractionSettings, batch_size: int = 1,
-                     storage_dtype: str = "float32", early_exit: bool = True) -> FeatureStore:
-    """Extract ``layers`` for every (id, path) in ``images`` into the store at ``out``; returns the store."""
+                     storage_dtype: str = "float32", early_exit: bool = True,
+                     shard: tuple[int, int] | None = None) -> FeatureStore:
+    """Extract ``layers`` for every (id, path) in ``images`` into the store at ``out``; returns the store.
+
+    With ``shard=(I, N)``, N > 1, only that shard's images are extracted and the store is not finalised
+    (see the module docstring)."""
     from diffact.data.images import load_image_tensor
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
+    sharded = shard is not None and shard[1] > 1
+    mine = shard_images(images, shard, batch_size) if sharded else list(images)
     extractor = DiffusionFeatureExtractor(pipe, layers, extraction, early_exit=early_exit)
-    store = FeatureStore.create(out, {**settings, "grid_timestep": extractor.timestep}, storage_dtype=storage_dtype)
-    todo = [(i, p) for i, p in images if not store.has(i)]
-    log.info("%s: %d images, %d already extracted, %d to do", out, len(images), len(images) - len(todo), len(todo))
-    with tqdm(total=len(todo), desc=f"extract {Path(out).name}", unit="img") as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            batch = torch.stack([load_image_tensor(p, extraction.image_size)[0] for _, p in chunk])
+    store = FeatureStore.create(out, {**settings, "grid_timestep": extractor.timestep}, storage_dtype=storage_dtype,
+                                recipe=extractor.recipe())
+    # Resume keeps the batches of an uninterrupted run: a batch with any image missing is recomputed whole
+    # (batched kernels may round a sample differently when its batch partners change) and only its missing
+    # shards are written, so the resumed store is byte-identical for any batch size.
+    batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
+    todo = [batch for batch in batches if not all(store.has(i) for i, _ in batch)]
+    done = sum(store.has(i) for i, _ in mine)
+    log.info("%s%s: %d images, %d already extracted, %d to do", out, f" shard {shard[0]}/{shard[1]}" if sharded else "",
+             len(mine), done, len(mine) - done)
+    with tqdm(total=len(mine) - done, desc=f"extract {Path(out).name}", unit="img") as bar:
+        for chunk in todo:
+            batch = torch.stack([load_image_tensor(p, extraction.image_size, extraction.resize)[0] for _, p in chunk])
             feats = extractor(batch, [i for i, _ in chunk])
             for b, (image_id, _) in enumerate(chunk):
-                store.write(image_id, {name: value[b] for name, value in feats.items()})
-            bar.update(len(chunk))
-    store.finalize([i for i, _ in images])
+                if not store.has(image_id):
+                    store.write(image_id, {name: value[b] for name, value in feats.items()})
+                    bar.update(1)
+    if not sharded:
+        store.finalize([i for i, _ in images])
+    return store
+
+
+def merge_shards(out: str | Path, images: Sequence[tuple[str, Path]], settings: dict, shards: int | None = None,
+                 batch_size: int = 1) -> FeatureStore:
+    """Finalise a store filled by shard jobs: its settings must be ``settings`` and every image must have its
+    file; then ``complete.json`` is written. Missing images are named, with their shard when ``shards`` (and
+    the shard jobs' ``batch_size``) are given."""
+    meta = Path(out) / "meta.json"
+    ids = [i for i, _ in images]
+    if not meta.is_file():
+        raise DataError(f"{out}: no shard job has written this store yet (no meta.json); "
+                        f"all {len(ids)} images are missing, e.g. {', '.join(ids[:5])}")
+    store = FeatureStore.open(out)
+    recorded = {k: v for k, v in store.settings.items() if k != "grid_timestep"}
+    if recorded != json.loads(json.dumps(settings, default=str)):
+        raise DataError(f"{meta}: the store was extracted with other settings than these merge arguments")
+    missing = [i for i in ids if not store.has(i)]
+    if missing and shards and shards > 1:
+        where = {image_id: shard_of_batch(n // batch_size, shards) for n, image_id in enumerate(ids)}
+        by_shard: dict[int, list[str]] = {}
+        for image_id in missing:
+            by_shard.setdefault(where[image_id], []).append(image_id)
+        detail = "; ".join(f"shard {s}/{shards}: {', '.join(m[:10])}{' …' if len(m) > 10 else ''}"
+                           for s, m in sorted(by_shard.items()))
+        raise DataError(f"{out}: {len(missing)} of {len(ids)} images have no shard file ({detail})")
+    store.finalize(ids)
     return store

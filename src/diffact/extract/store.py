@@ -2,7 +2,8 @@
 
 Format: a folder with
   ``meta.json``                 the settings that define the store (and their hash, the store's key),
-                                the layer names in forward order and each layer's (C, H, W);
+                                the layer names in forward order and each layer's (C, H, W), and the
+                                full extraction ``recipe`` (every option, defaults included; not hashed);
   ``shards/<image_id>.safetensors``  one shard per image holding every layer as a C×H×W tensor;
   ``complete.json``             written last by :func:`finalize`, listing the image ids, so downstream
                                 rules can depend on a single file that exists only for a finished store.
@@ -12,13 +13,17 @@ written in one call and renamed into place (atomic, so an interrupted extraction
 shard or none and resume = "skip ids whose shard exists"), and ``safe_open`` memory-maps the file so a
 single layer of a single image is read without loading the rest (per-layer lazy reads). Peak memory is
 one image's features, whatever the dataset size. zarr would add a dependency and chunk-level
-bookkeeping for no gain at this access pattern (whole image × one layer).
+bookkeeping for no gain at this access pattern (whole image × one layer). Per-image files also let
+separate jobs fill one store (sharded extraction, ``diffact extract --shard I/N``): each writes only
+its own images' shards, and ``meta.json`` is created exclusively (the first job wins; the others read
+it), so no job can overwrite another's metadata.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -40,6 +45,30 @@ def settings_key(settings: Mapping) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def _write_json_if_absent(path: Path, obj: dict) -> None:
+    """Write ``path`` unless it exists: the JSON goes to a temporary file that is hard-linked to ``path``;
+    a link fails on an existing name, so of several jobs creating one store exactly one writes the
+    metadata, and a reader never sees a half-written file. The temporary name carries host and pid
+    (``temp_prefix``), so a later run removes it if this job is killed, and never while it lives."""
+    import tempfile
+
+    from diffact.utils.io import publish_mode, temp_prefix
+
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=".part.json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(obj, indent=2) + "\n")  # = write_json(..., sort_keys=False)
+        publish_mode(Path(tmp))
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another job created the store first; the caller reads and checks its key
+    except OSError:  # a file system without hard links: plain atomic rename (last writer wins)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _check_image_id(image_id: str) -> None:
     # Ids become file paths: keep them inside the store (no '..', no absolute paths).
     if not _ID_PATTERN.match(image_id) or any(part in ("", ".", "..") for part in image_id.split("/")):
@@ -56,10 +85,11 @@ class FeatureStore:
     # ---- creation and opening -------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, settings: Mapping, layers: Mapping[str, tuple[int, int, int]] | None = None,
-               storage_dtype: str = "float32") -> "FeatureStore":
+               storage_dtype: str = "float32", recipe: Mapping | None = None) -> "FeatureStore":
         """Create (or reopen for resume) the store for ``settings``.
 
         ``layers`` maps name → (C, H, W) in forward order; if omitted, it is taken from the first shard.
+        ``recipe``: the extraction as run, stated in the metadata but not hashed (``settings`` is).
         Reopening a folder made with different settings is an error: the folder would mix features.
         """
         if storage_dtype not in STORAGE_DTYPES:
@@ -71,17 +101,18 @@ class FeatureStore:
             "storage_dtype": storage_dtype,
             "layers": {name: list(shape) for name, shape in (layers or {}).items()},
         }
+        if recipe is not None:
+            meta["recipe"] = json.loads(json.dumps(recipe, default=str))
         meta_path = root / "meta.json"
-        if meta_path.exists():
-            existing = json.loads(meta_path.read_text())
-            if existing.get("key") != meta["key"]:
-                raise DataError(
-                    f"{meta_path}: store was made with other settings (key {existing.get('key')} != {meta['key']}); "
-                    "remove the folder or choose another output path")
-            return cls(root, existing)
         (root / "shards").mkdir(parents=True, exist_ok=True)
-        write_json(meta_path, meta, sort_keys=False)  # layer order = forward order
-        return cls(root, meta)
+        if not meta_path.exists():
+            _write_json_if_absent(meta_path, meta)  # layer order = forward order
+        existing = json.loads(meta_path.read_text())
+        if existing.get("key") != meta["key"]:
+            raise DataError(
+                f"{meta_path}: store was made with other settings (key {existing.get('key')} != {meta['key']}); "
+                "remove the folder or choose another output path")
+        return cls(root, existing)
 
     @classmethod
     def open(cls, root: str | Path) -> "FeatureStore":
@@ -118,6 +149,16 @@ class FeatureStore:
 
     def channels(self, names: Iterable[str]) -> int:
         return sum(self.shape(n)[0] for n in names)
+
+    @property
+    def resize(self):
+        """The :class:`~diffact.data.images.ResizePolicy` the images were resized with, or None for the
+        paper's square stretch (also for stores without extraction settings)."""
+        from diffact.data.images import ResizePolicy
+
+        extraction = self.settings.get("extraction") or {}
+        mode = extraction.get("resize", "square")
+        return None if mode == "square" else ResizePolicy(mode, int(extraction["image_size"]))
 
     # ---- shards ---------------------------------------------------------------------------------
     def shard_path(self, image_id: str) -> Path:
@@ -174,7 +215,10 @@ class FeatureStore:
         expected = sorted(expected_ids)
         missing = [i for i in expected if not self.has(i)]
         if missing:
-            raise DataError(f"{self.root}: {len(missing)} images have no shard, e.g. {missing[:3]}")
+            raise DataError(f"{self.root}: {len(missing)} of {len(expected)} images have no shard: "
+                            f"{', '.join(missing[:20])}{' …' if len(missing) > 20 else ''}")
+        if not self.meta["layers"]:
+            raise DataError(f"{self.root}/meta.json lists no layers; the store was never written")
         path = self.root / "complete.json"
         write_json(path, {"key": self.key, "image_ids": expected, "layers": self.meta["layers"]}, sort_keys=False)
         return path

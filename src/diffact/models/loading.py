@@ -1,13 +1,24 @@
-"""Load a diffusion pipeline the same way for every user: ``from_pretrained(hub id or local folder)``.
+"""Load a diffusion pipeline the same way for every user, whatever the model reference is.
 
-The demo's tiny models are saved with ``save_pretrained`` and go through exactly this code, as real
-weights (e.g. ``stable-diffusion-v1-5/stable-diffusion-v1-5``) do. Supported denoisers: a
-``UNet2DConditionModel`` (``pipe.unet``) or a DiT whose class ``extract.catalog_dit`` walks
-(``pipe.transformer``: PixArt-α/Σ, SD3/SD3.5, Flux); :func:`denoiser` returns it.
+A reference (``models.<name>.source`` in the config, ``--model`` on the CLI) is one of
+
+* a **hub id** (``stable-diffusion-v1-5/stable-diffusion-v1-5``): ``from_pretrained`` with the config's
+  ``revision`` and ``variant``; under ``HF_HUB_OFFLINE=1`` (the Makefile sets it) only the local Hugging Face
+  cache is used, and a model that is not there is a :class:`ModelError` that says how to fetch it;
+* a **local pipeline folder** written by ``save_pretrained`` (the demo's tiny models go through exactly this
+  code): it must hold ``model_index.json`` and weights for every model component;
+* a **single-file checkpoint** (``.safetensors`` / ``.ckpt``, the original Stable Diffusion format):
+  ``from_single_file`` of the matching pipeline class; the component configs come from ``config`` (a local
+  pipeline folder or hub id) or, when not given, from the hub model diffusers infers from the checkpoint.
+
+:func:`reference_problems` checks a reference without loading any weights (``diffact check-data`` uses it).
+Supported denoisers: a ``UNet2DConditionModel`` (``pipe.unet``) or a DiT whose class ``extract.catalog_dit``
+walks (``pipe.transformer``: PixArt-α/Σ, SD3/SD3.5, Flux); :func:`denoiser` returns it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -19,6 +30,11 @@ from diffact.utils.errors import ModelError
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+# Pipeline class of a single-file checkpoint, by the model type diffusers infers from its keys (types that
+# start with "xl" or "playground" are SDXL-architecture U-Nets; every other SD type loads as SD1.x/2.x).
+SINGLE_FILE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -39,33 +55,188 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ModelError(f"unsupported dtype {name!r}; expected one of {sorted(DTYPES)}") from None
 
 
-def load_pipeline(ref: str, dtype: str = "float32", device: str = "auto", revision: str | None = None,
-                  variant: str | None = None):
-    """Load a diffusers pipeline from a hub id or a local folder, with clear errors for the usual failures."""
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE=1``, as the Makefile sets)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def reference_kind(ref: str) -> str:
+    """``single_file``, ``folder`` or ``hub`` (an ``owner/name`` id that is not a local path)."""
+    path = Path(ref)
+    if ref.lower().endswith(SINGLE_FILE_SUFFIXES):
+        return "single_file"
+    if path.is_absolute() or ref.startswith(".") or path.exists() or ref.count("/") != 1:
+        return "folder"
+    return "hub"
+
+
+def _component_folders(folder: Path) -> list[Path]:
+    """Sub-folders of a pipeline that hold a model (a config.json), i.e. that need weights."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        index = {}
+    names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+    return [folder / name for name in sorted(names) if (folder / name / "config.json").is_file()]
+
+
+def folder_problems(folder: str | os.PathLike, ref: str | None = None) -> list[str]:
+    """Why a local folder is not a loadable diffusers pipeline (empty list: it is)."""
+    folder = Path(folder)
+    where = ref or str(folder)
+    if not folder.is_dir():
+        return [f"model folder {where} does not exist (expected a diffusers pipeline folder or a hub id)"]
+    if not (folder / "model_index.json").is_file():
+        return [f"{where}: no model_index.json; not a diffusers pipeline folder (save it with save_pretrained, "
+                "or give a single-file .safetensors/.ckpt checkpoint)"]
+    problems = []
+    for part in _component_folders(folder):
+        if not any(f for pattern in WEIGHT_PATTERNS for f in part.glob(pattern)):
+            problems.append(f"{where}/{part.name}: no weights (*.safetensors or *.bin); the model folder is incomplete")
+    if not any((folder / name).is_dir() for name in ("unet", "transformer")):
+        problems.append(f"{where}: no unet/ or transformer/ folder; not a diffusion pipeline this project can read")
+    return problems
+
+
+def hub_cache_dir() -> str | None:
+    """The Hugging Face hub cache, read from the environment now (huggingface_hub reads it once at import):
+    HF_HUB_CACHE, else HF_HOME/hub, else None (the library default, ~/.cache/huggingface/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
+def cached_snapshot(ref: str, revision: str | None = None) -> Path | None:
+    """The Hugging Face cache folder of a hub model at ``revision`` (default main), or None when not cached."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(ref, revision=revision, local_files_only=True, cache_dir=hub_cache_dir()))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+
+
+def _download_hint(ref: str, revision: str | None) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    return f"download it once with `hf download {ref}{rev}` (or `huggingface-cli download`)"
+
+
+def hub_problems(ref: str, revision: str | None = None, offline: bool | None = None) -> list[str]:
+    """Why a hub model cannot be loaded here: not cached (offline) or neither cached nor reachable (online)."""
+    offline = hub_offline() if offline is None else offline
+    snapshot = cached_snapshot(ref, revision)
+    if snapshot is not None:
+        return folder_problems(snapshot, ref=f"{ref} (cached at {snapshot})")
+    at = f" at revision {revision}" if revision else ""
+    if offline:
+        return [f"model {ref!r}{at} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it "
+                f"(nor is there a local folder {ref}); {_download_hint(ref, revision)}, or unset HF_HUB_OFFLINE"]
+    try:
+        from huggingface_hub import model_info
+
+        model_info(ref, revision=revision)
+    except Exception as err:  # noqa: BLE001 - any failure means: not reachable from here
+        return [f"model {ref!r}{at} is neither in the Hugging Face cache nor reachable on the hub "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'})"]
+    return []
+
+
+def single_file_problems(ref: str, config: str | None = None, offline: bool | None = None) -> list[str]:
+    """Why a single-file checkpoint cannot be loaded: the file or its component configs are missing."""
+    offline = hub_offline() if offline is None else offline
+    if ref.startswith(("http://", "https://")):
+        return [f"checkpoint URL {ref} cannot be fetched with HF_HUB_OFFLINE=1"] if offline else []
+    problems = [] if Path(ref).is_file() else [f"checkpoint file {ref} does not exist"]
+    if config and reference_kind(config) == "folder" and not (Path(config) / "model_index.json").is_file():
+        problems.append(f"config folder {config} of checkpoint {ref} has no model_index.json")
+    return problems
+
+
+def reference_problems(ref: str, revision: str | None = None, config: str | None = None,
+                       offline: bool | None = None) -> list[str]:
+    """Every reason ``ref`` cannot be loaded, without loading weights (empty list: it looks loadable)."""
+    kind = reference_kind(ref)
+    if kind == "single_file":
+        return single_file_problems(ref, config, offline)
+    if kind == "folder":
+        return folder_problems(ref)
+    return hub_problems(ref, revision, offline)
+
+
+def _single_file_class(ref: str, family: str | None, offline: bool):
+    """The pipeline class for a single-file checkpoint: from the family, else from the checkpoint's keys."""
+    import diffusers
+
+    if family is None:
+        from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+
+        model_type = infer_diffusers_model_type(load_single_file_checkpoint(ref, local_files_only=offline))
+        family = "sdxl" if model_type.startswith(("xl", "playground")) else "sd15"
+    if family not in SINGLE_FILE_CLASSES:
+        raise ModelError(f"{ref}: single-file checkpoints load as {', '.join(SINGLE_FILE_CLASSES)}, not {family!r}")
+    return getattr(diffusers, SINGLE_FILE_CLASSES[family])
+
+
+def _load_single_file(ref: str, kwargs: dict, family: str | None, config: str | None, offline: bool):
+    problems = single_file_problems(ref, config, offline)
+    if problems:
+        raise ModelError("; ".join(problems))
+    try:
+        cls = _single_file_class(ref, family, offline)
+        extra = {"config": config} if config else {}
+        return cls.from_single_file(ref, **kwargs, **extra)
+    except ModelError:
+        raise
+    except Exception as err:  # noqa: BLE001 - diffusers raises many types for unreadable or unknown files
+        hint = (" With HF_HUB_OFFLINE=1 the component configs must be local: give the model entry a `config:` "
+                "(a pipeline folder or a cached hub id)." if offline and not config else "")
+        raise ModelError(f"cannot load single-file checkpoint {ref!r} ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'no detail'}).{hint}") from err
+
+
+def _load_pretrained(ref: str, kwargs: dict, revision: str | None, variant: str | None, offline: bool):
     from diffusers import DiffusionPipeline
 
-    path = Path(ref)
-    looks_local = path.is_absolute() or ref.startswith(".") or path.exists() or ref.count("/") != 1
-    if looks_local:
-        if not path.is_dir():
-            raise ModelError(f"model folder {ref} does not exist (expected a diffusers pipeline folder or a hub id)")
-        if not (path / "model_index.json").is_file():
-            raise ModelError(f"{ref}: no model_index.json; not a diffusers pipeline folder")
-        part = "transformer" if (path / "transformer").is_dir() and not (path / "unet").is_dir() else "unet"
-        if not any((path / part).glob("*.safetensors")) and not any((path / part).glob("*.bin")):
-            raise ModelError(f"{ref}/{part}: no weights (*.safetensors or *.bin); the model folder is incomplete")
-    kwargs = {"torch_dtype": torch_dtype(dtype)}
+    kind = reference_kind(ref)
+    if kind == "folder":
+        problems = folder_problems(ref)
+        if problems:
+            raise ModelError("; ".join(problems))
+    elif offline:  # only the cache counts: say what is missing there before diffusers does, less clearly
+        problems = hub_problems(ref, revision, offline=True)
+        if problems:
+            raise ModelError("; ".join(problems))
     if revision:
         kwargs["revision"] = revision
     if variant:
         kwargs["variant"] = variant
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        kwargs["local_files_only"] = True
     try:
-        pipe = DiffusionPipeline.from_pretrained(ref, **kwargs)
+        return DiffusionPipeline.from_pretrained(ref, **kwargs)
     except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load model {ref!r}: neither a complete local folder nor a cached/reachable hub "
-                         f"model ({type(err).__name__}: {str(err).splitlines()[0]})") from err
+        what = ("a complete local folder" if kind == "folder"
+                else "in the Hugging Face cache" + ("" if offline else " nor reachable on the hub"))
+        raise ModelError(f"cannot load model {ref!r}: not {what} ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from err
+
+
+def load_pipeline(ref: str, dtype: str = "float32", device: str = "auto", revision: str | None = None,
+                  variant: str | None = None, family: str | None = None, config: str | None = None):
+    """Load a diffusers pipeline from a hub id, a local folder or a single-file checkpoint (see the module
+    docstring), with a :class:`ModelError` naming the reference for every usual failure.
+
+    ``family`` (sd15 | sdxl) and ``config`` only matter for single-file checkpoints.
+    """
+    offline = hub_offline()
+    kwargs = {"dtype": torch_dtype(dtype), "cache_dir": hub_cache_dir()}
+    if offline:
+        kwargs["local_files_only"] = True
+    if reference_kind(ref) == "single_file":
+        pipe = _load_single_file(ref, kwargs, family, config, offline)
+    else:
+        pipe = _load_pretrained(ref, kwargs, revision, variant, offline)
     denoiser(pipe, where=ref)  # raises ModelError for unsupported pipelines
     pipe.set_progress_bar_config(disable=True)
     target = pick_device(device)

@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=YAML",
                    help="notebook parameter (value parsed as YAML)")
     p.add_argument("--kernel", default=None, help=f"Jupyter kernel (default: {KERNEL} if installed, else python3)")
+    p.add_argument("--rule", default=None, help="the Snakemake rule running it (recorded in the provenance file)")
+    p.add_argument("--inputs", nargs="*", default=[], help="the rule's input files (recorded in the provenance file)")
+    p.add_argument("--outputs", nargs="*", default=[], help="the rule's output files (recorded in the provenance file)")
     p.set_defaults(func=cmd_notebook)
 
 
@@ -48,7 +51,7 @@ def cmd_notebook(args) -> int:
     import papermill
 
     from diffact.utils.errors import ConfigError
-    from diffact.utils.io import atomic_path
+    from diffact.utils.io import atomic_path, write_json
 
     source = Path(args.notebook)
     if not source.is_file():
@@ -60,5 +63,18 @@ def cmd_notebook(args) -> int:
         with atomic_path(args.executed) as executed:
             papermill.execute_notebook(str(tmp), str(executed), parameters=params, kernel_name=_kernel(args.kernel),
                                        cwd=str(Path.cwd()), progress_bar=False)
+    write_json(provenance_path(args.executed), {
+        "notebook": str(source), "rule": args.rule, "parameters": params,
+        "inputs": sorted(set(args.inputs)), "outputs": sorted(set(args.outputs)),
+    })
     log.info("executed %s → %s", source, args.executed)
     return 0
+
+
+def provenance_path(executed: str | Path) -> Path:
+    """Where ``diffact notebook`` records what produced a figure: beside the executed notebook.
+
+    The paper_figures index (``diffact figures-index``) reads these files to name each output's rule and inputs.
+    """
+    executed = Path(executed)
+    return executed.with_name(executed.stem + ".provenance.json")

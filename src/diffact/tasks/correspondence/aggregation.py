@@ -116,6 +116,15 @@ class StorePairFeatures:
     def n_models(self) -> int:
         return len(self.stores)
 
+    @property
+    def resize(self):
+        """The stores' resize policy (None: the paper's square stretch); they must agree, or the
+        concatenated maps would not cover the same image area."""
+        policies = {store.resize for store in self.stores}
+        if len(policies) > 1:
+            raise ConfigError(f"the feature stores were extracted with different resize policies: {policies}")
+        return policies.pop()
+
     def image(self, category: str, path) -> torch.Tensor:
         image_id = self._image_id(category, path)
         if image_id in self._cache:
@@ -183,18 +192,19 @@ def seeded_network(in_channels: int, out_channels: int, seed: int) -> Aggregatio
         return AggregationNetwork(in_channels, out_channels)
 
 
-def keypoint_grid_indices(kps: np.ndarray, image_size: Sequence[int], grid: int) -> np.ndarray:
+def keypoint_grid_indices(kps: np.ndarray, image_size: Sequence[int], grid: int, resize=None) -> np.ndarray:
     """(N, 2) keypoints (x, y) of a W×H image → (N,) flat indices row·S + col on the S×S grid
-    (scaled, clipped to [0, S−1], rounded half to even: DHF's ``points_to_idxs``)."""
-    pixels = keypoints_to_eval_pixels(kps, image_size, grid)
+    (scaled, clipped to [0, S−1], rounded half to even: DHF's ``points_to_idxs``; ``resize``: the stores'
+    policy, None for the paper's square stretch)."""
+    pixels = keypoints_to_eval_pixels(kps, image_size, grid, resize)
     return pixels[:, 1] * grid + pixels[:, 0]
 
 
-def training_targets(pair, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+def training_targets(pair, grid: int, resize=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid indices (src, trg) of the keypoints annotated in both images of a pair."""
     both = keypoints_present(pair.src_kps) & keypoints_present(pair.trg_kps)
-    src = keypoint_grid_indices(pair.src_kps[both], pair.src_size, grid)
-    trg = keypoint_grid_indices(pair.trg_kps[both], pair.trg_size, grid)
+    src = keypoint_grid_indices(pair.src_kps[both], pair.src_size, grid, resize)
+    trg = keypoint_grid_indices(pair.trg_kps[both], pair.trg_size, grid, resize)
     return torch.as_tensor(src, dtype=torch.long), torch.as_tensor(trg, dtype=torch.long)
 
 
@@ -288,13 +298,14 @@ def evaluate(pairs: Sequence, features_of: PairFeatures, network: AggregationNet
     ``keypoints_per_s`` (annotated keypoints scored per second, feature reading included)."""
     if network is not None:
         network.eval()
+    resize = getattr(features_of, "resize", None)  # StorePairFeatures: the stores' resize policy
     acc = PCKAccumulator(alphas=tuple(alphas))
     start = time.perf_counter()
     for pair in pairs:
         src, trg = features_of(pair)
         if network is not None:
             src, trg = network(src), network(trg)
-        acc.add_spair_pair(pair, transfer_pair(pair, src, trg, eval_size=eval_size))
+        acc.add_spair_pair(pair, transfer_pair(pair, src, trg, eval_size=eval_size, resize=resize))
     seconds = time.perf_counter() - start
     summary = acc.summary()
     summary["seconds"] = seconds
@@ -379,10 +390,11 @@ def train_aggregation(
             f"{len(order)} training steps with eval_every={settings.eval_every} give no evaluation "
             "(evaluations happen at steps > 0 that are multiples of eval_every)")
     train_log, evaluations, recent = [], [], []
+    resize = getattr(train_features, "resize", None)  # StorePairFeatures: the stores' resize policy
     started = time.perf_counter()
     for step, index in enumerate(order):
         pair = train_pairs[int(index)]
-        src_idx, trg_idx = training_targets(pair, settings.feature_size)
+        src_idx, trg_idx = training_targets(pair, settings.feature_size, resize)
         loss_value = float("nan")
         if len(src_idx):
             network.train()

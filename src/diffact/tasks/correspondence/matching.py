@@ -7,6 +7,9 @@ the prediction is rescaled to the target's original size. Keypoint ↔ eval-grid
 ``rescale_points`` / ``points_to_idxs``: a keypoint (x, y) of a W×H image goes to eval pixel
 ``round(clip(x·S/W, 0, S−1))`` (NumPy's round-half-to-even) and a predicted eval pixel (col, row) goes
 back to ``(col·W_trg/S, row·H_trg/S)``. Images are resized to a square (§2.1), so x and y scale separately.
+Stores extracted with ``resize: aspect`` (not the paper's) place the image on a padded canvas; pass their
+``resize`` policy (``FeatureStore.resize``) and keypoints go through the canvas placement instead
+(``eval = canvas(x) · S / image_size``, and back).
 
 Memory stays bounded for any eval size: the source is only evaluated at its keypoints, and the
 upsampled target is built a band of rows at a time (the same bilinear weights as ``F.interpolate``,
@@ -56,20 +59,28 @@ def _as_size(size: Sequence[int], what: str) -> tuple[int, int]:
     return width, height
 
 
-def keypoints_to_eval_pixels(kps: np.ndarray, image_size: Sequence[int], eval_size: int) -> np.ndarray:
+def keypoints_to_eval_pixels(kps: np.ndarray, image_size: Sequence[int], eval_size: int, resize=None) -> np.ndarray:
     """(N, 2) keypoints (x, y) in a W×H image → (N, 2) int64 eval-grid pixels (col, row) on S×S (DHF rule:
-    scale, clip to [0, S−1], round half to even). Missing keypoints give meaningless values; mask them."""
+    scale, clip to [0, S−1], round half to even). Missing keypoints give meaningless values; mask them.
+    ``resize``: the store's :class:`~diffact.data.images.ResizePolicy` (None: the paper's square stretch)."""
     width, height = _as_size(image_size, "image_size")
     kps = np.asarray(kps, dtype=np.float64).reshape(-1, 2)
-    scaled = kps * np.array([eval_size / width, eval_size / height])
+    if resize is None or resize.mode == "square":
+        scaled = kps * np.array([eval_size / width, eval_size / height])
+    else:
+        scaled = resize.to_canvas(kps, width, height) * (eval_size / resize.size)
     scaled = np.nan_to_num(scaled, nan=0.0)
     return np.round(np.clip(scaled, 0, eval_size - 1)).astype(np.int64)
 
 
-def eval_pixels_to_image(pixels: np.ndarray, image_size: Sequence[int], eval_size: int) -> np.ndarray:
-    """(N, 2) eval-grid positions (col, row), possibly fractional → (N, 2) float64 (x, y) in a W×H image."""
+def eval_pixels_to_image(pixels: np.ndarray, image_size: Sequence[int], eval_size: int, resize=None) -> np.ndarray:
+    """(N, 2) eval-grid positions (col, row), possibly fractional → (N, 2) float64 (x, y) in a W×H image
+    (``resize`` as in :func:`keypoints_to_eval_pixels`; a position on the padding maps outside the image)."""
     width, height = _as_size(image_size, "image_size")
-    return np.asarray(pixels, dtype=np.float64).reshape(-1, 2) * np.array([width / eval_size, height / eval_size])
+    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    if resize is None or resize.mode == "square":
+        return pixels * np.array([width / eval_size, height / eval_size])
+    return resize.from_canvas(pixels * (resize.size / eval_size), width, height)
 
 
 def _as_feature_map(feat: torch.Tensor, what: str) -> torch.Tensor:
@@ -127,6 +138,7 @@ def nn_transfer(
     temperature: float = DEFAULT_TEMPERATURE,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_band_elements: int = DEFAULT_MAX_BAND_ELEMENTS,
+    resize=None,
 ) -> np.ndarray:
     """Predict target keypoints for source keypoints by feature matching (paper §2.8).
 
@@ -136,6 +148,7 @@ def nn_transfer(
     ``eval_size``: the square grid S both maps are bilinearly upsampled to (paper 512).
     ``method``: "nn" (hard argmax of cosine similarity; ties → first pixel in row-major order) or
     "soft-argmax" (softmax(similarity / ``temperature``)-weighted mean position; not the paper's).
+    ``resize``: the stores' resize policy (None: the paper's square stretch; see the module docstring).
     Returns (N, 2) float64 predicted (x, y) in original target pixels; rows of missing source keypoints
     (NaN or negative) are NaN.
     """
@@ -157,7 +170,7 @@ def nn_transfer(
     if not present.any():
         return prediction
 
-    pixels = keypoints_to_eval_pixels(kps[present], src_size, eval_size)
+    pixels = keypoints_to_eval_pixels(kps[present], src_size, eval_size, resize)
     descriptors = torch.nn.functional.normalize(sample_descriptors(src_feat, pixels, eval_size), dim=1)
     n = descriptors.shape[0]
     device = descriptors.device
@@ -199,7 +212,7 @@ def nn_transfer(
         eval_positions = np.stack([flat % eval_size, flat // eval_size], axis=1)
     else:
         eval_positions = torch.stack([col_sum / weight_sum, row_sum / weight_sum], dim=1).cpu().numpy()
-    prediction[present] = eval_pixels_to_image(eval_positions, trg_size, eval_size)
+    prediction[present] = eval_pixels_to_image(eval_positions, trg_size, eval_size, resize)
     return prediction
 
 

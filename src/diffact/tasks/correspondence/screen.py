@@ -5,7 +5,9 @@ Each activation is scored alone: for every pair, its source and target maps are 
 store (one layer of two images at a time), matched by hard NN on cosine similarity and scored with PCK
 (image and bbox thresholds, pooled over keypoints). Memory: two feature maps and one band of the
 upsampled target at a time. Every row also reports the evaluation speed (``seconds``, ``keypoints_per_s``:
-annotated keypoints scored per second, store reads included), so the cost of an eval size can be judged.
+annotated keypoints scored per second, store reads included), so the cost of an eval size can be judged;
+those wall-clock columns go to the log, not into result files (:func:`without_timings`), so the same
+config always writes the same bytes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ from diffact.tasks.correspondence.pck import PCKAccumulator
 log = logging.getLogger(__name__)
 
 ALPHAS = (0.05, 0.10, 0.15)
+# Wall-clock measurements: they differ from run to run (machine load), so result files leave them out.
+TIMING_COLUMNS = ("seconds", "keypoints_per_s", "elapsed_s")
+
+
+def without_timings(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the wall-clock columns: what is written to result files, which must be identical
+    for identical inputs (kill-and-resume, reruns; see docs/determinism.md)."""
+    return frame.drop(columns=[c for c in TIMING_COLUMNS if c in frame.columns])
 
 
 def _summary_row(acc: PCKAccumulator, seconds: float | None = None) -> dict:
@@ -41,19 +51,22 @@ def _summary_row(acc: PCKAccumulator, seconds: float | None = None) -> dict:
     return row
 
 
-def timed_score(pairs: Sequence, features_of, eval_size: int, alphas: Sequence[float] = ALPHAS) -> tuple[PCKAccumulator, float]:
+def timed_score(pairs: Sequence, features_of, eval_size: int, alphas: Sequence[float] = ALPHAS,
+                resize=None) -> tuple[PCKAccumulator, float]:
     """:func:`score_features` and the wall-clock seconds it took."""
     start = time.perf_counter()
-    acc = score_features(pairs, features_of, eval_size, alphas)
+    acc = score_features(pairs, features_of, eval_size, alphas, resize)
     return acc, time.perf_counter() - start
 
 
-def score_features(pairs: Sequence, features_of, eval_size: int, alphas: Sequence[float] = ALPHAS) -> PCKAccumulator:
-    """PCK of one feature source. ``features_of(pair)`` returns (src C×h×w, trg C×h×w)."""
+def score_features(pairs: Sequence, features_of, eval_size: int, alphas: Sequence[float] = ALPHAS,
+                   resize=None) -> PCKAccumulator:
+    """PCK of one feature source. ``features_of(pair)`` returns (src C×h×w, trg C×h×w); ``resize``: how the
+    images were placed on the model input (a store's ``resize``; None: the paper's square stretch)."""
     acc = PCKAccumulator(alphas=tuple(alphas))
     for pair in pairs:
         src, trg = features_of(pair)
-        acc.add_spair_pair(pair, transfer_pair(pair, src, trg, eval_size=eval_size))
+        acc.add_spair_pair(pair, transfer_pair(pair, src, trg, eval_size=eval_size, resize=resize))
     return acc
 
 
@@ -68,7 +81,7 @@ def screen_store(store: FeatureStore, pairs: Sequence, layers: Iterable[str] | N
             trg = store.read_layer(spair_image_id(pair.category, pair.trg_path), name)
             return src, trg
 
-        acc, seconds = timed_score(pairs, features_of, eval_size, alphas)
+        acc, seconds = timed_score(pairs, features_of, eval_size, alphas, store.resize)
         channels, height, width = store.shape(name)
         rows.append({"forward_index": index, "layer": name, "kind": kind_of(name), "channels": channels,
                      "height": height, "width": width, **_summary_row(acc, seconds)})

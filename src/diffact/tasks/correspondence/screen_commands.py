@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 def cmd_screen(args) -> int:
     from diffact.data.spair import SPairDataset
     from diffact.extract.store import FeatureStore
-    from diffact.tasks.correspondence.screen import screen_store
+    from diffact.tasks.correspondence.screen import screen_store, without_timings
     from diffact.utils.io import write_csv
 
     from diffact.tasks.correspondence.train_commands import set_threads
@@ -53,14 +53,14 @@ def cmd_screen(args) -> int:
     table = screen_store(store, pairs, layers, eval_size=args.eval_size)
     table.insert(0, "model", args.model_name or store.settings.get("model", {}).get("source", ""))
     table.insert(1, "protocol", f"nn/{args.split}{'/' + args.subset if args.subset else ''}/eval{args.eval_size}")
-    write_csv(args.out, table)
+    write_csv(args.out, without_timings(table))
     log.info("wrote %s (%d activations)", args.out, len(table))
     return 0
 
 
 def cmd_pixels(args) -> int:
     from diffact.data.spair import SPairDataset
-    from diffact.tasks.correspondence.screen import screen_pixels
+    from diffact.tasks.correspondence.screen import screen_pixels, without_timings
     from diffact.utils.io import write_csv
 
     from diffact.tasks.correspondence.train_commands import set_threads
@@ -70,7 +70,7 @@ def cmd_pixels(args) -> int:
     table = screen_pixels(pairs, args.image_size, args.eval_size, args.patch)
     table.insert(0, "model", "none")
     table.insert(1, "protocol", f"nn/{args.split}{'/' + args.subset if args.subset else ''}/eval{args.eval_size}")
-    write_csv(args.out, table)
+    write_csv(args.out, without_timings(table))
     return 0
 
 

@@ -101,6 +101,7 @@ def cmd_train(args) -> int:
     from diffact.data.spair import SPairDataset
     from diffact.models.loading import pick_device
     from diffact.tasks.correspondence.aggregation import StorePairFeatures, TrainSettings, train_aggregation
+    from diffact.tasks.correspondence.screen import without_timings
     from diffact.utils.io import atomic_dir, write_csv, write_json
 
     set_threads(args.threads)
@@ -130,7 +131,7 @@ def cmd_train(args) -> int:
         write_csv(tmp / "train_log.csv", train_log)
         write_json(tmp / "run.json", {**meta, "settings": settings.as_dict(), "val_subset": args.val_subset,
                                       "n_train_pairs": len(train_pairs), "device": str(device)})
-        write_csv(tmp / "evaluations.csv", evaluations)
+        write_csv(tmp / "evaluations.csv", without_timings(evaluations))  # speeds are in the log
     best = evaluations["pck_img@0.10"].max() if not evaluations.empty else float("nan")
     log.info("wrote %s (%d evaluations, best val PCK@0.1 img %.2f)", out, len(evaluations), best)
     return 0
@@ -153,8 +154,10 @@ def cmd_evaluate(args) -> int:
     from diffact.models.loading import pick_device
     from diffact.tasks.correspondence.aggregation import StorePairFeatures, evaluate, load_checkpoint
     from diffact.tasks.correspondence.protocol import evaluation_split, heldout_result, paper_result
+    from diffact.tasks.correspondence.screen import without_timings
     from diffact.utils.errors import ConfigError, DataError
     from diffact.utils.io import write_csv
+    from diffact.utils.paths import checked_join
 
     set_threads(args.threads)
     device = pick_device(args.device)
@@ -171,14 +174,16 @@ def cmd_evaluate(args) -> int:
             # The paper's number comes from the validation evaluations made during training.
             row = paper_result(evaluations, where=str(evaluations_path))
             split, subset = str(evaluations["split"].iloc[0]), str(evaluations["subset"].iloc[0])
-            row["keypoints_per_s"] = float(evaluations["keypoints_per_s"].median())
         else:
             stores = _open_stores(args.store)
             pairs = _evaluation_pairs(args, stores, split)
             features = StorePairFeatures(stores, args.feature_size, device=device)
 
             def test_scores(selected):
-                network, meta = load_checkpoint(Path(args.run) / "checkpoints" / selected["checkpoint"], device)
+                # The file name comes from evaluations.csv (data): it must stay inside the run's checkpoints/.
+                checkpoint = checked_join(Path(args.run) / "checkpoints", str(selected["checkpoint"]),
+                                          what=f"checkpoint named in {evaluations_path}")
+                network, meta = load_checkpoint(checkpoint, device)
                 if network.in_channels != features.channels:
                     raise DataError(f"checkpoint {selected['checkpoint']} expects {network.in_channels} channels, "
                                     f"the test stores give {features.channels}")
@@ -200,7 +205,7 @@ def cmd_evaluate(args) -> int:
               "eval_split": split, "eval_subset": subset, "status": "ok", "note": args.note,
               "paper_method": args.paper_method, "feature_size": args.feature_size, "eval_size": args.eval_size}
     frame = pd.DataFrame([{**labels, **row}])
-    write_csv(args.out, frame)
+    write_csv(args.out, without_timings(frame))
     log.info("%s %s/%s %s on %s/%s: PCK@0.1 img %.2f bbox %.2f (%s keypoints/s)", args.entry, args.layer_set, args.method,
              args.protocol, split, subset, row.get("pck_img@0.10", float("nan")), row.get("pck_bbox@0.10", float("nan")),
              f"{row.get('keypoints_per_s', float('nan')):.0f}")

@@ -1,0 +1,187 @@
+"""Train and evaluate one segmentor with mmengine's Runner, and write its results row (paper §2.9, Table 2 left).
+
+The mmseg config (``config/mmseg/...``) says everything; the overrides below are what the workflow varies:
+the diffusion models and layers (``PartOverride``), the dataset root, the number of iterations (the poly schedule
+is stretched to it), the seed, and any ``--cfg-options``. Evaluation is the config's test loop: mmseg's IoU metric
+over the validation split, single scale, slide inference, after the last iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diffact.utils.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+
+
+@dataclass(frozen=True)
+class PartOverride:
+    """Replace fields of ``model.backbone.models[i]`` (None = keep the config's)."""
+
+    source: str | None = None
+    layers: str | None = None
+    family: str | None = None
+    image_size: int | None = None
+    revision: str | None = None
+    variant: str | None = None
+
+    def fields(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class SegRun:
+    config: str
+    work_dir: str
+    parts: list[PartOverride] = field(default_factory=list)
+    data_root: str | None = None
+    iters: int | None = None
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+    resume: bool = False
+
+
+def _set_models(cfg, parts: list[PartOverride]) -> None:
+    """Override the config's models part by part; more overrides than parts append new parts."""
+    models = [dict(m) for m in cfg.model.backbone.get("models", [])]
+    for index, part in enumerate(parts):
+        if index < len(models):
+            base = models[index]
+            if part.source and part.source != base.get("source"):
+                # Another model: family, levels and variant of the old one no longer apply.
+                for key in ("family", "levels", "revision", "variant"):
+                    base.pop(key, None)
+            base.update(part.fields())
+        else:
+            if not (part.source and part.layers):
+                raise ConfigError(f"model {index}: a new model needs both --model and --layers")
+            models.append(part.fields())
+    if parts and len(parts) < len(models):
+        models = models[: len(parts)]  # the command line names every model
+    cfg.model.backbone.models = models
+
+
+def _set_iters(cfg, iters: int) -> None:
+    if iters < 1:
+        raise ConfigError(f"--iters must be ≥ 1, got {iters}")
+    cfg.train_cfg.max_iters = iters
+    if "iters" in cfg:  # the demo config's own variable, kept truthful in the dumped config
+        cfg.iters = iters
+    if cfg.train_cfg.get("val_interval", 0) > iters:
+        cfg.train_cfg.val_interval = iters
+    for scheduler in cfg.get("param_scheduler", []) or []:
+        if scheduler.get("by_epoch", True) is False and "end" in scheduler:
+            scheduler["end"] = iters
+
+
+def build_config(run: SegRun):
+    """The mmengine Config of a run: the file plus every override."""
+    from mmengine.config import Config
+
+    path = Path(run.config)
+    if not path.is_file():
+        raise ConfigError(f"mmseg config {path} does not exist (see config/mmseg/)")
+    cfg = Config.fromfile(str(path))
+    if run.options:
+        cfg.merge_from_dict(run.options)
+    if run.parts:
+        _set_models(cfg, run.parts)
+    if run.data_root:
+        for name in DATALOADERS:
+            if cfg.get(name):
+                cfg[name].dataset.data_root = run.data_root
+    if run.iters:
+        _set_iters(cfg, run.iters)
+    cfg.randomness = dict(seed=int(run.seed))
+    cfg.work_dir = str(run.work_dir)
+    cfg.resume = bool(run.resume)
+    return cfg
+
+
+def _forward_logs(runner) -> None:
+    """Also write mmengine's log lines (losses, per-class table) to diffact's --log file."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler not in runner.logger.handlers:
+            runner.logger.addHandler(handler)
+
+
+def _start_iter_hook():
+    """A hook that records the iteration training starts from (0, or where --resume picked up)."""
+    from mmengine.hooks import Hook
+
+    class StartIter(Hook):
+        priority = "VERY_LOW"
+        start = 0
+
+        def before_train(self, runner) -> None:
+            self.start = int(runner.iter)
+
+    return StartIter()
+
+
+def _per_iter(seconds: float, iters: int) -> float:
+    return seconds / iters if iters > 0 else float("nan")
+
+
+def train_and_evaluate(run: SegRun) -> dict:
+    """Train, then test; returns the metrics plus timing and the levels that were used."""
+    import torch
+    from mmengine.runner import Runner
+
+    cfg = build_config(run)
+    runner = Runner.from_cfg(cfg)
+    _forward_logs(runner)
+    start = _start_iter_hook()
+    runner.register_hook(start)
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    backbone = model.backbone
+    iters = int(cfg.train_cfg.max_iters)
+    wall, cpu = time.perf_counter(), time.process_time()
+    runner.train()
+    train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall = time.perf_counter()
+    metrics = runner.test()
+    eval_wall = time.perf_counter() - wall
+    trained = max(iters - start.start, 0)  # 0 when --resume found training finished: no timing then
+    return {
+        # mmseg rounds to 2 decimals in float32; round again so the CSV does not show float32 noise (29.670000076)
+        "metrics": {k: round(float(v), 2) for k, v in metrics.items()},
+        "iters": iters,
+        "train_seconds": train_wall,
+        "trained_iters": trained,
+        "sec_per_iter": _per_iter(train_wall, trained),
+        "cpu_sec_per_iter": _per_iter(train_cpu, trained),
+        "eval_seconds": eval_wall,
+        "n_val": len(runner.test_dataloader.dataset),
+        "threads": torch.get_num_threads(),
+        "level_channels": list(backbone.level_channels),
+        "levels": backbone.describe_levels(),
+        "models": [p.source for p in backbone.parts],
+        "layers": [name for p in backbone.parts for name in p.layer_names],
+        "classes": list(runner.test_dataloader.dataset.metainfo["classes"]),
+    }
+
+
+def result_row(result: dict, labels: dict) -> dict:
+    """One CSV row: labels (dataset, model, layer set, ...), mIoU & co., timing, per-class IoU / accuracy."""
+    metrics = result["metrics"]
+    row = dict(labels)
+    row.update(miou=metrics.get("mIoU"), macc=metrics.get("mAcc"), aacc=metrics.get("aAcc"), iters=result["iters"],
+               trained_iters=result["trained_iters"], sec_per_iter=round(result["sec_per_iter"], 4),
+               cpu_sec_per_iter=round(result["cpu_sec_per_iter"], 4),
+               train_seconds=round(result["train_seconds"], 1), eval_seconds=round(result["eval_seconds"], 1),
+               threads=result["threads"], n_val=result["n_val"],
+               level_channels=" ".join(map(str, result["level_channels"])),
+               channels=sum(result["level_channels"]), models=";".join(result["models"]),
+               layers=";".join(result["layers"]))
+    for name in result["classes"]:
+        row[f"iou.{name}"] = metrics.get(f"IoU.{name}")
+    for name in result["classes"]:
+        row[f"acc.{name}"] = metrics.get(f"Acc.{name}")
+    return row

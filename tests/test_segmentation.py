@@ -1,0 +1,628 @@
+"""Semantic segmentation with mmseg (paper §2.9, Table 2 left): zero-init ResBlocks, levels and head layout, the
+paper configs' widths against the real U-Nets, the segmentor built from a config on tiny pipelines (frozen
+diffusion model, trainable adapters and heads, prediction shape), ADE20K / Cityscapes fixture trees and their
+checkers, the constant-class baseline, and the command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from diffact.utils.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+MMSEG = REPO / "config" / "mmseg"
+DEMO_CONFIG = MMSEG / "demo" / "ade_demo.py"
+PAPER_SOURCES = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                 "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
+PAPER_PROMPTS = {
+    "ade20k": "a highly realistic photo of the real world. It can be an indoor scene, or an outdoor scene, or a photo of "
+              "nature. high quality.",
+    "cityscapes": "An urban street scene with multiple lanes, various buildings, traffic lights, cars in the lanes, and "
+                  "pedestrians, highly realistic.",
+}
+
+
+# ---- ResBlock / MultiRes -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("init", ["paper", "last_norm"])
+def test_zero_init_resblock_is_the_identity(init):
+    from diffact.tasks.segmentation.blocks import ResBlock
+
+    torch.manual_seed(0)
+    block = ResBlock(6, init)
+    x = torch.randn(2, 6, 5, 5)
+    assert torch.equal(block.train()(x), x)
+    assert torch.equal(block.eval()(x), x)
+
+
+def _one_step(block, steps=1):
+    opt = torch.optim.SGD(block.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = torch.randn(2, 4, 6, 6, generator=g)
+        target = torch.randn(2, 4, 6, 6, generator=g)
+        opt.zero_grad()
+        ((block(x) - target) ** 2).mean().backward()
+        opt.step()
+
+
+def test_paper_init_trains_only_the_last_norm_shift():
+    """All-zero init (the paper's code): the inner conv output is constant, BN maps it to 0, so no gradient reaches
+    either conv or the BN scales; after any number of steps only conv2's BN bias has moved."""
+    from diffact.tasks.segmentation.blocks import ResBlock
+
+    block = ResBlock(4, "paper")
+    _one_step(block, steps=3)
+    for name, param in block.named_parameters():
+        if name == "conv2.1.bias":
+            assert param.abs().sum() > 0, name
+        else:
+            assert torch.count_nonzero(param) == 0, name
+
+
+def test_last_norm_init_lets_the_convolutions_train():
+    from diffact.tasks.segmentation.blocks import ResBlock
+
+    torch.manual_seed(0)
+    block = ResBlock(4, "last_norm")
+    before = {n: p.detach().clone() for n, p in block.named_parameters()}
+    _one_step(block, steps=2)  # step 1 moves BN2's scale off zero, step 2 reaches the convolutions
+    for name in ("conv1.0.weight", "conv2.0.weight", "conv2.1.weight", "conv2.1.bias"):
+        assert not torch.equal(before[name], dict(block.named_parameters())[name]), name
+
+
+def test_multires_applies_one_shared_block_n_times():
+    from diffact.tasks.segmentation.blocks import MultiRes, ResBlock
+
+    multi = MultiRes(3, 4, "paper")
+    assert sum(p.numel() for p in multi.parameters()) == sum(p.numel() for p in ResBlock(3).parameters())
+    with torch.no_grad():
+        multi.block.conv2[1].bias.copy_(torch.tensor([1.0, -2.0, 0.5]))
+    x = torch.randn(1, 3, 4, 4)
+    # Paper init: each pass adds the BN2 shift b (the scale is 0), so four passes add 4b.
+    expected = x + 4 * torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1, 1)
+    assert torch.allclose(multi.eval()(x), expected)
+
+
+def test_resblock_rejects_an_unknown_init():
+    from diffact.tasks.segmentation.blocks import ResBlock
+
+    with pytest.raises(ConfigError, match="init"):
+        ResBlock(2, "xavier")
+
+
+# ---- levels and head layout on the real architectures ----------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _reference_unet(family):
+    from diffact.models.configs import build_unet, reference_unet_config
+
+    return build_unet(reference_unet_config(PAPER_SOURCES[family]))  # meta device: structure only
+
+
+def _paper_levels(family, layers, image_size=None, levels=None):
+    from diffact.extract.layersets import resolve_layers_arg
+    from diffact.models.configs import PAPER_IMAGE_SIZE
+    from diffact.tasks.segmentation import levels as lv
+
+    unet = _reference_unet(family)
+    names = resolve_layers_arg(unet, family, layers)
+    infos = lv.layer_infos(unet, names, image_size or PAPER_IMAGE_SIZE[family], vae_factor=8)
+    return lv.explicit_levels(infos, levels, "test") if levels else lv.group_by_resolution(infos)
+
+
+@pytest.mark.parametrize("family, layer_set, widths, sides", [
+    ("sd15", "legacy", [1280, 1280, 960], [16, 32, 64]),        # paper_spec §2.9 Legacy-v1.5
+    ("sd15", "practical", [2560, 640, 320], [16, 32, 64]),      # Ours-v1.5
+    ("sdxl", "legacy", [1280, 960], [64, 128]),                 # Legacy-XL [1280, 640 + 320]
+    ("sdxl", "practical", [2560, 1280], [32, 64]),              # Ours-XL
+    ("sd15", "amalgamation", [1280, 640, 640 + 320 + 154], [16, 32, 64]),  # + 2 × 77 aggregated cross-attn maps
+])
+def test_levels_group_the_paper_sets_by_resolution(family, layer_set, widths, sides):
+    from diffact.tasks.segmentation import levels as lv
+
+    levels = _paper_levels(family, layer_set)
+    assert lv.level_channels(levels) == widths
+    assert [level[0].side for level in levels] == sides
+
+
+def test_head_layout_follows_the_paper_rule():
+    from diffact.tasks.segmentation.levels import head_layout
+
+    assert head_layout([2560, 1280]) == {"in_channels": [2560, 1280], "in_index": [0, 1], "pool_scales": (1, 2),
+                                         "aux_in_index": 1, "aux_in_channels": 1280}
+    three = head_layout([1280, 1280, 960])
+    assert three["pool_scales"] == (1, 2, 3) and three["aux_in_index"] == 1
+    one = head_layout([1280])
+    assert one["pool_scales"] == (1,) and one["aux_in_index"] == 0 and one["aux_in_channels"] == 1280
+    with pytest.raises(ConfigError):
+        head_layout([])
+
+
+def test_explicit_levels_must_cover_each_layer_once_at_one_size():
+    from diffact.tasks.segmentation import levels as lv
+
+    infos = [lv.LayerInfo("a", 4, 8), lv.LayerInfo("b", 2, 8), lv.LayerInfo("c", 3, 16)]
+    assert lv.level_channels(lv.explicit_levels(infos, [["a", "b"], ["c"]], "cfg")) == [6, 3]
+    with pytest.raises(ConfigError, match="mixes spatial sizes"):
+        lv.explicit_levels(infos, [["a", "c"], ["b"]], "cfg")
+    with pytest.raises(ConfigError, match="exactly once"):
+        lv.explicit_levels(infos, [["a", "b"]], "cfg")
+    with pytest.raises(ConfigError, match="'z'"):
+        lv.explicit_levels(infos, [["a", "b", "z"], ["c"]], "cfg")
+
+
+def test_combined_levels_of_ours_xl_t():
+    """App. B.4: SDXL practical + up-level1-upsampler-out ⊕ PGv2's three layers = [3840, 1920, 1280]."""
+    from diffact.tasks.segmentation import levels as lv
+
+    sdxl = _paper_levels("sdxl", ["up-level0-repeat0-vit-block7-out", "up-level0-repeat0-vit-block5-out",
+                                  "up-level1-repeat0-vit-block0-cross-q", "up-level1-repeat0-vit-block0-out",
+                                  "up-level1-upsampler-out"])
+    pgv2 = _paper_levels("sdxl", ["up-level0-repeat0-vit-block5-out", "up-level1-repeat0-vit-block0-cross-q",
+                                  "up-level1-upsampler-out"])
+    assert lv.combine_levels([sdxl, pgv2], ["sdxl", "pgv2"]) == [3840, 1920, 1280]
+    sd15 = _paper_levels("sd15", "practical")
+    with pytest.raises(ConfigError, match="spatial sizes differ"):
+        lv.combine_levels([sdxl[:2] + [sdxl[2]], sd15], ["sdxl", "sd15"])
+    with pytest.raises(ConfigError, match="same number of levels"):
+        lv.combine_levels([sdxl, sdxl[:2]], ["a", "b"])
+
+
+# ---- the paper configs ---------------------------------------------------------------------------------------------
+
+def _paper_config_files():
+    return sorted(p for d in ("ade20k", "cityscapes") for p in (MMSEG / d).glob("*.py"))
+
+
+def test_every_dataset_set_model_config_exists():
+    names = {f"{p.parent.name}/{p.stem}" for p in _paper_config_files()}
+    expected = {f"{d}/{m}_{s}" for d in ("ade20k", "cityscapes") for m in ("sd15", "sdxl")
+                for s in ("legacy", "practical", "amalgamation")} | {"ade20k/xl_t", "cityscapes/xl_t"}
+    assert names == expected
+
+
+@pytest.mark.parametrize("path", _paper_config_files(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_paper_config_widths_match_the_layer_sets(path):
+    from mmengine.config import Config
+
+    from diffact.tasks.segmentation import levels as lv
+
+    cfg = Config.fromfile(str(path))
+    parts = cfg.model.backbone.models
+    per_part = [_paper_levels(p.get("family"), p["layers"], p.get("image_size")) for p in parts]
+    widths = (lv.combine_levels(per_part, [p["source"] for p in parts]) if len(parts) > 1
+              else lv.level_channels(per_part[0]))
+    assert list(cfg.model.decode_head.in_channels) == widths
+    assert cfg.model.auxiliary_head.in_channels == widths[lv.aux_index(len(widths))]
+    assert cfg.model.decode_head.pool_scales == "auto"  # filled in as (1..n) at build
+    for part in parts:
+        assert part["source"] in set(PAPER_SOURCES.values()) | {"playgroundai/playground-v2-1024px-aesthetic"}
+        assert part["image_size"] == {"sd15": 512, "sdxl": 1024}[part["family"]]
+
+
+@pytest.mark.parametrize("dataset, crop, classes", [("ade20k", 512, 150), ("cityscapes", 1024, 19)])
+def test_paper_schedule_and_data_settings(dataset, crop, classes):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(MMSEG / dataset / "sdxl_practical.py"))
+    assert cfg.optim_wrapper.optimizer == {"type": "AdamW", "lr": 1.6e-4, "weight_decay": 1e-3}
+    (poly,) = cfg.param_scheduler
+    assert (poly.type, poly.power, poly.eta_min, poly.end) == ("PolyLR", 0.9, 1e-4, 80000)
+    assert cfg.train_cfg.max_iters == 80000 and cfg.train_cfg.val_interval == 2000
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.train_dataloader.sampler.type == "InfiniteSampler"
+    assert cfg.model.data_preprocessor.size == (crop, crop)
+    assert cfg.model.data_preprocessor.mean == [127.5] * 3 and cfg.model.data_preprocessor.std == [127.5] * 3
+    assert cfg.model.test_cfg.mode == "slide" and cfg.model.test_cfg.crop_size == (crop, crop)
+    assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == classes
+    assert cfg.model.decode_head.type == "UPerHead" and cfg.model.auxiliary_head.type == "FCNHead"
+    losses = [loss.type for loss in cfg.model.decode_head.loss_decode]
+    assert losses == ["CrossEntropyLoss", "LovaszLoss"]
+    assert cfg.model.backbone.prompt == PAPER_PROMPTS[dataset] and cfg.model.backbone.t == 50
+    assert cfg.custom_imports.imports == ["diffact.tasks.segmentation.backbone",
+                                          "diffact.tasks.segmentation.mmseg_data"]
+
+
+# ---- the segmentor built from a config, on tiny pipelines ----------------------------------------------------------
+
+def _demo_cfg(pipeline_dir, layers="legacy", **backbone):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(DEMO_CONFIG))
+    cfg.model.backbone.models = [dict(source=str(pipeline_dir), layers=layers, image_size=64)]
+    cfg.model.backbone.update(backbone)
+    return cfg
+
+
+def _build(cfg):
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import diffact.tasks.segmentation.backbone  # noqa: F401  (registers the modules, as custom_imports does)
+
+    init_default_scope("mmseg")
+    return revert_sync_batchnorm(MODELS.build(cfg.model))  # SyncBN → BN off a process group, as the Runner does
+
+
+def _batch(n=2, h=64, w=64, classes=6, seed=0):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(n):
+        inputs.append(torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, classes, (1, h, w), generator=g))
+        samples.append(sample)
+    return {"inputs": inputs, "data_samples": samples}
+
+
+@pytest.fixture(scope="module")
+def sd15_segmentor(tiny_pipeline_dirs):
+    return _build(_demo_cfg(tiny_pipeline_dirs["sd15"]))
+
+
+def test_segmentor_builds_with_levels_from_the_catalog(sd15_segmentor, tiny_pipeline_dirs):
+    from diffact.extract.layersets import resolve_set
+    from diffact.models.loading import load_pipeline
+    from diffact.tasks.segmentation import levels as lv
+
+    model = sd15_segmentor
+    unet = load_pipeline(str(tiny_pipeline_dirs["sd15"]), device="cpu").unet
+    names = resolve_set(unet, "sd15", "legacy")
+    expected = lv.level_channels(lv.group_by_resolution(lv.layer_infos(unet, names, 64, vae_factor=2)))
+    assert model.backbone.level_channels == expected and len(expected) == 3
+    assert model.decode_head.in_channels == expected
+    assert model.decode_head.in_index == [0, 1, 2]
+    assert [m[0].output_size for m in model.decode_head.psp_modules] == [1, 2, 3]
+    assert model.auxiliary_head.in_index == 1 and model.auxiliary_head.in_channels == expected[1]
+    assert set(model.backbone.layer_blocks) == {f"0/{n}" for n in names}
+    assert len(model.backbone.level_blocks) == 3 and len(model.backbone.merge_blocks) == 0
+    model.init_weights()  # what the Runner calls: must not re-initialise the zero-init blocks
+    blocks = [*model.backbone.layer_blocks.values(), *model.backbone.level_blocks.values()]
+    assert all(torch.count_nonzero(p) == 0 for b in blocks for p in b.parameters())
+
+
+def test_one_training_step_updates_only_the_trainable_parts(tiny_pipeline_dirs):
+    from mmengine.optim import OptimWrapper
+
+    model = _build(_demo_cfg(tiny_pipeline_dirs["sd15"], resblock_init="last_norm"))
+    (part,) = model.backbone.parts
+    pipe = part.extractor.pipe
+    frozen = {f"{c}.{n}": p.detach().clone() for c in ("unet", "vae", "text_encoder")
+              for n, p in getattr(pipe, c).named_parameters()}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert not {id(p) for p in model.parameters()} & {id(p) for p in pipe.unet.parameters()}
+
+    model.train()
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3))
+    for seed in range(2):  # last_norm init: step 1 moves the last BN scale, step 2 reaches the convolutions
+        losses = model.train_step(_batch(seed=seed), optim)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+
+    for name, before in frozen.items():
+        component, param_name = name.split(".", 1)
+        param = dict(getattr(pipe, component).named_parameters())[param_name]
+        assert torch.equal(param, before), name
+        assert not param.requires_grad, name
+    assert not pipe.unet.training and not pipe.vae.training
+    after = dict(model.named_parameters())
+    changed = {n for n, before in trainable.items() if not torch.equal(after[n], before)}
+    layer_block = next(iter(model.backbone.layer_blocks))
+    assert f"backbone.layer_blocks.{layer_block}.block.conv1.0.weight" in changed
+    assert any(n.startswith("backbone.level_blocks.") for n in changed)
+    assert "decode_head.conv_seg.weight" in changed and "auxiliary_head.conv_seg.weight" in changed
+
+
+def test_prediction_has_the_input_shape_with_slide_inference(sd15_segmentor):
+    model = sd15_segmentor.eval()
+    batch = _batch(n=1, h=64, w=96)  # two 64² windows with stride 64 (the second shifted back to fit)
+    (out,) = model.test_step(batch)
+    assert out.pred_sem_seg.data.shape == (1, 64, 96)
+    assert out.seg_logits.data.shape == (6, 64, 96)
+    assert int(out.pred_sem_seg.data.max()) < 6
+
+
+def test_frozen_features_are_deterministic_per_image(sd15_segmentor):
+    (part,) = sd15_segmentor.backbone.parts
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    first = part.features(x)
+    second = part.features(x.flip(0))  # same images, other batch order → same noise per image
+    name = part.layer_names[0]
+    assert torch.allclose(first[name], second[name].flip(0), atol=1e-5)
+
+
+def test_fine_first_order_hands_the_finest_level_to_the_head_first(tiny_pipeline_dirs, sd15_segmentor):
+    model = _build(_demo_cfg(tiny_pipeline_dirs["sd15"], level_order="fine_first")).eval()
+    paper = sd15_segmentor.backbone
+    assert model.backbone.level_channels == paper.level_channels[::-1]
+    assert model.decode_head.in_channels == paper.level_channels[::-1]
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    sides = [o.shape[-1] for o in model.backbone(x)]
+    assert sides == sorted(sides, reverse=True) == [o.shape[-1] for o in paper(x)][::-1]
+    (out,) = model.test_step(_batch(n=1))
+    assert out.pred_sem_seg.data.shape == (1, 64, 64)
+    with pytest.raises(ConfigError, match="level_order"):
+        _build(_demo_cfg(tiny_pipeline_dirs["sd15"], level_order="sideways"))
+
+
+def test_explicit_widths_that_do_not_match_are_a_config_error(tiny_pipeline_dirs):
+    cfg = _demo_cfg(tiny_pipeline_dirs["sd15"])
+    cfg.model.decode_head.in_channels = [1280, 1280, 960]
+    with pytest.raises(ConfigError, match="decode_head.in_channels"):
+        _build(cfg)
+
+
+def test_multi_model_backbone_concatenates_levels(tiny_pipeline_dirs):
+    """Ours-XL-t's structure (App. B.4) on two tiny SDXL parts: MultiRes(C, 4) per layer, MultiRes(sum, 2) per
+    level, one amalgamating ResBlock per level over both models' channels."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(DEMO_CONFIG))
+    root = str(tiny_pipeline_dirs["sdxl"])
+    cfg.model.backbone.models = [
+        dict(source=root, image_size=64, layers=["up-level0-repeat0-vit-block3-out", "up-level1-repeat0-vit-block0-out",
+                                                 "up-level1-upsampler-out"]),
+        dict(source=root, image_size=64, layers=["up-level0-repeat0-vit-block1-out",
+                                                 "up-level1-repeat0-vit-block0-cross-q", "up-level1-upsampler-out"]),
+    ]
+    model = _build(cfg)
+    backbone = model.backbone
+    assert len(backbone.parts) == 2 and backbone.parts[0].extractor.pipe is backbone.parts[1].extractor.pipe
+    assert backbone.level_channels == [128, 64, 64]  # 64+64 @ 8², 32+32 @ 16², 32+32 @ 32² (tiny SDXL widths)
+    assert {b.repeats for b in backbone.layer_blocks.values()} == {4}
+    assert {b.repeats for b in backbone.level_blocks.values()} == {2}
+    assert [b.conv1[0].in_channels for b in backbone.merge_blocks.values()] == [128, 64, 64]
+    outs = backbone(torch.rand(1, 3, 64, 64) * 2 - 1)
+    assert [tuple(o.shape) for o in outs] == [(1, 128, 8, 8), (1, 64, 16, 16), (1, 64, 32, 32)]
+
+
+def test_backbone_config_errors_name_the_field(tiny_pipeline_dirs):
+    cfg = _demo_cfg(tiny_pipeline_dirs["sd15"])
+    cfg.model.backbone.models = [dict(source=str(tiny_pipeline_dirs["sd15"]))]
+    with pytest.raises(ConfigError, match=r"models\[0\].*'layers' is required"):
+        _build(cfg)
+    cfg.model.backbone.models = []
+    with pytest.raises(ConfigError, match="models is empty"):
+        _build(cfg)
+
+
+# ---- ADE20K and Cityscapes layouts ---------------------------------------------------------------------------------
+
+def _png(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+
+
+def _jpg(path, h, w):
+    from diffact.data.images import save_jpeg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_jpeg(np.full((h, w, 3), 128, dtype=np.uint8), path)
+
+
+def _ade_tree(root, meta=True):
+    """2 training + 1 validation image; raw labels (0 = other): training mostly class 1, validation [[1,1],[2,0]]."""
+    for i, label in enumerate(([[1, 1], [1, 2]], [[1, 3], [0, 1]])):
+        _jpg(root / "images" / "training" / f"ADE_train_{i:08d}.jpg", 2, 2)
+        _png(root / "annotations" / "training" / f"ADE_train_{i:08d}.png", label)
+    _jpg(root / "images" / "validation" / "ADE_val_00000000.jpg", 2, 2)
+    _png(root / "annotations" / "validation" / "ADE_val_00000000.png", [[1, 1], [2, 0]])
+    if meta:
+        (root / "dataset.json").write_text(json.dumps({"num_classes": 3, "class_names": ["a", "b", "c"],
+                                                       "train_count": 2, "val_count": 1}))
+    return root
+
+
+def test_ade20k_fixture_tree_reads_and_checks(tmp_path):
+    from diffact.data.ade20k import ade20k_pairs, check_ade20k, load_ade20k_label
+
+    root = _ade_tree(tmp_path / "ade")
+    assert check_ade20k(root) == []
+    pairs = ade20k_pairs(root, "train")
+    assert [p.id for p in pairs] == ["training/ADE_train_00000000", "training/ADE_train_00000001"]
+    (val,) = ade20k_pairs(root, "validation")
+    assert load_ade20k_label(val.label).tolist() == [[0, 0], [1, 255]]  # reduce_zero_label
+    from diffact.data.registry import dataset_images
+
+    assert [i for i, _ in dataset_images("ade20k", root)] == [p.id for p in pairs] + [val.id]
+    assert [i for i, _ in dataset_images("ade20k", root, "val")] == ["validation/ADE_val_00000000"]
+
+
+def test_ade20k_checker_names_the_broken_files(tmp_path):
+    from diffact.data.ade20k import check_ade20k
+
+    root = _ade_tree(tmp_path / "ade")
+    (root / "annotations" / "training" / "ADE_train_00000001.png").unlink()
+    _png(root / "annotations" / "validation" / "ADE_val_00000000.png", [[1, 9, 1], [1, 1, 1]])
+    problems = "\n".join(check_ade20k(root))
+    assert "ADE_train_00000001" in problems and "no label map" in problems
+    assert "ADE_val_00000000.png: label value 9 above 3" in problems
+    assert "ADE_val_00000000.png (3×2 vs image 2×2)" in problems
+    real = _ade_tree(tmp_path / "real", meta=False)
+    assert any("expected 20210" in p and "official" in p for p in check_ade20k(real))
+    assert "does not exist" in check_ade20k(tmp_path / "nowhere")[0]
+
+
+def test_demo_ade_builder_writes_an_ade20k_layout_mmseg_reads(tmp_path):
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+
+    import diffact.tasks.segmentation.mmseg_data  # noqa: F401
+    from diffact.data.ade20k import check_ade20k
+    from diffact.data.demo_ade import CLASSES, DemoAdeConfig, make_demo_ade
+
+    root = make_demo_ade(tmp_path / "ade-demo", DemoAdeConfig(size=32, n_train=2, n_val=1, seed=0))
+    assert check_ade20k(root) == []
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["class_names"] == list(CLASSES) == ["wall", "floor", "window", "table", "ball", "animal"]
+    init_default_scope("mmseg")
+    pipeline = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", reduce_zero_label=True)]
+    dataset = DATASETS.build(dict(type="DemoADE20KDataset", data_root=str(root), pipeline=pipeline,
+                                  data_prefix=dict(img_path="images/training", seg_map_path="annotations/training")))
+    assert len(dataset) == 2 and dataset.metainfo["classes"] == CLASSES
+    labels = dataset[0]["gt_seg_map"]
+    assert labels.shape == (32, 32) and set(np.unique(labels)) <= set(range(6)) | {255}
+
+
+def _city_tree(root, label_ids=False):
+    frame = "aachen_000000_000019"
+    _jpg(root / "leftImg8bit" / "train" / "aachen" / f"{frame}_leftImg8bit.png", 2, 2)
+    _jpg(root / "leftImg8bit" / "val" / "lindau" / "lindau_000000_000019_leftImg8bit.png", 2, 2)
+    suffix = "_gtFine_labelIds.png" if label_ids else "_gtFine_labelTrainIds.png"
+    values = [[7, 26], [0, 33]] if label_ids else [[0, 13], [255, 18]]
+    _png(root / "gtFine" / "train" / "aachen" / f"{frame}{suffix}", values)
+    _png(root / "gtFine" / "val" / "lindau" / f"lindau_000000_000019{suffix}", values)
+    return root
+
+
+def test_cityscapes_fixture_tree_reads_and_checks(tmp_path):
+    from diffact.data.cityscapes import check_cityscapes, cityscapes_pairs, load_cityscapes_label
+
+    root = _city_tree(tmp_path / "city")
+    problems = check_cityscapes(root)
+    assert len(problems) == 2 and all("official release" in p for p in problems)  # 1 image each, not 2975 / 500
+    (pair,) = cityscapes_pairs(root, "train")
+    assert pair.id == "train/aachen/aachen_000000_000019"
+    assert load_cityscapes_label(pair.label).tolist() == [[0, 13], [255, 18]]
+    from diffact.data.registry import dataset_images
+
+    assert [i for i, _ in dataset_images("cityscapes", root)] == [pair.id, "val/lindau/lindau_000000_000019"]
+
+
+def test_cityscapes_train_ids_from_label_ids(tmp_path):
+    from diffact.data.cityscapes import check_cityscapes, cityscapes_pairs, load_cityscapes_label, write_train_ids
+
+    root = _city_tree(tmp_path / "city", label_ids=True)
+    assert any("labelTrainIds" in p and "cityscapes-train-ids" in p for p in check_cityscapes(root))
+    assert write_train_ids(root) == 2
+    (pair,) = cityscapes_pairs(root, "val")
+    assert load_cityscapes_label(pair.label).tolist() == [[0, 13], [255, 18]]  # road, car, unlabeled, bicycle
+    assert write_train_ids(root) == 0  # existing files are kept
+
+
+def test_cityscapes_checker_names_the_broken_files(tmp_path):
+    from diffact.data.cityscapes import check_cityscapes
+
+    root = _city_tree(tmp_path / "city")
+    _png(root / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_labelTrainIds.png", [[0, 19], [1, 1]])
+    (root / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_labelTrainIds.png").unlink()
+    problems = "\n".join(check_cityscapes(root))
+    assert "lindau_000000_000019_gtFine_labelTrainIds.png: label value 19 above 18" in problems
+    assert "aachen/aachen_000000_000019" in problems and "no label map" in problems
+
+
+# ---- constant-class baseline ---------------------------------------------------------------------------------------
+
+def test_constant_baseline_by_hand(tmp_path):
+    """Training pixels: class 0 (raw 1) 5×, class 1 once, class 2 once → predict class 0. Validation (after
+    reduce_zero_label) [[0, 0], [1, ignore]]: IoU0 = 2/3, IoU1 = 0, class 2 absent → mIoU = 33.33, aAcc = 66.67."""
+    from diffact.tasks.segmentation.baseline import constant_baseline
+
+    row = constant_baseline("ade20k", _ade_tree(tmp_path / "ade"))
+    assert (row["class_index"], row["class_name"]) == (0, "a")
+    assert row["train_share"] == pytest.approx(5 / 7)
+    assert row["miou"] == pytest.approx(100 / 3)
+    assert row["aacc"] == pytest.approx(200 / 3)
+    assert row["iou.a"] == pytest.approx(200 / 3) and row["iou.b"] == 0 and np.isnan(row["iou.c"])
+
+
+# ---- command line and workflow config ------------------------------------------------------------------------------
+
+def test_seg_train_overrides_build_the_run_config(tmp_path):
+    from diffact.tasks.segmentation.run import PartOverride, SegRun, build_config
+
+    run = SegRun(config=str(DEMO_CONFIG), work_dir=str(tmp_path), data_root="data/x", iters=40, seed=3,
+                 parts=[PartOverride(source="m/a", layers="practical"), PartOverride(source="m/b", layers="a,b")],
+                 options={"model.backbone.resblock_init": "last_norm"})
+    cfg = build_config(run)
+    assert cfg.model.backbone.models == [{"source": "m/a", "layers": "practical", "image_size": 64},
+                                         {"source": "m/b", "layers": "a,b"}]
+    assert cfg.train_cfg.max_iters == 40 and cfg.param_scheduler[0].end == 40
+    assert cfg.train_dataloader.dataset.data_root == cfg.test_dataloader.dataset.data_root == "data/x"
+    assert cfg.randomness.seed == 3 and cfg.model.backbone.resblock_init == "last_norm"
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(SegRun(config="config/mmseg/nope.py", work_dir=str(tmp_path)))
+
+
+def test_seg_train_part_flags_must_line_up(cli):
+    result = cli("seg-train", str(DEMO_CONFIG), "--work-dir", "w", "--out", "o.csv", "--model", "a", "--model", "b",
+                 "--layers", "legacy")
+    assert result.returncode == 2 and "--layers given 1 time(s) for 2 model(s)" in result.stderr
+
+
+@pytest.mark.slow
+def test_seg_train_and_baseline_commands_write_csvs(tiny_pipeline_dirs, tmp_path, cli):
+    import pandas as pd
+
+    root = tmp_path / "ade-demo"
+    assert cli("make-demo-ade", "--out", root, "--train", "2", "--val", "1").returncode == 0
+    out = tmp_path / "run.csv"
+    result = cli("seg-train", DEMO_CONFIG, "--work-dir", tmp_path / "work", "--out", out, "--model",
+                 tiny_pipeline_dirs["sdxl"], "--layers", "legacy", "--data-root", root, "--iters", "2", "--threads",
+                 "1", "--label", "model=tiny", "--label", "layer_set=legacy", "--cfg-options",
+                 "model.backbone.resblock_init=last_norm", "model.decode_head.channels=16")
+    assert result.returncode == 0, result.stderr
+    row = pd.read_csv(out).iloc[0]
+    assert (row["model"], row["layer_set"], row["iters"], row["n_val"]) == ("tiny", "legacy", 2, 1)
+    assert 0 <= row["miou"] <= 100 and row["sec_per_iter"] > 0 and row["cpu_sec_per_iter"] > 0
+    assert {f"iou.{c}" for c in ("wall", "floor", "animal")} <= set(row.index)
+    assert (tmp_path / "work" / "iter_2.pth").is_file()
+    base = tmp_path / "base.csv"
+    assert cli("seg-baseline", "--layout", "ade20k", "--root", root, "--out", base).returncode == 0
+    assert pd.read_csv(base).iloc[0]["class_name"] in ("wall", "floor")
+    assert cli("seg-check", "--layout", "ade20k", "--root", root).returncode == 0
+
+
+def test_workflow_config_declares_exactly_the_unavailable_demo_sets():
+    from conftest import assert_declared_unavailable_matches
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    section = config["segmentation"]
+    assert_declared_unavailable_matches(config, section, section["models"], section["layer_sets"])
+
+
+def test_workflow_plan_of_the_demo_profile():
+    from diffact.tasks.segmentation import plan
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    runs = plan.runs(config)
+    assert ("ade-demo", "sdxl-tiny", "practical") not in runs and len(runs) == 5
+    assert plan.targets(config)[-1] == "results/segmentation/ade-demo/constant_baseline.csv"
+    assert "results/segmentation/ade-demo/combined/xl-t.csv" in plan.run_csvs(config)
+    assert plan.mmseg_config(config, "ade-demo", "sd15-tiny", "legacy") == "config/mmseg/demo/ade_demo.py"
+    args = plan.seg_train_args(config, "ade-demo", "sd15-tiny", "legacy")
+    assert ("--model results/models/sd15-tiny --family sd15 --layers legacy --image-size 64" in args
+            and "--data-root results/data/ade-demo" in args and "--iters 300" in args)
+    combined = plan.seg_train_args(config, "ade-demo", "combined", "xl-t")
+    assert combined.count("--model results/models/sdxl-tiny") == 2
+    assert plan.model_inputs(config, "combined", "xl-t") == ["results/models/sdxl-tiny/model_index.json"] * 2
+    entries = plan.table_plan(config)
+    assert len(entries) == 7 and sum(bool(e["unavailable"]) for e in entries) == 1
+    with pytest.raises(ConfigError, match="kind 'ddpmseg'"):
+        plan.kind(config, "seg-simple")
+
+
+def test_workflow_plan_of_the_paper_profile_names_existing_configs():
+    from diffact.tasks.segmentation import plan
+
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    if "segmentation" not in config:
+        pytest.skip("config/paper.yaml has no segmentation section")
+    paths = {plan.mmseg_config(config, d, m, s) for d, m, s in plan.runs(config)}
+    paths |= {plan.mmseg_config(config, d, plan.COMBINED, n)
+              for d in plan.datasets(config) for n in plan.combined(config)}
+    assert "config/mmseg/ade20k/sdxl_practical.py" in paths and "config/mmseg/cityscapes/xl_t.py" in paths
+    assert all((REPO / p).is_file() for p in paths), sorted(p for p in paths if not (REPO / p).is_file())

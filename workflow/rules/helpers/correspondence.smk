@@ -1,0 +1,58 @@
+# Helper functions of correspondence.smk (config → paths and arguments), kept apart from its rules: rule files
+# hold no function definitions (snakemake --lint). Included at the top of correspondence.smk; the functions read
+# that file's section constants when called.
+
+
+def corr_subset_arg():
+    """The screened dataset's named subset (its store holds only those images), as a pck-screen flag."""
+    subset = wf.dataset_entry(config, CORR["dataset"]).get("subset")
+    return f"--subset {subset}" if subset else ""
+
+
+def corr_models():
+    models = list(CORR.get("models", []))
+    if CORR.get("random_reference", False):
+        models += [f"{m}{wf.RANDOM_SUFFIX}" for m in CORR.get("models", []) if config["models"][m].get("build")]
+    return models
+
+
+def t1_entry(w):
+    return corr_plan.find_entry(config, w.entry, w.layerset)
+
+
+def t1_stores(w, role):
+    """complete.json of each model's store of the dataset that holds split `role`, in concatenation order."""
+    dataset = corr_plan.split_dataset(config, role)
+    return [wf.store_done(config, dataset, model, layer_set) for model, layer_set in t1_entry(w).parts]
+
+
+def t1_store_args(flag, done_files):
+    return " ".join(f"{flag} {os.path.dirname(p)}" for p in done_files)
+
+
+def t1_eval_role(w):
+    return "val" if w.protocol == "paper" else "test"
+
+
+def t1_eval_stores(w):
+    # trained + paper reads the validation scores logged during training: no store needed.
+    return [] if (w.method == "trained" and w.protocol == "paper") else t1_stores(w, t1_eval_role(w))
+
+
+def t1_labels(w):
+    import shlex
+
+    entry = t1_entry(w)
+    labels = {"--entry": entry.name, "--layer-set": entry.layer_set, "--models": "+".join(m for m, _ in entry.parts),
+              "--families": "+".join(entry.families), "--extracted-sets": "+".join(s for _, s in entry.parts),
+              "--paper-method": entry.paper_method, "--note": entry.note}
+    return " ".join(f"{k} {shlex.quote(v)}" for k, v in labels.items())
+
+
+def t1_plan_json():
+    import json
+    import shlex
+
+    plan = [{"name": e.name, "layer_set": e.layer_set, "parts": e.parts, "families": e.families,
+             "unavailable": e.unavailable, "paper_method": e.paper_method} for e in corr_plan.table1_entries(config)]
+    return shlex.quote(json.dumps(plan))
