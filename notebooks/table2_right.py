@@ -30,9 +30,7 @@ import numpy as np
 import pandas as pd
 
 from diffact.utils.io import write_csv, write_text
-from diffact.viz import theme
 
-theme.apply()  # one style for every output of the project (this notebook makes tables only)
 with resources.as_file(resources.files("diffact.data").joinpath("reference", "paper_table2.csv")) as path:
     paper = pd.read_csv(path, comment="#")
 paper_by_set = {(r.family, r.layer_set): r for r in paper.itertuples() if isinstance(r.family, str)}

@@ -33,9 +33,7 @@ import pandas as pd
 
 from diffact.analysis.compare import generic_vs_specific
 from diffact.utils.io import write_csv, write_text
-from diffact.viz import theme
 
-theme.apply()  # one style for every output of the project (this notebook makes tables only)
 with resources.as_file(resources.files("diffact.data").joinpath("reference", "paper_table3.csv")) as path:
     paper = pd.read_csv(path, comment="#")
 SETTINGS, SCENES = ("generic", "specific"), ("simple", "complex")

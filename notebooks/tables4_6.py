@@ -29,9 +29,7 @@ import pandas as pd
 
 from diffact.analysis.compare import rank_agreement
 from diffact.utils.io import write_csv, write_text
-from diffact.viz import theme
 
-theme.apply()  # one style for every output of the project (this notebook makes tables only)
 ranked = pd.read_csv(rank)
 composed = pd.read_csv(composition)
 pool = pd.read_csv(filter_report).iloc[0]

@@ -141,7 +141,6 @@ rule table4_6_notebook:
         composition=f"{COMPARE_DIR}/{{model}}/composition.csv",
         filter=f"{COMPARE_DIR}/{{model}}/filter_vs_paper.csv",
         nb="notebooks/tables4_6.py",
-        theme="src/diffact/viz/theme.py",
     output:
         csv=report(f"{SCARCE_FIGURES}/table4_6_{{model}}.csv", caption="../report/table4_6_notebook.rst", category="Tables 4-6"),
         tex=f"{SCARCE_FIGURES}/table4_6_{{model}}.tex",
@@ -171,7 +170,6 @@ rule table3_notebook:
               for c in SCARCE_SCENES],
         compositions=[f"{COMPARE_DIR}/{m}/composition.csv" for m in cmp_t3_models()],
         nb="notebooks/table3.py",
-        theme="src/diffact/viz/theme.py",
     output:
         csv=report(f"{SCARCE_FIGURES}/table3.csv", caption="../report/table3_notebook.rst", category="Table 3"),
         tex=f"{SCARCE_FIGURES}/table3.tex",

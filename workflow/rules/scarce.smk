@@ -101,7 +101,6 @@ rule table2_right_notebook:
     input:
         runs=[f"{SCARCE_T2_DIR}/{m}/{s}.json" for m, s in scarce_t2_runs()],
         nb="notebooks/table2_right.py",
-        theme="src/diffact/viz/theme.py",
     output:
         csv=report(f"{SCARCE_FIGURES}/table2_right.csv", caption="../report/table2_right_notebook.rst", category="Table 2"),
         tex=f"{SCARCE_FIGURES}/table2_right.tex",

@@ -97,7 +97,6 @@ rule table2_left_notebook:
         runs=segplan.run_csvs(config),
         baselines=segplan.baseline_csvs(config),
         nb="notebooks/table2_left.py",
-        theme="src/diffact/viz/theme.py",
     output:
         csv=f"{SEG_TABLE}.csv",
         tex=f"{SEG_TABLE}.tex",
