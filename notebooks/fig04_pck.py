@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # # Figure 4 analogue: what the properties do to single-activation correspondence (paper §4, Fig 4)
-# Nearest-neighbour PCK@0.1 (img) of each activation alone (`diffact pck-screen`, the correspondence screening),
+# Nearest-neighbour PCK@0.1 (img, in %) of each activation alone (`diffact pck-screen`, the correspondence screening),
 # next to our noise share. (a) **diffusion noise → performance drop**: inter-module activations along the forward
 # order; (b) **locality degrades self-attention activations**: self-q/k vs cross-q and block output per up-stage
 # ViT block (paper: Block#0 and Block#5); (c) **locality suppresses diffusion noise**: at the highest-resolution
@@ -42,7 +42,7 @@ ax = axes[0]
 inter = layers[layers["group"] == "inter-module"].reset_index(drop=True)
 inter["x"] = range(len(inter))
 shade_resolutions(ax, inter, x="x")
-ax.plot(inter["x"], 100 * inter["nn_pck"], "o-", ms=3, label="NN PCK@0.1 (img)")
+ax.plot(inter["x"], inter["nn_pck"], "o-", ms=3, label="NN PCK@0.1 (img)")
 ax.set_ylabel("PCK@0.1 img (%)")
 ax.set_xlabel("inter-module activation (forward order)")
 twin = ax.twinx()
@@ -64,7 +64,7 @@ for level, repeat, block in chosen:
         hit = sub[sub["kind"] == kind]
         if len(hit):
             rows.append({"block": f"L{int(level)} r{int(repeat)} b{int(block)}", "kind": kind,
-                         "pck": 100 * hit["nn_pck"].iloc[0]})
+                         "pck": hit["nn_pck"].iloc[0]})
 sns.barplot(data=pd.DataFrame(rows), x="block", y="pck", hue="kind", ax=ax)
 ax.set_xlabel("up-stage ViT block")
 ax.set_ylabel("PCK@0.1 img (%)")
@@ -77,7 +77,7 @@ ax = axes[2]
 level = vit_levels[-1]
 same = layers[(layers["stage"] == "up") & (layers["level"] == level)]
 groups = {"self-attn q/k": same[same["group"] == "self-attn q/k"], "inter-module": same[same["group"] == "inter-module"]}
-bars = pd.DataFrame([{"activations": name, "pck": 100 * g["nn_pck"].mean(), "noise": g["noise_share"].mean()}
+bars = pd.DataFrame([{"activations": name, "pck": g["nn_pck"].mean(), "noise": g["noise_share"].mean()}
                      for name, g in groups.items() if len(g)])
 sns.barplot(data=bars, x="activations", y="pck", ax=ax)
 for i, r in bars.iterrows():
