@@ -98,7 +98,7 @@ rule table2_left_notebook:
         baselines=segplan.baseline_csvs(config),
         nb="notebooks/table2_left.py",
     output:
-        csv=f"{SEG_TABLE}.csv",
+        csv=report(f"{SEG_TABLE}.csv", caption="../report/table2_left_notebook.rst", category="Table 2"),
         tex=f"{SEG_TABLE}.tex",
         md=f"{SEG_TABLE}.md",
     params:
