@@ -16,6 +16,11 @@ RANDOM_SUFFIX = "-random"
 DEMO_DATA_MARKERS = {"spair": "Layout/large/test.txt", "ddpmseg": "dataset.json"}
 
 
+def list_param(items) -> str:
+    """A list as one notebook parameter (``-p 'key=[a,b]'``, read back as YAML by ``diffact notebook``)."""
+    return "[" + ",".join(str(i) for i in items) + "]"
+
+
 def results_dir(config: dict) -> str:
     return config.get("results", "results")
 

@@ -175,7 +175,7 @@ rule table3_notebook:
         tex=f"{SCARCE_FIGURES}/table3.tex",
         md=f"{SCARCE_FIGURES}/table3.md",
     params:
-        models="[" + ",".join(cmp_t3_models()) + "]",
+        models=wf.list_param(cmp_t3_models()),
         families="{" + ",".join(f"{m}: {cmp_family(m)}" for m in cmp_t3_models()) + "}",
         rulename="table3_notebook",
         executed=f"{RESULTS}/notebooks/table3.ipynb",

@@ -50,7 +50,7 @@ rule fig03_pca:
         pdf=f"{PAPER_FIGURES}/fig03_pca_{{model}}.pdf",
     params:
         store=lambda w, input: os.path.dirname(input.store),
-        layers=lambda w: "[" + ",".join(FIG.get("pca_layers", [])) + "]",
+        layers=lambda w: wf.list_param(FIG.get("pca_layers", [])),
         n=FIG.get("pca_images", 2),
         rulename="fig03_pca",
         executed=lambda w: f"{RESULTS}/notebooks/fig03_pca_{w.model}.ipynb",
@@ -76,7 +76,7 @@ rule fig_demo_loss:
         png=report(f"{PAPER_FIGURES}/demo_loss_curves.png", caption="../report/fig_demo_loss.rst", category="Demo"),
         pdf=f"{PAPER_FIGURES}/demo_loss_curves.pdf",
     params:
-        curves=lambda w, input: "[" + ",".join(input.curves) + "]",
+        curves=lambda w, input: wf.list_param(input.curves),
         rulename="fig_demo_loss",
         executed=f"{RESULTS}/notebooks/demo_loss_curves.ipynb",
         out_stem=lambda w, output: output.png.removesuffix(".png"),

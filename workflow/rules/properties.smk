@@ -231,7 +231,7 @@ rule fig_properties_numbers:
         csv=report(f"{PROP_FIGURES}/properties_summary.csv", caption="../report/fig_properties_numbers_csv.rst", category="Properties"),
         md=f"{PROP_FIGURES}/properties_summary.md",
     params:
-        tables=lambda w, input: _list_param(input.tables),
+        tables=lambda w, input: wf.list_param(input.tables),
         rulename="fig_properties_numbers",
         executed=f"{RESULTS}/notebooks/properties_numbers.ipynb",
         out_stem=lambda w, output: output.png.removesuffix(".png"),
@@ -256,7 +256,7 @@ rule fig_properties_filter:
         csv=report(f"{PROP_FIGURES}/properties_filter.csv", caption="../report/fig_properties_filter.rst", category="Properties"),
         md=f"{PROP_FIGURES}/properties_filter.md",
     params:
-        reports=lambda w, input: _list_param(input.reports),
+        reports=lambda w, input: wf.list_param(input.reports),
         rulename="fig_properties_filter",
         executed=f"{RESULTS}/notebooks/properties_filter.ipynb",
         out_stem=lambda w, output: output.csv.removesuffix(".csv"),
@@ -338,8 +338,8 @@ rule fig05_13_scenes:
         png=report(f"{PROP_FIGURES}/fig05_13_scenes_{{prop_model}}.png", caption="../report/fig05_13_scenes.rst", category="Figures 5-13"),
         pdf=f"{PROP_FIGURES}/fig05_13_scenes_{{prop_model}}.pdf",
     params:
-        stores=lambda w, input: _list_param(os.path.dirname(s) for s in input.stores),
-        scenes=_list_param(prop_scenes()),
+        stores=lambda w, input: wf.list_param(os.path.dirname(s) for s in input.stores),
+        scenes=wf.list_param(prop_scenes()),
         rulename="fig05_13_scenes",
         executed=lambda w: f"{RESULTS}/notebooks/fig05_13_scenes_{w.prop_model}.ipynb",
         out_stem=lambda w, output: output.png.removesuffix(".png"),
@@ -396,7 +396,7 @@ rule fig15_control:
         png=report(f"{PROP_FIGURES}/fig15_control.png", caption="../report/fig15_control.rst", category="Figure 15"),
         pdf=f"{PROP_FIGURES}/fig15_control.pdf",
     params:
-        tables=lambda w, input: _list_param(input.tables),
+        tables=lambda w, input: wf.list_param(input.tables),
         store=lambda w, input: os.path.dirname(input.store),
         rulename="fig15_control",
         executed=f"{RESULTS}/notebooks/fig15_control.ipynb",

@@ -84,8 +84,7 @@ def _add_module(column: Column, parsed, channels: int) -> None:
         key = ("vit", parsed.repeat)
     else:
         return
-    existing = [m for m in column.modules if (m.kind, m.repeat) == key]
-    module = existing[0] if existing else None
+    module = next((m for m in column.modules if (m.kind, m.repeat) == key), None)
     if module is None:
         module = Module(key[0], key[1], channels)
         column.modules.append(module)

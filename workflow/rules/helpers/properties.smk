@@ -44,9 +44,5 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "^$"
 
 
-def _list_param(items):
-    return "[" + ",".join(items) + "]"
-
-
 def _scene_stores(model):
     return [prop_store(model, s) for s in prop_scenes()]
