@@ -25,6 +25,7 @@ import yaml
 from diffact.extract.catalog import MAP_KINDS, Activation
 from diffact.extract.catalog_dit import walk_model
 from diffact.utils.errors import ConfigError, LayerError
+from diffact.utils.paths import checked_join
 
 LAYER_DIR = Path(__file__).resolve().parents[3] / "config" / "layers"
 _BLOCK = re.compile(r"-vit-block(\d+)-")
@@ -45,9 +46,6 @@ def layer_dir(root: str | Path | None = None) -> Path:
 
 def set_path(family: str, name: str, root: str | Path | None = None) -> Path:
     """``config/layers/<family>/<name>.yaml``; a family or name that would leave that folder is refused."""
-    from diffact.utils.errors import ConfigError
-    from diffact.utils.paths import checked_join
-
     return checked_join(layer_dir(root), family, f"{name}.yaml", what="layer set", error=ConfigError)
 
 
