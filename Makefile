@@ -17,7 +17,10 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY := PASSIVE
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install reproduce test figures lint dry-run bench clean-results
+.PHONY: install reproduce test figures lint dry-run bench clean-results rehearsal
+REHEARSAL_DATA := data/rehearsal
+# One SPair category and the fewest images each split and task can run on (every store still has two images).
+REHEARSAL_FIXTURES ?= --spair-categories cat --counts spair-trn=2,spair-val=2,spair-test=2,spair-val-360=1,spair-test-360=1,ddpmseg-train=2,ddpmseg-test=1,ade-train=2,ade-val=1,cityscapes-train=2,cityscapes-val=1
 
 install: $(STAMP)
 
@@ -34,6 +37,20 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The paper profile on full-size random-weight stand-ins and real-size fixture datasets (README "Paper-scale
+# rehearsal"): about 20 GB of stand-ins, then every rule of the paper DAG once, on CPU.
+$(REHEARSAL_DATA)/.fixtures: | $(STAMP)
+	$(BIN)/diffact make-paper-fixtures --out $(REHEARSAL_DATA) $(REHEARSAL_FIXTURES)
+	touch $@
+
+$(REHEARSAL_DATA)/.standins: | $(STAMP)
+	$(BIN)/diffact --log results/rehearsal/logs/make-standin-models.log make-standin-models --cache $(REHEARSAL_DATA)/hf-hub
+	touch $@
+
+rehearsal: $(REHEARSAL_DATA)/.fixtures $(REHEARSAL_DATA)/.standins
+	$(BIN)/snakemake --configfile config/rehearsal.yaml --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/diffact usage-report --logs results/rehearsal/logs --csv results/rehearsal/usage.csv
 
 figures: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) figures $(SNAKEMAKE_ARGS)

@@ -64,13 +64,27 @@ def test_tokenizer_pads_to_77_and_round_trips(tmp_path):
 
     tok = build_clip_tokenizer()
     ids = tok("a photo of a horse", padding="max_length", max_length=MODEL_MAX_LENGTH).input_ids
-    assert len(ids) == MODEL_MAX_LENGTH and len(tok) == vocab_size() == 514
+    assert len(ids) == MODEL_MAX_LENGTH and len(tok) == vocab_size() == 49408
     assert ids[0] == tok.bos_token_id and tok.eos_token_id in ids
     assert tok.decode(ids, skip_special_tokens=True) == "a photo of a horse"
     tok.save_pretrained(tmp_path)
     again = CLIPTokenizer.from_pretrained(tmp_path)
     assert again("Héllo, 3 horses!").input_ids == tok("Héllo, 3 horses!").input_ids
     assert again.model_max_length == MODEL_MAX_LENGTH
+
+
+def test_tokenizer_gives_clip_ids_and_counts_the_paper_prompts():
+    """CLIP's own ids (SD1.5's tokenizer gives these for "a photo of a cat"), the OpenCLIP pad "!" = 0, and the
+    paper's longest prompts fit CLIP's 77 tokens (the old 514-token byte vocabulary cut the ADE prompt at 77 of 103)."""
+    from diffact.models.tokenizer import OPENCLIP_PAD_TOKEN
+
+    tok = build_clip_tokenizer()
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert build_clip_tokenizer(OPENCLIP_PAD_TOKEN).pad_token_id == 0
+    spair = ("a highly realistic photo that may contain an aeroplane, a bicycle, a bird, a boat, a bottle, a bus, a car, "
+             "a cat, a chair, a cow, a dog, a horse, a motorbike, a person, a plant within a pot, a sheep, a train, or a "
+             "tv monitor.")
+    assert len(tok(spair).input_ids) == 69
 
 
 # --- layouts -------------------------------------------------------------------------------------

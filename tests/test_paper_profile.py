@@ -268,6 +268,25 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     assert "--shard 4/4" in printed.stdout and "extract-merge --shards 4" in printed.stdout
 
 
+def test_rehearsal_dag_has_every_rule_of_the_paper_dag(paper_tree):
+    """config/rehearsal.yaml (the paper profile with counts reduced) plans the same rules as the paper profile, so
+    running it runs every rule of the paper DAG at least once. Same fixture trees and tiny models for both."""
+    rehearsal = wf.read_profile(ROOT / "config" / "rehearsal.yaml")
+    paper = load_yaml(paper_tree / "paper-fixture.yaml")
+    for section in ("datasets", "models"):
+        for name, entry in rehearsal[section].items():
+            entry.update({k: paper[section][name][k] for k in ("root", "source") if k in entry})
+            for key in ("revision", "variant"):
+                entry.pop(key, None)
+    (paper_tree / "rehearsal-fixture.yaml").write_text(yaml.safe_dump(rehearsal, sort_keys=False))
+    rules = {}
+    for name in ("paper", "rehearsal"):
+        done = run_snakemake("-n", "--configfile", f"{name}-fixture.yaml", "--quiet", "rules", cwd=paper_tree)
+        assert done.returncode == 0, done.stderr[-3000:]
+        rules[name] = set(job_counts(done.stdout + done.stderr))
+    assert rules["rehearsal"] == rules["paper"]
+
+
 def test_slurm_profile_dry_runs(paper_tree):
     profile = load_yaml(ROOT / "workflow" / "profiles" / "slurm" / "config.yaml")
     assert profile["executor"] == "slurm"

@@ -453,6 +453,7 @@ def test_ade20k_checker_names_the_broken_files(tmp_path):
     assert "ADE_val_00000000.png (3×2 vs image 2×2)" in problems
     real = _ade_tree(tmp_path / "real", meta=False)
     assert any("expected 20210" in p and "official" in p for p in check_ade20k(real))
+    assert check_ade20k(real, official_counts=False) == []  # a fixture tree in the real layout (the rehearsal)
     assert "does not exist" in check_ade20k(tmp_path / "nowhere")[0]
 
 
@@ -522,6 +523,8 @@ def test_cityscapes_checker_names_the_broken_files(tmp_path):
     problems = "\n".join(check_cityscapes(root))
     assert "lindau_000000_000019_gtFine_labelTrainIds.png: label value 19 above 18" in problems
     assert "aachen/aachen_000000_000019" in problems and "no label map" in problems
+    assert "official release" in problems
+    assert "official release" not in "\n".join(check_cityscapes(root, official_counts=False))
 
 
 # ---- constant-class baseline ---------------------------------------------------------------------------------------

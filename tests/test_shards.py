@@ -77,6 +77,25 @@ def test_cli_shards_with_receipts_then_merge(tiny_pipeline_dirs, image_folder, t
     assert cli("extract", *args, "--receipt", tmp_path / "r.json").returncode == 2  # a receipt needs --shard
 
 
+def test_a_shard_without_images_writes_its_receipt_without_loading_the_model(image_folder, tmp_path, monkeypatch):
+    """3 images, 4 shards: shard 4 has no batch. Loading a full-size model for nothing costs minutes per job."""
+    import json
+
+    from diffact.cli import main
+    from diffact.models import loading
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("an empty shard loaded the model")
+
+    monkeypatch.setattr(loading, "load_pipeline", no_model)
+    receipt = tmp_path / "parts" / "4-of-4.json"
+    args = ["extract", "--model", str(tmp_path / "no-such-model"), "--family", "sd15", "--layers", ",".join(LAYERS),
+            "--dataset-kind", "folder", "--dataset-root", str(image_folder), "--image-size", "32",
+            "--out", str(tmp_path / "s"), "--shard", "4/4", "--receipt", str(receipt)]
+    assert main(args) == 0
+    assert json.loads(receipt.read_text())["image_ids"] == []
+
+
 def test_workflow_plans_shard_jobs_and_a_merge(tmp_path):
     from diffact import workflow as wf
 

@@ -18,28 +18,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_check_data)
 
 
-def _read_config(path: Path) -> dict:
-    import yaml
-
-    from diffact.utils.errors import ConfigError
-
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a mapping of config sections")
-    return config
-
-
 def run_check_data(args) -> int:
     from diffact.checks import check_profile
     from diffact.utils.io import write_json
 
+    from diffact.workflow import apply_hub_cache, read_profile
+
     path = Path(args.config)
-    config = _read_config(path)
+    config = read_profile(path)
+    apply_hub_cache(config)
     schema = Path(args.schema) if args.schema else path.parent / "schema.yaml"
     offline = {"auto": None, "yes": True, "no": False}[args.offline]
     report = check_profile(config, schema_path=schema if schema.is_file() else None,

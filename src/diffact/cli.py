@@ -17,7 +17,9 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import pkgutil  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import diffact
 from diffact.utils.errors import DiffactError
@@ -50,13 +52,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.log, verbose=args.verbose)
+    started = time.perf_counter()
+    code = 1
     try:
-        result = args.func(args)
+        code = int(args.func(args) or 0)
     except DiffactError as err:
         logging.getLogger("diffact").error("%s", err)
         print(f"diffact {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    return int(result or 0)
+        code = 2
+    finally:
+        log_usage(args.log, args.command, time.perf_counter() - started, code)
+    return code
+
+
+def log_usage(log_file: str | None, command: str, wall_s: float, code: int) -> None:
+    """One line per command with its wall time and peak memory, the last line of every job's log file (not on
+    stderr, which stays the one error line of a failure; nothing without ``--log``); the
+    rehearsal's per-stage times and the budget's measured peaks are read back from these lines
+    (:func:`diffact.usage.read_usage`). Children (notebook kernels, mmseg workers) count once reaped."""
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if not log_file:
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(log_file, "a") as out:
+        out.write(f"{stamp} INFO diffact.usage: usage: command={command} wall_s={wall_s:.1f} "
+                  f"peak_rss_mb={self_kb / 1024:.0f} children_peak_rss_mb={children_kb / 1024:.0f} exit={code}\n")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,66 @@ def results_dir(config: dict) -> str:
     return config.get("results", "results")
 
 
+def read_profile(path: str | Path) -> dict:
+    """A profile file as a config mapping, its ``base:`` profile merged underneath (see :func:`resolve_base`);
+    one clear ConfigError for a missing file, bad YAML or a non-mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections")
+    return resolve_base(config, where=str(path), near=path.resolve().parent.parent)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` on top: mappings merge key by key, everything else (lists included) is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_base(config: dict, where: str = "config", near: Path | None = None) -> dict:
+    """A profile that says ``base: config/paper.yaml`` is that profile with its own keys on top, so that a
+    derived profile (the rehearsal) states only what it changes and cannot drift from its base. The path is
+    relative to the working directory (the repository root, where snakemake runs), else to ``near`` (the
+    repository a profile file read by :func:`read_profile` lives in)."""
+    base = config.get("base")
+    if not base:
+        return config
+    if not Path(base).is_file() and near is not None and (near / base).is_file():
+        base = near / base
+    if not Path(base).is_file():
+        raise ConfigError(f"{where}: base profile {base!r} does not exist (paths are relative to the repository root)")
+    own = {key: value for key, value in config.items() if key != "base"}
+    return deep_merge(read_profile(base), own)
+
+
+def figures_dir(config: dict) -> str:
+    """Where the profile's notebooks write figures and tables (default ``paper_figures``)."""
+    return config.get("paper_figures", "paper_figures")
+
+
+def apply_hub_cache(config: dict) -> str | None:
+    """Point huggingface_hub at the profile's ``hub_cache`` (if it names one) for this process and the jobs it
+    starts: the rehearsal loads its stand-in models from there by hub id; real profiles leave the user's cache."""
+    import os
+
+    cache = config.get("hub_cache")
+    if cache:
+        os.environ["HF_HUB_CACHE"] = os.path.abspath(cache)
+    return cache
+
+
 def model_entry(config: dict, name: str) -> dict:
     """The config entry of a model; ``<built model>-random`` is the same architecture with random weights."""
     models = config["models"]

@@ -6,6 +6,10 @@ from snakemake.utils import validate
 
 from diffact import workflow as wf
 
+# A derived profile (`base: config/paper.yaml`, e.g. the rehearsal) is its base with its own keys on top.
+config.update(wf.resolve_base(config, where="--configfile"))
+config.pop("base", None)
+
 validate(config, schema="../../config/schema.yaml")
 
 # Jobs call the `diffact` console script of the environment snakemake runs in, even when that
@@ -14,6 +18,10 @@ validate(config, schema="../../config/schema.yaml")
 os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 
 RESULTS = wf.results_dir(config)
+# Regenerated figures and tables (`paper_figures/`; the rehearsal keeps its meaningless ones under its results).
+PAPER_FIGURES = wf.figures_dir(config)
+# A profile may name its own Hugging Face hub cache (the rehearsal's stand-in models); jobs inherit it.
+wf.apply_hub_cache(config)
 LOGS = f"{RESULTS}/logs"
 # Notebooks and diffact run in this environment; a conda env file is declared for --sdm conda users.
 ENV = "../envs/diffact.yaml"

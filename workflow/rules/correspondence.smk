@@ -87,7 +87,7 @@ from diffact.tasks.correspondence import plan as corr_plan
 
 T1 = corr_plan.table1_settings(config)
 T1_DIR = f"{RESULTS}/correspondence/table1"
-CORR_FIGURES = "paper_figures"
+CORR_FIGURES = PAPER_FIGURES
 if T1:
     TARGETS.append(f"{RESULTS}/correspondence/table1.csv")
     FIGURE_TARGETS.extend([f"{CORR_FIGURES}/table1_correspondence.csv", f"{CORR_FIGURES}/table1_correspondence.tex",

@@ -2,7 +2,6 @@
 # `snakemake figures` rebuilds them from cached results without extraction or training.
 
 FIG = config.get("figures", {})
-PAPER_FIGURES = "paper_figures"
 
 
 if config.get("correspondence"):

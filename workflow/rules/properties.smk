@@ -12,7 +12,7 @@ import re
 
 PROP = config.get("properties", {})
 PROP_DIR = f"{RESULTS}/properties"
-PROP_FIGURES = "paper_figures"
+PROP_FIGURES = PAPER_FIGURES
 CONTROL = "control-unet"
 
 

@@ -18,7 +18,7 @@ from diffact.analysis import compare as _compare
 SCARCE = config.get("scarce") or {}
 SCARCE_DIR = f"{RESULTS}/scarce"
 COMPARE_DIR = f"{RESULTS}/compare"
-SCARCE_FIGURES = "paper_figures"
+SCARCE_FIGURES = PAPER_FIGURES
 SCARCE_SCENES = ("simple", "complex")
 
 # The paper's protocol (spec §2.10); the config's `scarce.protocol` overrides any of these.

@@ -15,7 +15,7 @@
 from diffact.tasks.segmentation import plan as segplan
 
 SEG = segplan.section(config)
-SEG_TABLE = "paper_figures/table2_left"
+SEG_TABLE = f"{PAPER_FIGURES}/table2_left"
 
 if SEG:
     TARGETS.extend(segplan.targets(config))

@@ -97,11 +97,11 @@ def write_train_ids(root: str | Path, overwrite: bool = False) -> int:
     return written
 
 
-def check_cityscapes(root: str | Path) -> list[str]:
+def check_cityscapes(root: str | Path, official_counts: bool = True) -> list[str]:
     """Every problem of a Cityscapes-layout root, as messages naming the file or folder; empty = ready to train.
 
     Checks the folders, image ↔ labelTrainIds pairing (with a hint when only labelIds exist), header sizes, label
-    values (0..18 or 255) of a sample, and the official image counts.
+    values (0..18 or 255) of a sample, and the official image counts (unless ``official_counts`` is False).
     """
     root = Path(root)
     if not root.is_dir():
@@ -117,7 +117,7 @@ def check_cityscapes(root: str | Path) -> list[str]:
         if not images:
             problems.append(f"{images_dir}: no <city>/*{IMAGE_SUFFIX} images")
             continue
-        if len(images) != OFFICIAL_COUNTS[split]:
+        if official_counts and len(images) != OFFICIAL_COUNTS[split]:
             problems.append(f"{images_dir}: {len(images)} images, expected {OFFICIAL_COUNTS[split]} (official release)")
         if not labels and _frames(labels_dir, LABEL_ID_SUFFIX):
             problems.append(f"{labels_dir}: has *{LABEL_ID_SUFFIX} but no *{LABEL_SUFFIX}; make them with "

@@ -216,6 +216,12 @@ def cmd_extract(args) -> int:
     if args.receipt and not shard:
         raise ConfigError("--receipt is written by shard jobs only; add --shard I/N")
     extraction, settings, images = _store_settings_from_args(args)
+    if shard and not shard_images(images, shard, args.batch_size):
+        # More shards than batches: this one has nothing to do, so it does not load a model (minutes at full size).
+        log.info("shard %s of %d images has no batch: nothing to extract, model not loaded", args.shard, len(images))
+        if args.receipt:
+            write_json(args.receipt, {"store": str(Path(args.out)), "shard": args.shard, "image_ids": []}, sort_keys=False)
+        return 0
     set_torch_threads(args.torch_threads)
     pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,
                          variant=args.variant)

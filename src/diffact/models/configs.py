@@ -2,69 +2,56 @@
 
 They let the catalog, the layer sets and the benchmarks work on the real architectures without the
 weights: build the U-Net on the ``meta`` device (no memory) or with random weights (benchmarks).
-Values copied from the models' hub configs (paper_spec §2.3 lists the resulting shapes).
+Values copied from the models' hub configs (paper_spec §2.3 lists the resulting shapes); the other
+components' configs (VAE, text encoders, scheduler) live beside them for the full-size stand-ins
+(:mod:`diffact.models.standins`).
 """
 
 from __future__ import annotations
 
 import copy
+import json
+from functools import lru_cache
+from pathlib import Path
 
-_SD15 = {
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+# One folder per paper model with its pipeline's component configs, as the hub repository's
+# <component>/config.json files (model_index.json, unet, vae, text_encoder[_2], scheduler; tokenizer*.json
+# hold only what differs between the CLIP tokenizers: the pad token). hub_configs/README.md says where
+# each value comes from.
+HUB_CONFIGS = Path(__file__).with_name("hub_configs")
+
+# Hub id -> folder in hub_configs/. runwayml/... is the original SD1.5 repository (now gone; same files).
+HUB_MODELS: dict[str, str] = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd15",
+    "runwayml/stable-diffusion-v1-5": "sd15",
+    "stabilityai/stable-diffusion-2-1-base": "sd21",
+    "stabilityai/stable-diffusion-xl-base-1.0": "sdxl",
+    "playgroundai/playground-v2-1024px-aesthetic": "pgv2",
 }
+# Architecture family of each folder. Playground v2 shares SDXL's architecture (paper §6, App. A).
+FAMILIES = {"sd15": "sd15", "sd21": "sd21", "sdxl": "sdxl", "pgv2": "sdxl"}
 
-_SD21_BASE = {**_SD15, "attention_head_dim": [5, 10, 20, 20], "cross_attention_dim": 1024,
-              "use_linear_projection": True}
 
-_SDXL = {
-    "act_fn": "silu",
-    "addition_embed_type": "text_time",
-    "addition_embed_type_num_heads": 64,
-    "addition_time_embed_dim": 256,
-    "attention_head_dim": [5, 10, 20],
-    "block_out_channels": [320, 640, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 2048,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "projection_class_embeddings_input_dim": 2816,
-    "sample_size": 128,
-    "transformer_layers_per_block": [1, 2, 10],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "use_linear_projection": True,
-}
+@lru_cache(maxsize=None)
+def _read_component(key: str, component: str) -> str:
+    return (HUB_CONFIGS / key / f"{component}.json").read_text()
 
-# Hub id → (family, U-Net config). Playground v2 shares SDXL's architecture (paper §6, App. A).
+
+def component_config(key: str, component: str) -> dict:
+    """The config of one component (``unet``, ``vae``, ``text_encoder``, ``scheduler``, ``model_index``, ...)
+    of the paper model ``key`` (sd15 | sd21 | sdxl | pgv2), a fresh dict each call."""
+    return json.loads(_read_component(key, component))
+
+
+def pipeline_components(key: str) -> list[str]:
+    """Component names of the model's pipeline that have a config here (model_index.json's entries)."""
+    index = component_config(key, "model_index")
+    return sorted(name for name, value in index.items()
+                  if not name.startswith("_") and isinstance(value, list) and value[0] is not None)
+
+
 REFERENCE_UNETS: dict[str, tuple[str, dict]] = {
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": ("sd15", _SD15),
-    "runwayml/stable-diffusion-v1-5": ("sd15", _SD15),
-    "stabilityai/stable-diffusion-2-1-base": ("sd21", _SD21_BASE),
-    "stabilityai/stable-diffusion-xl-base-1.0": ("sdxl", _SDXL),
-    "playgroundai/playground-v2-1024px-aesthetic": ("sdxl", _SDXL),
+    hub_id: (FAMILIES[key], component_config(key, "unet")) for hub_id, key in HUB_MODELS.items()
 }
 
 # Image size the paper extracts at, per family (paper_spec §2.8: 512 for SD1.5/2.1, 1024 for SDXL/PGv2).

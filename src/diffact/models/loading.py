@@ -238,11 +238,26 @@ def load_pipeline(ref: str, dtype: str = "float32", device: str = "auto", revisi
     else:
         pipe = _load_pretrained(ref, kwargs, revision, variant, offline)
     denoiser(pipe, where=ref)  # raises ModelError for unsupported pipelines
+    warn_if_standin(ref, revision)
     pipe.set_progress_bar_config(disable=True)
     target = pick_device(device)
     pipe.to(target)
     log.info("loaded %s (%s) on %s as %s", ref, type(pipe).__name__, target, dtype)
     return pipe
+
+
+def warn_if_standin(ref: str, revision: str | None = None) -> dict | None:
+    """Say loudly when ``ref`` resolved to a random-weight stand-in (``diffact make-standin-models``): a
+    rehearsal's features mean nothing, and a real run must never pick one up by accident."""
+    from diffact.models.standins import snapshot_marker
+
+    kind = reference_kind(ref)
+    folder = Path(ref) if kind == "folder" else cached_snapshot(ref, revision) if kind == "hub" else None
+    marker = snapshot_marker(folder) if folder is not None else None
+    if marker:
+        log.warning("%s is a STAND-IN with random weights (seed %s, made by %s at %s): numbers from it mean nothing",
+                    ref, marker.get("seed"), marker.get("made_by"), folder)
+    return marker
 
 
 def denoiser(pipe, where: str | None = None):
