@@ -20,7 +20,7 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(
-    batch_size=2,
+    batch_size=2,  # ≥ 2 required (seg-train checks): UPerHead's pooling-branch BatchNorm needs > 1 image
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),

@@ -4,6 +4,10 @@ The mmseg config (``config/mmseg/...``) says everything; the overrides below are
 the diffusion models and layers (``PartOverride``), the dataset root, the number of iterations (the poly schedule
 is stretched to it), the seed, and any ``--cfg-options``. Evaluation is the config's test loop: mmseg's IoU metric
 over the validation split, single scale, slide inference, after the last iteration.
+
+``--resume`` continues from the work dir's latest checkpoint with the same result as an uninterrupted run:
+checkpoints load under torch's safe unpickler with mmengine's few types allowed, and carry the random states
+(:mod:`.checkpoints`). Training needs a batch of at least 2 (:func:`check_train_batch`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from diffact.utils.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+# Heads whose pooling branch normalises a 1×1 map with BatchNorm: in training that needs ≥ 2 images per batch.
+POOLING_BN_HEADS = ("UPerHead",)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,24 @@ def _set_iters(cfg, iters: int) -> None:
             scheduler["end"] = iters
 
 
+def check_train_batch(cfg, path) -> None:
+    """Fail before training when a batch is too small for the head's batch norms (paper: batch 2).
+
+    UPerHead's pyramid pooling branch with pool scale 1 (always among the 'auto' scales) pools each feature map to
+    1×1 and normalises it with BatchNorm; with one image per batch that is a single value per channel, and torch
+    stops training with "Expected more than 1 value per channel when training". The check is per process: diffact
+    trains in one process, where SyncBN is reverted to plain BatchNorm.
+    """
+    head = cfg.model.get("decode_head") or {}
+    if head.get("type") not in POOLING_BN_HEADS or not cfg.get("train_dataloader"):
+        return
+    batch = cfg.train_dataloader.get("batch_size", 1)
+    if not isinstance(batch, int) or batch < 2:
+        raise ConfigError(f"{path}: train_dataloader.batch_size = {batch!r}, but ≥ 2 is required: "
+                          f"{head['type']}'s pooling branch normalises a 1×1 map with BatchNorm, which needs more "
+                          "than one image per batch in training (the paper trains with batch 2)")
+
+
 def build_config(run: SegRun):
     """The mmengine Config of a run: the file plus every override."""
     from mmengine.config import Config
@@ -101,6 +125,7 @@ def build_config(run: SegRun):
     cfg.randomness = dict(seed=int(run.seed))
     cfg.work_dir = str(run.work_dir)
     cfg.resume = bool(run.resume)
+    check_train_batch(cfg, path)
     return cfg
 
 
@@ -132,13 +157,15 @@ def _per_iter(seconds: float, iters: int) -> float:
 def train_and_evaluate(run: SegRun) -> dict:
     """Train, then test; returns the metrics plus timing and the levels that were used."""
     import torch
-    from mmengine.runner import Runner
+
+    from diffact.tasks.segmentation.checkpoints import RandomStatesHook, SegRunner
 
     cfg = build_config(run)
-    runner = Runner.from_cfg(cfg)
+    runner = SegRunner.from_cfg(cfg)
     _forward_logs(runner)
     start = _start_iter_hook()
     runner.register_hook(start)
+    runner.register_hook(RandomStatesHook())
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
     backbone = model.backbone
     iters = int(cfg.train_cfg.max_iters)
