@@ -45,7 +45,7 @@ $(REHEARSAL_DATA)/.fixtures: | $(STAMP)
 	touch $@
 
 $(REHEARSAL_DATA)/.standins: | $(STAMP)
-	$(BIN)/diffact --log results/rehearsal/logs/make-standin-models.log make-standin-models --cache $(REHEARSAL_DATA)/hf-hub
+	$(BIN)/diffact --log results/rehearsal/logs/setup/make-standin-models.log make-standin-models --cache $(REHEARSAL_DATA)/hf-hub
 	touch $@
 
 rehearsal: $(REHEARSAL_DATA)/.fixtures $(REHEARSAL_DATA)/.standins

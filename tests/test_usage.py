@@ -11,6 +11,7 @@ def test_usage_lines_are_written_and_summed_per_folder(tmp_path, capsys):
                  "--models", "sd99"]) == 2  # a failing job still reports its usage
     assert main(["--log", str(logs / "figures" / "b.log"), "usage-report", "--logs", str(tmp_path)]) == 0
     (logs / "figures" / "unfinished.log").write_text("no usage line: the job was killed\n")
+    (logs / "snakemake.log").write_text((logs / "extract" / "a.log").read_text())  # a whole-run log: skipped
     rows = read_usage(logs)
     assert [(r.part, r.command, r.exit) for r in rows] == [("extract", "make-standin-models", 2),
                                                           ("figures", "usage-report", 0)]

@@ -26,16 +26,17 @@ class JobUsage:
 
 
 def read_usage(logs: str | Path) -> list[JobUsage]:
-    """The last usage line of every ``*.log`` under ``logs`` (a log without one: the job never finished)."""
+    """The last usage line of every job log in a sub-folder of ``logs`` (a log without one: the job never
+    finished). Files directly in ``logs`` are whole-run logs (snakemake's own output) and are skipped."""
     logs = Path(logs)
     rows = []
     for path in sorted(logs.rglob("*.log")):
-        found = USAGE_LINE.findall(path.read_text(errors="replace")) if path.is_file() else []
+        rel = path.relative_to(logs)
+        found = USAGE_LINE.findall(path.read_text(errors="replace")) if len(rel.parts) > 1 else []
         if not found:
             continue
         command, wall, rss, child, code = found[-1]
-        rel = path.relative_to(logs)
-        rows.append(JobUsage(str(rel), rel.parts[0] if len(rel.parts) > 1 else "-", command, float(wall),
+        rows.append(JobUsage(str(rel), rel.parts[0], command, float(wall),
                              max(float(rss), float(child)), int(code)))
     return rows
 

@@ -42,7 +42,9 @@ class ScarceConfig:
     size:        side S the features and labels are resized to (paper 256; demo e.g. 64)
     splits:      number of random re-splits (paper 5); ``shuffle=False`` keeps the original split (one run)
     pixel_rate:  fraction of labelled training pixels kept per image (paper 1.0)
-    buffer_mb:   memory for one streaming buffer of training pixels (not in the paper, which keeps all in RAM)
+    buffer_mb:   memory (MiB) for the one streaming buffer of training pixels, float32 features and int64
+                 labels (not in the paper, which keeps all pixels in RAM); the training set's RAM is bounded
+                 by it, whatever the number of images (:class:`~diffact.tasks.scarce.pixels.PixelStream`)
     predict_chunk: test pixels classified at once
     absent / ignored_pixels: mIoU conventions, see :mod:`diffact.tasks.scarce.metrics`
     """
@@ -72,8 +74,9 @@ class ScarceConfig:
             raise ConfigError("scarce training needs members ≥ 1, batch_size ≥ 2 (BatchNorm) and max_epochs ≥ 1")
 
     def buffer_pixels(self, channels: int) -> int:
-        """Pixels per streaming buffer: ``buffer_mb`` of float32 rows, at least one batch."""
-        return max(self.train.batch_size, int(self.buffer_mb * 2**20 // (4 * max(channels, 1))))
+        """Pixels per streaming buffer: ``buffer_mb`` of rows (C float32 features + one int64 label), at least
+        one batch."""
+        return max(self.train.batch_size, int(self.buffer_mb * 2**20 // (4 * max(channels, 1) + 8)))
 
 
 @dataclasses.dataclass
@@ -158,12 +161,19 @@ def run_split(store, dataset: SegDataset, layers: Sequence[str], labels: dict[st
         rng = numpy_rng(config.seed, "subsample", split, item.id)
         images.append(training_image(store_key(ids, item, store.root), filtered, ignore, config.pixel_rate, rng))
     channels = store.channels(layers) if hasattr(store, "channels") else sum(store.shape(n)[0] for n in layers)
-    stream = PixelStream(store, layers, images, config.size, config.buffer_pixels(channels),
+    buffer_pixels = config.buffer_pixels(channels)
+    if buffer_pixels < len(images):
+        raise ConfigError(f"scarce buffer_mb={config.buffer_mb:g} holds {buffer_pixels} pixels of {channels} channels, "
+                          f"fewer than the {len(images)} training images; raise buffer_mb")
+    stream = PixelStream(store, layers, images, config.size, buffer_pixels,
                          seed=int(numpy_rng(config.seed, "stream", split).integers(2**62)))
     if stream.total_pixels < config.train.batch_size:
         raise DataError(f"{dataset.root}: only {stream.total_pixels} labelled training pixels in split {split}; "
                         f"need at least one batch of {config.train.batch_size}")
     model, info = train_ensemble(stream, k, config.train, seed=config.seed, keys=("split", split), progress=progress)
+    log.info("split %d: training pixels streamed in %d buffers of <= %d pixels; buffer %d bytes", split,
+             stream.n_buffers, stream.buffer_pixels, stream.peak_bytes)
+    stream.release()  # the buffer is not needed for the evaluation
     test_keys = [store_key(ids, item, store.root) for item in test_items]
     conf = evaluate(model, store, layers, test_keys, [labels[item.id] for item in test_items], config.size, k,
                     ignore, config.predict_chunk)

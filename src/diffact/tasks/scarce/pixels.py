@@ -9,10 +9,14 @@ The upstream code materialises all N×S²×C training pixels in RAM (30 × 65,53
 * the S×S resize is never materialised: :func:`sample_bilinear` evaluates the bilinear resize only at the
   requested pixels (identical values to ``F.interpolate(..., mode="bilinear", align_corners=False)``);
 * :class:`PixelStream` splits each epoch into *buffers* of at most ``buffer_pixels`` pixels. Every training
-  image's labelled pixels are randomly permuted and dealt into the buffers, so each buffer mixes pixels of all
-  images (close to the upstream global shuffle) and each pixel appears in exactly one buffer per epoch.
-  Building a buffer reads each image's native-resolution layers from the store (cheap, lazy per-layer reads)
-  and samples only that buffer's pixels. Peak memory ≈ ``buffer_pixels × C × 4`` bytes.
+  image's labelled pixels are randomly permuted (seeded per epoch) and dealt into the buffers, so each buffer
+  mixes pixels of all images (close to the upstream global shuffle) and each pixel appears in exactly one
+  buffer per epoch. Building a buffer reads each image's native-resolution layers from the store's shard
+  (lazy per-layer reads) and samples only that buffer's pixels.
+* The stream owns **one** buffer allocation (``buffer_pixels × (4·C + 8)`` bytes at most: float32 features
+  plus int64 labels), refilled in place for every buffer of every epoch. A consumer that still holds the
+  previous buffer while asking for the next one (``for x, y in stream.buffers(e)`` does) therefore cannot
+  double the memory; :attr:`PixelStream.peak_bytes` reports the allocation.
 """
 
 from __future__ import annotations
@@ -120,9 +124,13 @@ def training_image(key: str, labels: np.ndarray, ignore_label: int = IGNORE, pix
 class PixelStream:
     """Yields each epoch's training pixels as a sequence of bounded buffers (x: P×C float32, y: P int64).
 
-    Every pixel of every training image appears in exactly one buffer per epoch; a buffer holds at most
-    ``buffer_pixels + len(images)`` pixels (the remainder of splitting each image evenly). Buffer rows are
-    grouped by image; the trainer draws its own random batches from each buffer.
+    Every pixel of every training image appears in exactly one buffer per epoch, and every buffer holds at
+    most ``buffer_pixels`` pixels (``n_buffers`` is the smallest count for which even the largest buffer fits).
+    Buffer rows are grouped by image; the trainer draws its own random batches from each buffer.
+
+    The yielded tensors are views of the stream's single buffer and are overwritten by the next one: copy
+    what must outlive the next step (:func:`~diffact.tasks.scarce.ensemble.member_batches` copies its batches
+    and leftover rows). Iterate one ``buffers()`` generator at a time; :meth:`release` frees the buffer.
     """
 
     def __init__(self, store, layers: Sequence[str], images: Sequence[TrainingImage], size: int,
@@ -134,18 +142,39 @@ class PixelStream:
         self.images = list(images)
         self.size = size
         self.seed = seed
+        self.buffer_pixels = int(buffer_pixels)
         self.channels = sum(store.shape(name)[0] for name in self.layers)
         self.total_pixels = int(sum(img.pixels.size for img in self.images))
-        self.n_buffers = max(1, math.ceil(self.total_pixels / buffer_pixels))
+        self.n_buffers = buffer_count([img.pixels.size for img in self.images], self.buffer_pixels)
+        self.capacity = max(buffer_sizes([img.pixels.size for img in self.images], self.n_buffers))
+        self.peak_bytes = 0  # largest buffer allocation so far (features + labels), in bytes
+        self._x: torch.Tensor | None = None
+        self._y: torch.Tensor | None = None
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one buffered pixel: C float32 features and an int64 label."""
+        return 4 * self.channels + 8
+
+    def _buffer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._x is None:
+            self._x = torch.empty(self.capacity, self.channels, dtype=torch.float32)
+            self._y = torch.empty(self.capacity, dtype=torch.int64)
+            self.peak_bytes = max(self.peak_bytes, self.capacity * self.row_bytes)
+        return self._x, self._y
+
+    def release(self) -> None:
+        """Free the buffer (the next ``buffers()`` call allocates it again)."""
+        self._x = self._y = None
 
     def buffers(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng = numpy_rng(self.seed, "pixel-stream", epoch)
         # Deal each image's shuffled pixels into n_buffers near-equal parts; part b of every image → buffer b.
         parts = [np.array_split(rng.permutation(img.pixels), self.n_buffers) for img in self.images]
+        bx, by = self._buffer()
         for b in range(self.n_buffers):
             count = sum(p[b].size for p in parts)
-            x = torch.empty(count, self.channels, dtype=torch.float32)
-            y = torch.empty(count, dtype=torch.int64)
+            x, y = bx[:count], by[:count]
             row = 0
             for i in rng.permutation(len(self.images)):
                 chosen = parts[i][b]
@@ -155,3 +184,35 @@ class PixelStream:
                 y[row : row + chosen.size] = torch.from_numpy(self.images[i].labels[chosen].astype(np.int64))
                 row += chosen.size
             yield x, y
+
+
+def buffer_sizes(pixel_counts: Sequence[int], n_buffers: int) -> list[int]:
+    """Rows of each buffer when every image's pixels are dealt into ``n_buffers`` parts by ``np.array_split``
+    (the first ``n mod k`` parts get one more); the same in every epoch, whatever the permutation."""
+    sizes = [0] * n_buffers
+    for n in pixel_counts:
+        base, extra = divmod(int(n), n_buffers)
+        for b in range(n_buffers):
+            sizes[b] += base + (b < extra)
+    return sizes
+
+
+def buffer_count(pixel_counts: Sequence[int], buffer_pixels: int) -> int:
+    """The fewest buffers for which no buffer exceeds ``buffer_pixels`` rows.
+
+    Dealing every image into k parts adds up to one remainder pixel per image to a buffer, so ``ceil(total /
+    buffer_pixels)`` buffers can overflow by up to the number of images; k grows until the largest fits.
+    """
+    counts = [int(n) for n in pixel_counts if n]
+    total = sum(counts)
+    if total <= buffer_pixels:
+        return 1
+    if buffer_pixels < len(counts):
+        raise ValueError(f"buffer_pixels={buffer_pixels} is below the number of training images ({len(counts)}); "
+                         "every buffer takes at least one pixel of each image")
+    k = math.ceil(total / buffer_pixels)
+    # Largest buffer = sum(ceil(n / k)) ≤ total / k + len(counts), so k ≤ ceil(total / (buffer_pixels − images))
+    # suffices; the loop ends there at the latest.
+    while sum(-(-n // k) for n in counts) > buffer_pixels:
+        k += 1
+    return k
