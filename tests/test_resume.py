@@ -163,3 +163,40 @@ def test_killed_training_and_extraction_resume_to_identical_results(tmp_path):
     different = [name for name in resumed if resumed[name] != uninterrupted[name]]
     assert not different, f"{len(different)} files differ after kill-and-resume, e.g. {different[:5]}"
     assert TARGET.removeprefix("results/") in resumed and any(name.endswith(".safetensors") for name in resumed)
+
+
+KILLED_IN_SAVE = """
+import os, sys
+import torch
+import safetensors.torch
+from diffact.extract import store as store_module
+
+real_save = safetensors.torch.save_file
+
+def save_then_die(tensors, filename, metadata=None):
+    # what safetensors does: a .tmpXXXXXX beside `filename`, filled, then renamed; the writer dies in between
+    real_save(tensors, os.path.join(os.path.dirname(filename), ".tmpKILLED"), metadata=metadata)
+    os._exit(9)
+
+store_module.save_file = save_then_die
+store = store_module.FeatureStore.create(sys.argv[1], {"k": 1})
+store.write("img_0", {"layer": torch.ones(2, 4, 4)})
+"""
+
+
+def test_a_writer_killed_inside_save_file_leaves_nothing_behind_after_the_next_write(tmp_path):
+    """safetensors' save_file makes its own temporary file beside the path it is given; a writer killed before
+    the rename used to leave that file (1.4 GB per SDXL pool image, found by the rehearsal) where no cleanup
+    recognised it. Now it lies in our private .part folder, which the next write into the store removes."""
+    import torch
+
+    from diffact.extract.store import FeatureStore
+
+    root = tmp_path / "store"
+    done = subprocess.run([sys.executable, "-c", KILLED_IN_SAVE, str(root)], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    store = FeatureStore.create(root, {"k": 1})
+    store.write("img_1", {"layer": torch.ones(2, 4, 4)})
+    leftovers = [p.name for p in root.rglob("*") if p.is_file() and p.suffix != ".json" and p.name != "img_1.safetensors"]
+    assert leftovers == []
+    assert store.has("img_1") and not store.has("img_0")

@@ -33,7 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from diffact.utils.errors import DataError
-from diffact.utils.io import atomic_path, write_json
+from diffact.utils.io import atomic_path_in_private_dir, write_json
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
@@ -189,7 +189,9 @@ class FeatureStore:
             if list(tensor.shape) != list(expected):
                 raise DataError(f"{image_id}: layer {name} has shape {tuple(tensor.shape)}, store expects {tuple(expected)}")
             tensors[name] = tensor.detach().to("cpu", dtype).contiguous()
-        with atomic_path(self.shard_path(image_id)) as tmp:
+        # safetensors writes its own .tmpXXXXXX beside the path it is given: a private folder keeps a killed
+        # writer's 1.4 GB leftover (an SDXL pool image) recognisable and removable by the next run.
+        with atomic_path_in_private_dir(self.shard_path(image_id)) as tmp:
             save_file(tensors, str(tmp), metadata={"image_id": image_id})
 
     def read(self, image_id: str, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:

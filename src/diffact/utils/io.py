@@ -125,6 +125,25 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
 
 
 @contextlib.contextmanager
+def atomic_path_in_private_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path`, for writers that make temporary files of their own beside the path they are
+    given (safetensors' ``save_file`` writes ``.tmpXXXXXX`` next to it, then renames): the path yielded lies in
+    a private ``.part`` folder of ours, so a killed writer leaves only that folder, which the next run removes
+    (:func:`remove_stale_parts`), and never an anonymous temporary file the size of the result."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _clean_once(target.parent)
+    folder = Path(tempfile.mkdtemp(prefix=temp_prefix(target.stem), suffix=".part", dir=target.parent))
+    try:
+        tmp_path = folder / target.name
+        yield tmp_path
+        publish_mode(tmp_path)
+        os.replace(tmp_path, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; it replaces ``target`` only if the block succeeds.
     Leftover temporary files and folders of killed writers beside it are removed first."""
