@@ -1,6 +1,6 @@
 """Checkpoints of a segmentation run: loading them under torch's safe unpickler, and resuming exactly.
 
-**Safe loading.** mmengine 0.10.7 reads checkpoints with a bare ``torch.load(filename)``. Since torch 2.6 that
+**Safe loading.** mmengine 0.10.7 reads checkpoints with ``torch.load`` without a ``weights_only`` argument. Since torch 2.6 that
 means ``weights_only=True``, and the safe unpickler refuses mmengine's own checkpoints: their message hub pickles
 ``HistoryBuffer`` objects holding numpy arrays (open-mmlab/mmengine#1655), so ``--resume`` crashed. Instead of
 switching safe loading off, :class:`SegRunner` (mmengine's ``Runner``) loads every checkpoint (``--resume`` and
