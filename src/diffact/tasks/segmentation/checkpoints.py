@@ -29,7 +29,7 @@ repeat a validation that happened right after the checkpoint was written.
 from __future__ import annotations
 
 import logging
-import pickle
+from pickle import UnpicklingError  # the error type only: nothing here unpickles outside torch's safe loader
 import random
 import re
 
@@ -59,7 +59,7 @@ def history_buffer_method(owner, name: str):
     from mmengine.logging.history_buffer import HistoryBuffer
 
     if owner is not HistoryBuffer or name not in HISTORY_BUFFER_METHODS:
-        raise pickle.UnpicklingError(f"getattr({getattr(owner, '__qualname__', type(owner).__name__)}, {name!r}) is "
+        raise UnpicklingError(f"getattr({getattr(owner, '__qualname__', type(owner).__name__)}, {name!r}) is "
                                      f"not allowed; only HistoryBuffer.{{{', '.join(HISTORY_BUFFER_METHODS)}}}")
     return getattr(HistoryBuffer, name)
 
@@ -117,7 +117,7 @@ class SegRunner(Runner):
         with torch.serialization.safe_globals(checkpoint_globals()):
             try:
                 return super().load_checkpoint(filename, *args, **kwargs)
-            except pickle.UnpicklingError as err:
+            except UnpicklingError as err:
                 raise ModelError(load_refusal(filename, err)) from None
 
 
