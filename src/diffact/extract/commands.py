@@ -216,7 +216,8 @@ def cmd_extract(args) -> int:
     if args.receipt and not shard:
         raise ConfigError("--receipt is written by shard jobs only; add --shard I/N")
     extraction, settings, images = _store_settings_from_args(args)
-    if shard and not shard_images(images, shard, args.batch_size):
+    mine = shard_images(images, shard, args.batch_size) if shard else images
+    if shard and not mine:
         # More shards than batches: this one has nothing to do, so it does not load a model (minutes at full size).
         log.info("shard %s of %d images has no batch: nothing to extract, model not loaded", args.shard, len(images))
         if args.receipt:
@@ -228,7 +229,7 @@ def cmd_extract(args) -> int:
     layers = resolve_layers_arg(denoiser(pipe), args.family, args.layers)
     store = extract_to_store(pipe, layers, images, args.out, settings, extraction, batch_size=args.batch_size,
                              storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit, shard=shard)
-    written = [i for i, _ in (shard_images(images, shard, args.batch_size) if shard else images)]
+    written = [i for i, _ in mine]
     if args.receipt:
         write_json(args.receipt, {"store": str(store.root), "shard": args.shard, "image_ids": written}, sort_keys=False)
     log.info("wrote %d shards × %d layers to %s (key %s)%s", len(written), len(layers), store.root, store.key,
