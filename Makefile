@@ -19,8 +19,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install reproduce test figures lint dry-run bench clean-results rehearsal
 REHEARSAL_DATA := data/rehearsal
-# One SPair category and the fewest images each split and task can run on (every store still has two images).
-REHEARSAL_FIXTURES ?= --spair-categories cat --counts spair-trn=2,spair-val=2,spair-test=2,spair-val-360=1,spair-test-360=1,ddpmseg-train=2,ddpmseg-test=1,ade-train=2,ade-val=1,cityscapes-train=2,cityscapes-val=1
+# One SPair category and the fewest images each split and task can run on (every store still has two images:
+# a pair, or one DDPM-seg train + one test image, which the label-scarce re-splits pool).
+REHEARSAL_FIXTURES ?= --spair-categories cat --counts spair-trn=2,spair-val=2,spair-test=2,spair-val-360=1,spair-test-360=1,ddpmseg-train=1,ddpmseg-test=1,ade-train=2,ade-val=1,cityscapes-train=2,cityscapes-val=1
 
 install: $(STAMP)
 

@@ -583,6 +583,7 @@ def test_seg_train_and_baseline_commands_write_csvs(tiny_pipeline_dirs, tmp_path
     assert 0 <= row["miou"] <= 100 and row["sec_per_iter"] > 0 and row["cpu_sec_per_iter"] > 0
     assert {f"iou.{c}" for c in ("wall", "floor", "animal")} <= set(row.index)
     assert (tmp_path / "work" / "iter_2.pth").is_file()
+    assert row["test_from"] == "validation after iteration 2"
     base = tmp_path / "base.csv"
     assert cli("seg-baseline", "--layout", "ade20k", "--root", root, "--out", base).returncode == 0
     assert pd.read_csv(base).iloc[0]["class_name"] in ("wall", "floor")
@@ -629,3 +630,28 @@ def test_workflow_plan_of_the_paper_profile_names_existing_configs():
               for d in plan.datasets(config) for n in plan.combined(config)}
     assert "config/mmseg/ade20k/sdxl_practical.py" in paths and "config/mmseg/cityscapes/xl_t.py" in paths
     assert all((REPO / p).is_file() for p in paths), sorted(p for p in paths if not (REPO / p).is_file())
+
+
+@pytest.mark.slow
+def test_the_test_metrics_are_the_final_validation_when_both_are_the_same_evaluation(tiny_pipeline_dirs, tmp_path):
+    """The paper configs test on the validation set, which mmengine has just validated after the last iteration:
+    its metrics stand for the test (no second pass over the slide windows) and equal what the test loop gives."""
+    from mmengine.config import Config
+
+    from diffact.data.demo_ade import DemoAdeConfig, make_demo_ade
+    from diffact.tasks.segmentation.run import PartOverride, SegRun, test_repeats_validation, train_and_evaluate
+
+    root = make_demo_ade(tmp_path / "ade-demo", DemoAdeConfig(size=32, n_train=2, n_val=1, seed=0))
+    results = {}
+    for reuse in (True, False):
+        run = SegRun(config=str(DEMO_CONFIG), work_dir=str(tmp_path / f"work-{reuse}"), data_root=str(root), iters=2,
+                     parts=[PartOverride(source=str(tiny_pipeline_dirs["sd15"]), layers="legacy")],
+                     options={"model.decode_head.channels": 16, "model.auxiliary_head.channels": 16})
+        results[reuse] = train_and_evaluate(run, reuse_final_validation=reuse)
+    assert results[True]["test_from"] == "validation after iteration 2"
+    assert results[False]["test_from"] == "test loop"
+    assert results[True]["metrics"] == results[False]["metrics"]
+    cfg = Config.fromfile(str(DEMO_CONFIG))
+    assert test_repeats_validation(cfg)
+    cfg.test_dataloader = {**cfg.test_dataloader, "batch_size": 2}
+    assert not test_repeats_validation(cfg)  # another evaluation: the test loop runs

@@ -3,10 +3,12 @@
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
+from diffact import workflow as wf
 from diffact.data.registry import folder_images
 from diffact.extract.pipeline import ExtractionSettings
 from diffact.extract.run import extract_to_store, merge_shards, parse_shard, shard_images
@@ -101,15 +103,62 @@ def test_workflow_plans_shard_jobs_and_a_merge(tmp_path):
 
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     target = wf.store_done(config, "spair", "sd15-tiny", "screen")
-    assert wf.shard_receipts(config, "s") == []
+    assert wf.shard_receipts(config, "spair", "sd15-tiny", "screen", "s") == []
     config["extraction"]["shards"] = 3
     assert wf.store_done(config, "spair", "sd15-tiny", "screen") == target  # sharding does not change the store
-    assert wf.shard_receipts(config, "s") == ["s.parts/1-of-3.json", "s.parts/2-of-3.json", "s.parts/3-of-3.json"]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--nolock", "--cores", "2",
-                           "--configfile", str(tmp_path / "config.yaml"), "--", target],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    plan = done.stdout + done.stderr
+    assert wf.shard_receipts(config, "spair", "sd15-tiny", "screen", "s") == [
+        "s.parts/1-of-3.json", "s.parts/2-of-3.json", "s.parts/3-of-3.json"]
+
+    def dry_run():
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--nolock", "--cores",
+                               "2", "--configfile", str(tmp_path / "config.yaml"), "--", target],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout + done.stderr
+
+    plan = dry_run()
     assert plan.count("--shard ") == 3 and "--shard 3/3 --receipt" in plan
     assert "extract-merge --shards 3" in plan
+    # One store's own count (extraction.shards_by_store) over an unsharded default.
+    config["extraction"].update(shards=1, shards_by_store={"spair/sd15-tiny/screen": 2})
+    plan = dry_run()
+    assert plan.count("--shard ") == 2 and "--shard 2/2 --receipt" in plan and "extract-merge --shards 2" in plan
+
+
+def test_per_store_shard_counts_override_the_default_and_pick_the_extract_jobs_stage():
+    """`extraction.shards_by_store` (the rehearsal shards one small store): that store gets its own shard count,
+    receipts and a merge-only `extract` job; the others keep `extraction.shards`."""
+    config = {"extraction": {"shards": 1, "shards_by_store": {"horse21/sd15/legacy": 2}},
+              "datasets": {"horse21": {"kind": "ddpmseg", "root": "x"}}, "models": {"sd15": {"family": "sd15"}},
+              "resources": {"default": {"threads": 1, "mem_mb": 1000},
+                            "extract": {"threads": 2, "mem_mb": 9000, "slurm_partition": "gpu"}}}
+    assert wf.extraction_shards(config) == 1
+    assert wf.extraction_shards(config, "horse21", "sd15", "legacy") == 2
+    assert wf.extraction_shards(config, "horse21", "sd15", "practical") == 1
+    assert wf.shard_receipts(config, "horse21", "sd15", "legacy", "s") == ["s.parts/1-of-2.json", "s.parts/2-of-2.json"]
+    assert wf.shard_receipts(config, "horse21", "sd15", "practical", "s") == []
+    assert wf.extract_stage(config, "horse21", "sd15", "legacy") == "default"
+    assert wf.extract_stage(config, "horse21", "sd15", "practical") == "extract"
+    resources = wf.resources_by_stage(config, ("default", "extract"),
+                                      lambda w: wf.extract_stage(config, w.dataset, w.model, w.layerset))
+    merge, single = SimpleNamespace(dataset="horse21", model="sd15", layerset="legacy"), \
+        SimpleNamespace(dataset="horse21", model="sd15", layerset="practical")
+    assert {k: f(merge) for k, f in resources.items()}["mem_mb"] == 1000
+    assert {k: f(single) for k, f in resources.items()} == {"mem_mb": 9000, "slurm_partition": "gpu",
+                                                            "gpu": 0, "runtime": resources["runtime"](single)}
+    assert resources["slurm_partition"](merge) is None  # unset for the merge job
+    wf.check_shards_by_store(config)
+
+
+@pytest.mark.parametrize("key, message", [
+    ("horse21/sd15", "must be <dataset>/<model>/<layer set>"),
+    ("horse22/sd15/legacy", "unknown dataset 'horse22'"),
+    ("horse21/sd16/legacy", "unknown model 'sd16'"),
+    ("horse21/sd15/legacyy", "no layer set 'legacyy' for family 'sd15'"),
+])
+def test_a_misnamed_per_store_shard_entry_is_refused_with_the_name(key, message):
+    config = {"extraction": {"shards_by_store": {key: 2}}, "datasets": {"horse21": {"kind": "ddpmseg", "root": "x"}},
+              "models": {"sd15": {"family": "sd15"}}}
+    with pytest.raises(ConfigError, match=message):
+        wf.check_shards_by_store(config)

@@ -357,7 +357,7 @@ class Planner:
         self.config, self.sizes, self.bench = config, sizes, bench
         self.counts: dict[str, Count] = {}
         self.storage_dtype = (config.get("extraction") or {}).get("storage_dtype", "float32")
-        self.shards = wf.extraction_shards(config)
+        self.shards = wf.extraction_shards(config)  # the default; a store may have its own (shards_by_store)
 
     # ---- helpers ----
     def count(self, dataset: str, split: str | None = None) -> Count:
@@ -518,8 +518,9 @@ class Planner:
         per_image = max(1, int(ex.get("ensemble", 1))) * (1 + (int(ex.get("inversion_steps", 10))
                                                                  if ex.get("inversion", "none") == "ddim" else 0))
         for store in stores:
-            if self.shards > 1:
-                stage.add_jobs(self.config, "extract_shard", self.shards, "extract")
+            shards = wf.extraction_shards(self.config, store.dataset, store.model, store.layer_set)
+            if shards > 1:
+                stage.add_jobs(self.config, "extract_shard", shards, "extract")
                 stage.add_jobs(self.config, "extract", 1, "default")
             else:
                 stage.add_jobs(self.config, "extract", 1, "extract")

@@ -163,18 +163,58 @@ def extract_args(config: dict, dataset: str, model: str, layer_set: str) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-def extraction_shards(config: dict) -> int:
-    """``extraction.shards``: how many jobs fill one feature store (1: a single extract job)."""
-    shards = int(config.get("extraction", {}).get("shards", 1))
-    if shards < 1:
-        raise ConfigError(f"extraction.shards must be ≥ 1, got {shards}")
+def extraction_shards(config: dict, dataset: str | None = None, model: str | None = None,
+                      layer_set: str | None = None) -> int:
+    """How many jobs fill one feature store (1: a single extract job): ``extraction.shards``, or for the store
+    ``<dataset>/<model>/<layer set>`` its entry in ``extraction.shards_by_store`` (the rehearsal shards one small
+    store, so that every rule of the sharded paper DAG runs without loading each full-size model twice per store)."""
+    extraction = config.get("extraction", {})
+    shards = extraction.get("shards", 1)
+    if dataset is not None:
+        shards = (extraction.get("shards_by_store") or {}).get(f"{dataset}/{model}/{layer_set}", shards)
+    if not isinstance(shards, int) or shards < 1:
+        where = "extraction.shards" if dataset is None else f"the shards of store {dataset}/{model}/{layer_set}"
+        raise ConfigError(f"{where} must be an integer ≥ 1, got {shards!r}")
     return shards
 
 
-def shard_receipts(config: dict, store: str) -> list[str]:
+def check_shards_by_store(config: dict) -> None:
+    """Every ``extraction.shards_by_store`` key must name a store ``<dataset>/<model>/<layer set>`` of known
+    names (a typo would silently leave that store at the default)."""
+    from diffact.extract.layersets import available_sets
+
+    for key in (config.get("extraction", {}).get("shards_by_store") or {}):
+        parts = key.split("/")
+        if len(parts) != 3:
+            raise ConfigError(f"extraction.shards_by_store: {key!r} must be <dataset>/<model>/<layer set>")
+        dataset, model, layer_set = parts
+        dataset_entry(config, dataset)
+        family = model_entry(config, model)["family"]
+        if layer_set not in available_sets(family):
+            raise ConfigError(f"extraction.shards_by_store: {key!r}: no layer set {layer_set!r} for family "
+                              f"{family!r}; available: {', '.join(available_sets(family))}")
+        extraction_shards(config, dataset, model, layer_set)
+
+
+def extract_stage(config: dict, dataset: str, model: str, layer_set: str) -> str:
+    """The resource stage of a store's `extract` job: sharded, it only merges (``default``); else it runs the
+    model (``extract``)."""
+    return "default" if extraction_shards(config, dataset, model, layer_set) > 1 else "extract"
+
+
+def shard_receipts(config: dict, dataset: str, model: str, layer_set: str, store: str) -> list[str]:
     """The files the shard jobs of a store write when done (``<store>.parts/I-of-N.json``); none unsharded."""
-    shards = extraction_shards(config)
+    shards = extraction_shards(config, dataset, model, layer_set)
     return [] if shards == 1 else [f"{store}.parts/{i}-of-{shards}.json" for i in range(1, shards + 1)]
+
+
+def resources_by_stage(config: dict, stages: tuple[str, ...], choose) -> dict:
+    """Snakemake ``resources:`` for a rule whose jobs belong to different stages: each value a function of the
+    job's wildcards, ``choose(wildcards)`` naming its stage (one of ``stages``). A name that only some stages set
+    (e.g. ``slurm_partition`` on ``extract``) is unset (None) for the jobs of the others."""
+    per_stage = {stage: stage_resources(config, stage) for stage in stages}
+    names = sorted({name for values in per_stage.values() for name in values})
+    return {name: (lambda wildcards, name=name: per_stage[choose(wildcards)].get(name)) for name in names}
 
 
 # ---- resources per rule ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ config.update(wf.resolve_base(config, where="--configfile"))
 config.pop("base", None)
 
 validate(config, schema="../../config/schema.yaml")
+wf.check_shards_by_store(config)
 
 # Jobs call the `diffact` console script of the environment snakemake runs in, even when that
 # environment's bin/ is not on PATH (e.g. `.venv/bin/snakemake` without activating the venv).

@@ -31,8 +31,10 @@ rule extract_shard:
         "--shard {wildcards.shard}/{wildcards.nshards} --receipt {output}"
 
 
-# Sharded, the `extract` job is a light merge.
-EXTRACT_STAGE = "default" if wf.extraction_shards(config) > 1 else "extract"
+# Sharded, the `extract` job is a light merge (stage `default`); unsharded it runs the model (stage `extract`).
+# `extraction.shards_by_store` may mix both in one run, so the stage is chosen per job.
+def extract_job_stage(w):
+    return wf.extract_stage(config, w.dataset, w.model, w.layerset)
 
 
 rule extract:
@@ -40,7 +42,8 @@ rule extract:
     input:
         model=lambda w: wf.model_input(config, w.model),
         data=lambda w: wf.dataset_input(config, w.dataset),
-        shards=lambda w: wf.shard_receipts(config, f"{RESULTS}/features/{w.dataset}/{w.model}/{w.layerset}-{w.key}"),
+        shards=lambda w: wf.shard_receipts(config, w.dataset, w.model, w.layerset,
+                                           f"{RESULTS}/features/{w.dataset}/{w.model}/{w.layerset}-{w.key}"),
     output:
         f"{RESULTS}/features/{{dataset}}/{{model}}/{{layerset}}-{{key}}/complete.json",
     wildcard_constraints:
@@ -49,11 +52,13 @@ rule extract:
     params:
         args=lambda w: wf.extract_args(config, w.dataset, w.model, w.layerset),
         out=lambda w, output: os.path.dirname(output[0]),
-        command=lambda w: f"extract-merge --shards {wf.extraction_shards(config)}" if wf.extraction_shards(config) > 1 else "extract",
+        command=lambda w: (f"extract-merge --shards {shards}"
+                           if (shards := wf.extraction_shards(config, w.dataset, w.model, w.layerset)) > 1
+                           else "extract"),
     log:
         f"{LOGS}/extract/{{dataset}}/{{model}}/{{layerset}}-{{key}}.log",
-    threads: stage_threads(EXTRACT_STAGE)
-    resources: **stage_resources(EXTRACT_STAGE)
+    threads: lambda w: stage_threads(extract_job_stage(w))
+    resources: **wf.resources_by_stage(config, ("default", "extract"), extract_job_stage)
     conda: ENV
     shell:
         "diffact --log {log} {params.command} {params.args} --out {params.out} --check-key"
