@@ -151,3 +151,16 @@ def test_single_file_uses_the_family_class_and_offline_configs(tmp_path, offline
         assert calls[-1][0] == expected and "config" not in calls[-1][2]
     with pytest.raises(ModelError, match="single-file checkpoints load as sd15, sdxl, not 'pixart'"):
         load_pipeline(str(checkpoint), device="cpu", family="pixart")
+
+
+def test_half_precision_on_a_cpu_without_native_kernels_is_warned(monkeypatch, caplog):
+    """bfloat16 / float16 on a CPU without oneDNN's native kernels runs convolutions hundreds of times slower than
+    float32 (an AVX2-only AMD EPYC here); loading says so, and never for float32 or a GPU."""
+    monkeypatch.setattr(loading, "cpu_supports", lambda dtype: dtype == "float32")
+    with caplog.at_level("WARNING", logger="diffact.models.loading"):
+        assert loading.warn_if_slow_cpu_dtype("bfloat16", "cpu")
+        assert not loading.warn_if_slow_cpu_dtype("float32", "cpu")
+        assert not loading.warn_if_slow_cpu_dtype("float16", "cuda:0")
+    assert len(caplog.records) == 1 and "use dtype float32" in caplog.records[0].getMessage()
+    monkeypatch.setattr(loading, "cpu_supports", lambda dtype: True)
+    assert not loading.warn_if_slow_cpu_dtype("bfloat16", "cpu")

@@ -19,7 +19,7 @@ REHEARSAL_KEYS = {
     "properties.images", "properties.draws", "properties.pairs", "properties.control.steps",
     "scarce.protocol.members", "scarce.protocol.epochs", "scarce.protocol.threads", "scarce.protocol.device",
     "scarce.protocol.buffer_mb", "scarce.table2.splits", "scarce.table3.splits",
-    "segmentation.iters", "segmentation.threads",
+    "segmentation.iters", "segmentation.threads", "segmentation.dtype",
 }
 
 

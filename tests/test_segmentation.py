@@ -613,6 +613,9 @@ def test_workflow_plan_of_the_demo_profile():
             and "--data-root results/data/ade-demo" in args and "--iters 300" in args)
     combined = plan.seg_train_args(config, "ade-demo", "combined", "xl-t")
     assert combined.count("--model results/models/sdxl-tiny") == 2
+    assert "--dtype" not in args  # the mmseg config's dtype unless the profile sets one (the rehearsal: float32)
+    config["segmentation"]["dtype"] = "float32"
+    assert "--iters 300 --dtype float32" in plan.seg_train_args(config, "ade-demo", "sd15-tiny", "legacy")
     assert plan.model_inputs(config, "combined", "xl-t") == ["results/models/sdxl-tiny/model_index.json"] * 2
     entries = plan.table_plan(config)
     assert len(entries) == 7 and sum(bool(e["unavailable"]) for e in entries) == 1

@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--iters", type=int, help="training iterations (the poly schedule follows; paper: 80000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                   help="the frozen diffusion models' dtype (model.backbone.dtype; paper configs: float16 on the GPU)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work dir")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="extra column of the results row (e.g. dataset=ade20k model=sdxl layer_set=practical)")
@@ -122,8 +124,11 @@ def cmd_seg_train(args) -> int:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     labels = parse_pairs(args.label, "--label")
+    options = parse_pairs(args.cfg_options, "--cfg-options")
+    if args.dtype:
+        options["model.backbone.dtype"] = args.dtype
     run = SegRun(config=args.config, work_dir=args.work_dir, parts=part_overrides(args), data_root=args.data_root,
-                 iters=args.iters, seed=args.seed, options=parse_pairs(args.cfg_options, "--cfg-options"),
+                 iters=args.iters, seed=args.seed, options=options,
                  resume=args.resume)
     result = train_and_evaluate(run)
     row = result_row(result, {**labels, "config": args.config})

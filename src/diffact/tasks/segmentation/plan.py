@@ -136,6 +136,8 @@ def seg_train_args(config: dict, dataset: str, model: str, layer_set: str) -> st
     args += ["--data-root", root(config, dataset), "--seed", sec.get("seed", config["seed"])]
     if sec.get("iters"):
         args += ["--iters", sec["iters"]]
+    if sec.get("dtype"):
+        args += ["--dtype", sec["dtype"]]
     if sec.get("resume"):
         args.append("--resume")
     args += ["--label", f"dataset={dataset}", "--label", f"model={model}", "--label", f"layer_set={layer_set}"]
