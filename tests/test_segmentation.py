@@ -300,8 +300,9 @@ def test_one_training_step_updates_only_the_trainable_parts(tiny_pipeline_dirs):
     model = _build(_demo_cfg(tiny_pipeline_dirs["sd15"], resblock_init="last_norm"))
     (part,) = model.backbone.parts
     pipe = part.extractor.pipe
-    frozen = {f"{c}.{n}": p.detach().clone() for c in ("unet", "vae", "text_encoder")
+    frozen = {f"{c}.{n}": p.detach().clone() for c in ("unet", "vae")
               for n, p in getattr(pipe, c).named_parameters()}
+    assert pipe.text_encoder is None  # released once the prompt was encoded
     trainable = {n: p.detach().clone() for n, p in model.named_parameters()}
     assert not {id(p) for p in model.parameters()} & {id(p) for p in pipe.unet.parameters()}
 
@@ -386,6 +387,11 @@ def test_multi_model_backbone_concatenates_levels(tiny_pipeline_dirs):
     assert [b.conv1[0].in_channels for b in backbone.merge_blocks.values()] == [128, 64, 64]
     outs = backbone(torch.rand(1, 3, 64, 64) * 2 - 1)
     assert [tuple(o.shape) for o in outs] == [(1, 128, 8, 8), (1, 64, 16, 16), (1, 64, 32, 32)]
+    # Both parts encoded their prompt before the shared pipeline's text encoders were released (one load, one
+    # release after the last part that uses it): the prompts' conditioning stays, the encoders' weights go.
+    pipe = backbone.parts[0].extractor.pipe
+    assert pipe.text_encoder is None and pipe.text_encoder_2 is None
+    assert all(p.extractor._text["encoder_hidden_states"].shape[0] == 1 for p in backbone.parts)
 
 
 def test_backbone_config_errors_name_the_field(tiny_pipeline_dirs):
