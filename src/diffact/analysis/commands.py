@@ -122,7 +122,8 @@ def cmd_noise_share(args) -> int:
     pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,
                          variant=args.variant)
     layers = resolve_layers_arg(pipe.unet, args.family, args.layers)
-    table = diffusion_noise_share(pipe, layers, images, settings, args.draws, args.batch_size)
+    table = diffusion_noise_share(pipe, layers, images, settings, args.draws, args.batch_size,
+                                  release_text_encoders=True)  # this command's own pipeline
     write_csv(args.out, table)
     log.info("wrote %s: noise share of %d activations over %d images × %d draws", args.out, len(table), len(images),
              args.draws)

@@ -37,14 +37,15 @@ def _batches(items: Sequence, size: int):
 
 
 def diffusion_noise_share(pipe, layers: Sequence[str], images: Sequence[tuple[str, Path]], settings, draws: int,
-                          batch_size: int = 1) -> pd.DataFrame:
-    """P1 noise share of every layer of a diffusion pipeline over ``images`` (see the module docstring)."""
+                          batch_size: int = 1, release_text_encoders: bool = False) -> pd.DataFrame:
+    """P1 noise share of every layer of a diffusion pipeline over ``images`` (see the module docstring);
+    ``release_text_encoders`` as in :class:`~diffact.extract.pipeline.DiffusionFeatureExtractor`."""
     from diffact.data.images import load_image_tensor
     from diffact.extract.pipeline import DiffusionFeatureExtractor
 
     if draws < 2:
         raise ConfigError(f"the noise share needs ≥ 2 noise draws, got {draws}")
-    extractor = DiffusionFeatureExtractor(pipe, layers, settings)
+    extractor = DiffusionFeatureExtractor(pipe, layers, settings, release_text_encoders=release_text_encoders)
     acc = NoiseShareAccumulator()
     for chunk in tqdm(list(_batches(list(images), batch_size)), desc="noise draws", unit="batch"):
         ids = [i for i, _ in chunk]

@@ -228,7 +228,8 @@ def cmd_extract(args) -> int:
                          variant=args.variant)
     layers = resolve_layers_arg(denoiser(pipe), args.family, args.layers)
     store = extract_to_store(pipe, layers, images, args.out, settings, extraction, batch_size=args.batch_size,
-                             storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit, shard=shard)
+                             storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit, shard=shard,
+                             release_text_encoders=True)  # this command's own pipeline
     written = [i for i, _ in mine]
     if args.receipt:
         write_json(args.receipt, {"store": str(store.root), "shard": args.shard, "image_ids": written}, sort_keys=False)

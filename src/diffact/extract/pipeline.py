@@ -160,6 +160,9 @@ class DiffusionFeatureExtractor:
     layers: Sequence[str]
     settings: ExtractionSettings = field(default_factory=ExtractionSettings)
     early_exit: bool = True
+    # Drop the pipeline's text encoders once the prompt is encoded (the caller's pipeline loses them: for commands
+    # that own their pipeline, e.g. `diffact extract`; see diffact.models.loading.release_text_encoders).
+    release_text_encoders: bool = False
 
     def __post_init__(self):
         from diffact.models.loading import denoiser
@@ -177,6 +180,10 @@ class DiffusionFeatureExtractor:
         self.timestep = grid_timestep(self.scheduler, self.settings.t, **shift)
         self.scheduler.set_timesteps(self.scheduler.config.num_train_timesteps, **shift)
         self._text = self._encode_prompt(self.settings.prompt)
+        if self.release_text_encoders:
+            from diffact.models.loading import release_text_encoders
+
+            release_text_encoders(self.pipe)
         self.inversion_timesteps: list[int] | None = None
         if self.settings.inversion == "ddim":
             self._check_invertible()

@@ -86,7 +86,7 @@ def shard_images(images: Sequence[tuple[str, Path]], shard: tuple[int, int],
 def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Path]], out: str | Path,
                      settings: dict, extraction: ExtractionSettings, batch_size: int = 1,
                      storage_dtype: str = "float32", early_exit: bool = True,
-                     shard: tuple[int, int] | None = None) -> FeatureStore:
+                     shard: tuple[int, int] | None = None, release_text_encoders: bool = False) -> FeatureStore:
     """Extract ``layers`` for every (id, path) in ``images`` into the store at ``out``; returns the store.
 
     With ``shard=(I, N)``, N > 1, only that shard's images are extracted and the store is not finalised
@@ -97,7 +97,8 @@ def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Pa
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
     sharded = shard is not None and shard[1] > 1
     mine = shard_images(images, shard, batch_size) if sharded else list(images)
-    extractor = DiffusionFeatureExtractor(pipe, layers, extraction, early_exit=early_exit)
+    extractor = DiffusionFeatureExtractor(pipe, layers, extraction, early_exit=early_exit,
+                                          release_text_encoders=release_text_encoders)
     store = FeatureStore.create(out, {**settings, "grid_timestep": extractor.timestep}, storage_dtype=storage_dtype,
                                 recipe=extractor.recipe())
     # Resume keeps the batches of an uninterrupted run: a batch with any image missing is recomputed whole

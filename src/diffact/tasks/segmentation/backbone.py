@@ -38,7 +38,6 @@ from the levels (pool scales (1..n) for n levels, auxiliary head on level 1), an
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 from typing import Sequence
@@ -133,23 +132,6 @@ def pipeline_key(spec: dict) -> tuple:
     return spec["source"], spec["dtype"], spec["device"], spec["revision"], spec["variant"]
 
 
-TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
-
-
-def release_text_encoders(pipe) -> int:
-    """Drop a pipeline's text encoders once its parts have encoded their prompts (each extractor encodes its fixed
-    prompt once, when built): SDXL's two are 0.8 B parameters, 3.3 GB in float32, held for nothing through 80k
-    iterations otherwise. Returns the parameters released."""
-    released = 0
-    for name in TEXT_ENCODERS:
-        encoder = getattr(pipe, name, None)
-        if isinstance(encoder, nn.Module):
-            released += sum(p.numel() for p in encoder.parameters())
-            setattr(pipe, name, None)
-    gc.collect()
-    return released
-
-
 def freeze(pipe):
     """Every module of the pipeline in eval mode with requires_grad False (the paper's frozen U-Net)."""
     for component in pipe.components.values():
@@ -200,6 +182,8 @@ class DiffusionBackbone(BaseModule):
         for i, spec in enumerate(specs):
             self._parts.append(FrozenPart(i, spec, pipelines))
             if keys[i] not in keys[i + 1:]:  # its last part: free the text encoders before the next model loads
+                from diffact.models.loading import release_text_encoders
+
                 release_text_encoders(pipelines[keys[i]])
         multi = len(self._parts) > 1
         default_layer, default_level = MULTI_REPEATS if multi else SINGLE_REPEATS
