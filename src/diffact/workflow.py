@@ -196,6 +196,15 @@ def check_shards_by_store(config: dict) -> None:
         extraction_shards(config, dataset, model, layer_set)
 
 
+def extract_rule_stage(config: dict) -> str | None:
+    """The resource stage of every `extract` job when all stores shard alike (static resources, as the paper
+    profile has them); None when ``extraction.shards_by_store`` mixes merge-only and extracting jobs, whose stage
+    is then chosen per job (:func:`extract_stage`)."""
+    if (config.get("extraction") or {}).get("shards_by_store"):
+        return None
+    return "default" if extraction_shards(config) > 1 else "extract"
+
+
 def extract_stage(config: dict, dataset: str, model: str, layer_set: str) -> str:
     """The resource stage of a store's `extract` job: sharded, it only merges (``default``); else it runs the
     model (``extract``)."""

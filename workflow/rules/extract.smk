@@ -32,9 +32,14 @@ rule extract_shard:
 
 
 # Sharded, the `extract` job is a light merge (stage `default`); unsharded it runs the model (stage `extract`).
-# `extraction.shards_by_store` may mix both in one run, so the stage is chosen per job.
-def extract_job_stage(w):
-    return wf.extract_stage(config, w.dataset, w.model, w.layerset)
+# `extraction.shards_by_store` may mix both in one run: then the stage is chosen per job (EXTRACT_STAGE None).
+EXTRACT_STAGE = wf.extract_rule_stage(config)
+if EXTRACT_STAGE:
+    EXTRACT_THREADS, EXTRACT_RESOURCES = stage_threads(EXTRACT_STAGE), stage_resources(EXTRACT_STAGE)
+else:
+    EXTRACT_THREADS = lambda w: stage_threads(wf.extract_stage(config, w.dataset, w.model, w.layerset))
+    EXTRACT_RESOURCES = wf.resources_by_stage(config, ("default", "extract"),
+                                              lambda w: wf.extract_stage(config, w.dataset, w.model, w.layerset))
 
 
 rule extract:
@@ -57,8 +62,8 @@ rule extract:
                            else "extract"),
     log:
         f"{LOGS}/extract/{{dataset}}/{{model}}/{{layerset}}-{{key}}.log",
-    threads: lambda w: stage_threads(extract_job_stage(w))
-    resources: **wf.resources_by_stage(config, ("default", "extract"), extract_job_stage)
+    threads: EXTRACT_THREADS
+    resources: **EXTRACT_RESOURCES
     conda: ENV
     shell:
         "diffact --log {log} {params.command} {params.args} --out {params.out} --check-key"
