@@ -846,7 +846,11 @@ def _mmseg_config(path: str) -> dict:
     test = next((s for s in cfg.val_dataloader.dataset.pipeline if s["type"] == "Resize"), None)
     prefix = cfg.train_dataloader.dataset.data_prefix.img_path
     val_prefix = cfg.val_dataloader.dataset.data_prefix.img_path
+    from diffact.tasks.segmentation.run import test_repeats_validation
+
     return {"iters": int(cfg.train_cfg.max_iters), "val_interval": int(cfg.train_cfg.get("val_interval", 0) or 0),
+            "validates": cfg.get("val_cfg") is not None and cfg.get("val_dataloader") is not None,
+            "test_repeats_validation": test_repeats_validation(cfg),
             "batch": int(cfg.train_dataloader.batch_size),
             "checkpoint_interval": int(cfg.default_hooks.checkpoint.interval),
             "crop": tuple(cfg.model.test_cfg.crop_size), "stride": tuple(cfg.model.test_cfg.stride),
@@ -866,7 +870,10 @@ def seg_schedule(config: dict, dataset: str, model: str, layer_set: str) -> dict
     interval = schedule["val_interval"] or iters
     interval = min(interval, iters)
     schedule["iters"] = iters
-    schedule["evaluations"] = iters // interval + 1  # the validations during training + the final test
+    # mmengine validates every `interval` iterations and after the last one; the final test is that last
+    # validation again where both are the same evaluation (`diffact seg-train` then reuses it), else one more.
+    validations = (iters // interval + (1 if iters % interval else 0)) if schedule["validates"] else 0
+    schedule["evaluations"] = validations + (0 if validations and schedule["test_repeats_validation"] else 1)
     every = schedule["checkpoint_interval"]
     schedule["checkpoints"] = iters // every + (1 if iters % every else 0)  # + save_last when not on an interval
     return schedule
