@@ -109,6 +109,21 @@ def dataset_entry(config: dict, name: str) -> dict:
         raise ConfigError(f"unknown dataset {name!r}; config/datasets has {', '.join(config['datasets'])}") from None
 
 
+def spair_subset_args(config: dict, name: str) -> str:
+    """The subset policy of SPair dataset ``name`` as command-line flags: ``--subset-fallback draw`` for an entry
+    with ``subset_fallback: draw`` (DHF's val-360/test-360 file may be replaced by a labelled draw) and
+    ``--no-official-counts`` for ``official_counts: false`` (fixture trees); nothing for other kinds."""
+    from diffact.data.spair import subset_options
+
+    entry = dataset_entry(config, name)
+    if entry.get("kind") != "spair":
+        return ""
+    options = subset_options(entry)
+    flags = ["--subset-fallback draw"] if options["subset_fallback"] == "draw" else []
+    flags += [] if options["official_counts"] else ["--no-official-counts"]
+    return " ".join(flags)
+
+
 def dataset_input(config: dict, name: str) -> list[str]:
     entry = dataset_entry(config, name)
     return [f"{entry['root']}/{DEMO_DATA_MARKERS[entry['kind']]}"] if entry.get("build") else []
@@ -160,6 +175,8 @@ def extract_args(config: dict, dataset: str, model: str, layer_set: str) -> str:
     for flag, key in (("--revision", "revision"), ("--variant", "variant")):
         if kw["model"].get(key):
             args += [flag, kw["model"][key]]
+    if ds.get("subset"):  # the policy only matters where a subset is read
+        args += spair_subset_args(config, dataset).split()
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
