@@ -55,6 +55,14 @@ def test_demo_chain_on_two_images(tiny_pipeline_dirs, tmp_path, cli):
                "--out", pixels).returncode == 0
     # a target made by a mild warp of its source: raw pixels already find many keypoints
     assert pd.read_csv(pixels)["pck_img@0.10"].iloc[0] > 20
+    # The demo tree has no DHF subset file: test-360 stops the run unless it may be drawn, and then rows say so.
+    drawn = tmp_path / "pixels-drawn.csv"
+    args = ["pck-pixels", "--dataset-root", data, "--split", "test", "--subset", "test-360", "--image-size", "32",
+            "--eval-size", "32", "--out", drawn]
+    refused = cli(*args)
+    assert refused.returncode == 2 and "spair_71k_test-360.json is in none of" in refused.stderr and not drawn.exists()
+    assert cli(*args, "--subset-fallback", "draw").returncode == 0
+    assert pd.read_csv(drawn)["protocol"].tolist() == ["nn/test/test-360-drawn/eval32"]
 
 
 def test_pca_rgb_of_a_two_region_map():
