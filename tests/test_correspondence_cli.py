@@ -53,6 +53,7 @@ def test_train_evaluate_and_table(tiny_setup):
     evaluations = pd.read_csv(run / "evaluations.csv")
     assert evaluations["step"].tolist() == [2, 4] and set(evaluations["split"]) == {"val"}
     assert set(evaluations["subset"]) == {"val-360-drawn"}
+    assert evaluations["pck_img@0.10_per_image"].between(0, 100).all()  # per-image PCK beside the pooled one
     assert not {"seconds", "keypoints_per_s", "elapsed_s"} & set(evaluations.columns)  # wall clock: log only
     network, meta = load_checkpoint(run / "checkpoints" / evaluations["checkpoint"].iloc[0])
     assert network.in_channels == network.out_channels == 6 and meta["step"] == 2
@@ -71,6 +72,7 @@ def test_train_evaluate_and_table(tiny_setup):
             row = pd.read_csv(out).iloc[0]
             assert row["protocol"] == protocol and row["method"] == method and row["eval_split"] == split
             assert row["eval_subset"] == f"{subset}-drawn"
+            assert 0 <= row["pck_img@0.10_per_image"] <= 100 and 0 <= row["pck_bbox@0.05_per_image"] <= 100
             outputs.append(out)
     paper = pd.read_csv(tmp / "trained-paper.csv").iloc[0]
     assert paper["pck_img@0.10"] == evaluations["pck_img@0.10"].max()  # max over checkpoints
