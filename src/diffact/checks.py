@@ -276,10 +276,14 @@ def check_segmentation_configs(config: dict, report: Report) -> None:
 
 def check_profile(config: dict, schema_path: str | Path | None = None, datasets: bool = True, models: bool = True,
                   offline: bool | None = None) -> Report:
-    """Check a whole profile: config against the schema, then every dataset and model."""
+    """Check a whole profile: config against the schema and its cross-references (the names it uses for models,
+    datasets, layer sets, ...: :func:`diffact.workflow.reference_problems`), then every dataset and model."""
+    from diffact.workflow import reference_problems
+
     report = Report()
     if schema_path is not None:
         report.add("schema", schema_problems(config, schema_path))
+    report.add("config", reference_problems(config))  # what the workflow refuses to load
     if datasets:
         check_datasets(config, report)
     if models:
