@@ -48,6 +48,9 @@ for key, group in df.groupby(keys, sort=False, dropna=False):
     row["paper img"] = first.get(f"paper_{IMG}", np.nan)
     row["paper bbox"] = first.get(f"paper_{BBOX}", np.nan)
     notes = sorted({str(n) for n in group.get("note", pd.Series(dtype=str)).dropna() if str(n)})
+    # A subset drawn by rule because DHF's file was absent (subset_fallback: draw) is named, e.g. val-360-drawn.
+    drawn = sorted({str(s) for s in group.get("eval_subset", pd.Series(dtype=str)).dropna() if str(s).endswith("-drawn")})
+    notes += [f"evaluated on {', '.join(drawn)} (no DHF subset file)"] if drawn else []
     row["note"] = "; ".join(notes)
     rows.append(row)
 ours = pd.DataFrame(rows)

@@ -42,11 +42,18 @@ def test_train_evaluate_and_table(tiny_setup):
     tmp, root, stores = tiny_setup
     run = tmp / "run"
     grid = ["--feature-size", 8, "--eval-size", 16, "--device", "cpu"]
+    # The demo tree has no DHF subset file: val-360 may only be drawn when asked for, and rows then say so.
+    assert main([str(a) for a in ["corr-train", "--train-store", stores["trn"], "--val-store", stores["val"],
+                                  "--dataset-root", root, "--val-subset", "val-360", *grid,
+                                  "--out-dir", tmp / "refused"]]) == 2
+    assert not (tmp / "refused").exists()
     run_cli("corr-train", "--train-store", stores["trn"], "--val-store", stores["val"], "--dataset-root", root,
-            "--val-subset", "val-360", *grid, "--epochs", 1, "--pairs-per-epoch", 6, "--eval-every", 2,
-            "--seed", 0, "--out-dir", run)
+            "--val-subset", "val-360", "--subset-fallback", "draw", *grid, "--epochs", 1, "--pairs-per-epoch", 6,
+            "--eval-every", 2, "--seed", 0, "--out-dir", run)
     evaluations = pd.read_csv(run / "evaluations.csv")
     assert evaluations["step"].tolist() == [2, 4] and set(evaluations["split"]) == {"val"}
+    assert set(evaluations["subset"]) == {"val-360-drawn"}
+    assert evaluations["pck_img@0.10_per_image"].between(0, 100).all()  # per-image PCK beside the pooled one
     assert not {"seconds", "keypoints_per_s", "elapsed_s"} & set(evaluations.columns)  # wall clock: log only
     network, meta = load_checkpoint(run / "checkpoints" / evaluations["checkpoint"].iloc[0])
     assert network.in_channels == network.out_channels == 6 and meta["step"] == 2
@@ -60,9 +67,12 @@ def test_train_evaluate_and_table(tiny_setup):
             split, subset = ("val", "val-360") if protocol == "paper" else ("test", "test-360")
             out = tmp / f"{method}-{protocol}.csv"
             run_cli("corr-evaluate", "--method", method, "--protocol", protocol, "--store", stores[split],
-                    "--run", run, "--dataset-root", root, "--subset", subset, *grid, *labels, "--out", out)
+                    "--run", run, "--dataset-root", root, "--subset", subset, "--subset-fallback", "draw", *grid,
+                    *labels, "--out", out)
             row = pd.read_csv(out).iloc[0]
             assert row["protocol"] == protocol and row["method"] == method and row["eval_split"] == split
+            assert row["eval_subset"] == f"{subset}-drawn"
+            assert 0 <= row["pck_img@0.10_per_image"] <= 100 and 0 <= row["pck_bbox@0.05_per_image"] <= 100
             outputs.append(out)
     paper = pd.read_csv(tmp / "trained-paper.csv").iloc[0]
     assert paper["pck_img@0.10"] == evaluations["pck_img@0.10"].max()  # max over checkpoints
@@ -85,8 +95,8 @@ def test_train_evaluate_and_table(tiny_setup):
 def test_multi_model_conv_halves_the_width_and_store_mismatch_is_an_error(tiny_setup, capsys):
     tmp, root, stores = tiny_setup
     run = tmp / "run-multi"
-    common = ["--dataset-root", root, "--feature-size", 8, "--eval-size", 8, "--device", "cpu", "--epochs", 1,
-              "--pairs-per-epoch", 3, "--eval-every", 2]
+    common = ["--dataset-root", root, "--subset-fallback", "draw", "--feature-size", 8, "--eval-size", 8,
+              "--device", "cpu", "--epochs", 1, "--pairs-per-epoch", 3, "--eval-every", 2]
     run_cli("corr-train", "--train-store", stores["trn"], "--train-store", stores["trn"], "--val-store", stores["val"],
             "--val-store", stores["val"], *common, "--out-dir", run)
     network, _ = load_checkpoint(run / "checkpoints" / "step_000002.safetensors")

@@ -91,7 +91,8 @@ def test_accumulator_pools_over_keypoints_and_splits_by_category():
     assert acc.pooled("img", 0.15) == pytest.approx(100.0)
 
     table = acc.table()
-    assert list(table.columns) == ["category", "kind", "alpha", "n_correct", "n_keypoints", "pck"]
+    assert list(table.columns) == ["category", "kind", "alpha", "n_correct", "n_keypoints", "pck", "n_pairs",
+                                   "pck_per_image"]
     assert len(table) == 3 * 2 * 3  # (all, cow, dog) × (img, bbox) × 3 alphas
     row = table[(table.category == "all") & (table.kind == "img") & (table.alpha == 0.1)].iloc[0]
     assert (row.n_correct, row.n_keypoints) == (3, 5)
@@ -99,6 +100,60 @@ def test_accumulator_pools_over_keypoints_and_splits_by_category():
     assert summary["pck_img@0.10"] == pytest.approx(60.0) and summary["n_keypoints"] == 5
     pairs = acc.pairs_table()
     assert pairs["n_keypoints"].tolist() == [3, 2] and pairs["correct_img@0.10"].tolist() == [2, 1]
+
+
+def test_per_image_pck_is_the_mean_of_each_pairs_pck_beside_the_pooled_one():
+    """Hand case where the conventions differ: pooled over keypoints (the paper's, DHF's compute_pck) vs the
+    mean over pairs of each pair's PCK (DIFT / GeoAware-SC), overall and per category."""
+    acc = PCKAccumulator(alphas=(0.1,))
+    # cow p1: the shared hand case, img@0.10 hits 2 of 3 annotated keypoints (rows 4, 5 missing) → 66.67 %
+    acc.add_pair("cow", PRED, GT, TRG_SIZE, TRG_BOX, name="p1")
+    # cow p2: one keypoint, 30 px off with an img threshold of 10 px → 0 %
+    acc.add_pair("cow", np.array([[40.0, 10.0]]), np.array([[10.0, 10.0]]), TRG_SIZE, TRG_BOX, name="p2")
+    # dog p3: 2 keypoints at distances 1 and 30 with an img threshold of 20 px → 50 %
+    acc.add_pair("dog", np.array([[1.0, 0.0], [10.0, 30.0]]), np.array([[0.0, 0.0], [10.0, 0.0]]), (200, 100),
+                 (0, 0, 50, 20), name="p3")
+    # a pair without an annotated keypoint counts in neither convention
+    acc.add_pair("dog", np.array([[1.0, 1.0]]), np.array([[NAN, NAN]]), (200, 100), (0, 0, 50, 20), name="p4")
+
+    # pooled: (2 + 0 + 1) / (3 + 1 + 2) = 50 %; per image: (200/3 + 0 + 50) / 3 = 38.89 %
+    assert acc.pooled("img", 0.1) == pytest.approx(50.0)
+    assert acc.per_image("img", 0.1) == pytest.approx((200 / 3 + 0 + 50) / 3)
+    # per category: cow pooled 2/4 = 50 %, per image (66.67 + 0) / 2 = 33.33 %; dog 1/2 either way
+    assert acc.per_category("img", 0.1) == pytest.approx({"cow": 50.0, "dog": 50.0})
+    assert acc.per_category_per_image("img", 0.1) == pytest.approx({"cow": 100 / 3, "dog": 50.0})
+    summary = acc.summary()
+    assert summary["pck_img@0.10"] == pytest.approx(50.0)
+    assert summary["pck_img@0.10_per_image"] == pytest.approx(350 / 9)
+    keys = list(summary)
+    assert keys.index("pck_img@0.10_per_image") == keys.index("pck_img@0.10") + 1  # beside its pooled column
+    table = acc.table().set_index(["category", "kind"])
+    assert table.loc[("cow", "img"), ["pck", "pck_per_image", "n_pairs"]].tolist() == pytest.approx([50.0, 100 / 3, 2])
+    assert table.loc[("all", "img"), ["pck", "pck_per_image", "n_pairs"]].tolist() == pytest.approx([50.0, 350 / 9, 3])
+    # bbox@0.10: cow p1 1/3 (threshold 6), p2 0/1; dog p3 1/2 (threshold 5) → pooled 2/6, per image (33.3 + 0 + 50) / 3
+    assert acc.pooled("bbox", 0.1) == pytest.approx(100 / 3)
+    assert acc.per_image("bbox", 0.1) == pytest.approx((100 / 3 + 50) / 3)
+
+
+def test_every_pck_table_carries_the_per_image_columns():
+    """Screening rows (nn screens, the pixel reference) and Table 1 put each per-image column beside its pooled
+    one (Table 1's evaluate() reports PCKAccumulator.summary(); the CLI tests check the written files)."""
+    from diffact.tasks.correspondence.aggregation import pck_columns
+    from diffact.tasks.correspondence.screen import _summary_row
+    from diffact.tasks.correspondence.table1 import build_table1
+
+    assert pck_columns((0.1,)) == ["pck_img@0.10", "pck_img@0.10_per_image", "pck_bbox@0.10", "pck_bbox@0.10_per_image"]
+    acc = PCKAccumulator(alphas=(0.1,))
+    acc.add_pair("cow", PRED, GT, TRG_SIZE, TRG_BOX)
+    acc.add_pair("cow", np.array([[40.0, 10.0]]), np.array([[10.0, 10.0]]), TRG_SIZE, TRG_BOX)
+    row = _summary_row(acc, seconds=1.0)  # a screening row (nn screens and the pixel reference)
+    assert row["pck_img@0.10"] == pytest.approx(50.0) and row["pck_img@0.10_per_image"] == pytest.approx(100 / 3)
+    import pandas as pd
+
+    table = build_table1([pd.DataFrame([{"entry": "e", "layer_set": "legacy", "families": "sd15", "method": "nn",
+                                         "protocol": "paper", **acc.summary()}])])
+    columns = list(table.columns)
+    assert columns.index("pck_img@0.10_per_image") == columns.index("pck_img@0.10") + 1
 
 
 def test_accumulator_excludes_missing_source_keypoints_and_checks_inputs():

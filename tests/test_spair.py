@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,13 @@ from diffact.cli import main
 from diffact.data.demo_spair import apply_homography, build_demo_spair
 from diffact.data.images import load_image_tensor, load_rgb, to_model_tensor
 from diffact.data.spair import (
+    DHF_SUBSET_COUNTS,
     SPairDataset,
     SPairPair,
     check_spair_root,
     read_pair_annotation,
+    subset_file_candidates,
+    subset_keypoint_count,
     subset_pairs,
 )
 from diffact.utils.errors import ConfigError, DataError
@@ -205,20 +210,22 @@ def test_subset_pairs_is_seeded_sorted_and_capped_per_category():
     assert [p.name for p in subset_pairs(pairs, 20, seed=1)] != [p.name for p in chosen]
 
 
-def test_named_subset_falls_back_to_seeded_draw_or_reads_the_file(tiny):
-    assert len(SPairDataset(tiny, subset="test-360")) == 2  # fewer than 20 per category: all pairs
+DHF_RECORD = {
+    "source_path": "2008_000001.jpg", "target_path": "2008_000002.jpg", "category": "cat",
+    "source_points": [[1, 2], [20, 15]], "target_points": [[3, 4], [25, 10]],
+    "source_bounding_box": [0, 0, 39, 29], "target_bounding_box": [1, 1, 48, 17],
+    "source_pose": "Left", "target_pose": "Right", "mirror": 0, "viewpoint_variation": 1,
+}
+
+
+def test_named_subset_reads_the_file(tiny):
     with pytest.raises(ConfigError, match="belongs to split 'val'"):
         SPairDataset(tiny, "test", subset="val-360")
     # DHF's file format: records with source_path / target_path / *_points / *_bounding_box.
-    record = {
-        "source_path": "2008_000001.jpg", "target_path": "2008_000002.jpg", "category": "cat",
-        "source_points": [[1, 2], [20, 15]], "target_points": [[3, 4], [25, 10]],
-        "source_bounding_box": [0, 0, 39, 29], "target_bounding_box": [1, 1, 48, 17],
-        "source_pose": "Left", "target_pose": "Right", "mirror": 0, "viewpoint_variation": 1,
-    }
+    record = dict(DHF_RECORD)
     (tiny / "spair_71k_val-360.json").write_text(json.dumps([record]))
-    data = SPairDataset(tiny, subset="val-360")
-    assert data.split == "val" and len(data) == 1
+    data = SPairDataset(tiny, subset="val-360", official_counts=False)  # 1 pair, not DHF's 360
+    assert data.split == "val" and len(data) == 1 and data.subset_label == "val-360"
     assert data[0].trg_size == (50, 20)  # read from the image header
     np.testing.assert_array_equal(data[0].src_kps, [[1, 2], [20, 15]])
     # A subset file may also list pair names of the split.
@@ -228,7 +235,98 @@ def test_named_subset_falls_back_to_seeded_draw_or_reads_the_file(tiny):
     del record["target_points"]
     (tiny / "spair_71k_val-360.json").write_text(json.dumps([record]))
     with pytest.raises(DataError, match=r"spair_71k_val-360\.json record 0: field 'target_points' is missing"):
-        SPairDataset(tiny, subset="val-360")
+        SPairDataset(tiny, subset="val-360", official_counts=False)
+
+
+def test_a_missing_dhf_subset_file_stops_the_run_naming_every_place_looked(tiny):
+    with pytest.raises(DataError) as err:
+        SPairDataset(tiny, subset="test-360")
+    message = str(err.value)
+    assert "\n" not in message and "subset_fallback: draw" in message
+    for place in (tiny, tiny / "annotations", tiny / "JPEGImages"):
+        assert str(place / "spair_71k_test-360.json") in message
+    assert [str(p) for p in subset_file_candidates(tiny, "test-360")] == [
+        str(place / "spair_71k_test-360.json") for place in (tiny, tiny / "annotations", tiny / "JPEGImages")]
+    with pytest.raises(ConfigError, match="unknown subset_fallback 'maybe'"):
+        SPairDataset(tiny, subset="test-360", subset_fallback="maybe")
+
+
+def test_a_drawn_subset_is_logged_and_labelled(tiny, caplog):
+    with caplog.at_level(logging.WARNING, logger="diffact.data.spair"):
+        data = SPairDataset(tiny, subset="test-360", subset_fallback="draw")
+    assert len(data) == 2  # fewer than 20 per category: all pairs
+    assert data.drawn and data.subset_label == "test-360-drawn"
+    assert any("test-360" in r.getMessage() and "drawing 20 pairs per category" in r.getMessage() for r in caplog.records)
+    # A name with no upstream file (the paper profile's test-90) is drawn by rule, and says so too.
+    assert SPairDataset(tiny, subset="test-90").subset_label == "test-90-drawn"
+    assert SPairDataset(tiny, "test").subset_label == "all"
+
+
+def test_dhf_subset_file_is_also_found_under_jpegimages(tiny):
+    (tiny / "JPEGImages" / "spair_71k_val-360.json").write_text(json.dumps([DHF_RECORD]))
+    data = SPairDataset(tiny, subset="val-360", official_counts=False)
+    assert len(data) == 1 and not data.drawn and data.subset_label == "val-360"
+    assert data[0].annotation.startswith(str(tiny / "JPEGImages" / "spair_71k_val-360.json"))
+
+
+def dhf_file(pairs: int, keypoints: int) -> list[dict]:
+    """A DHF-format subset file of ``pairs`` records of the tiny tree's cat pair holding ``keypoints`` in all."""
+    per_pair, extra = divmod(keypoints, pairs)
+    records = []
+    for i in range(pairs):
+        n = per_pair + (i < extra)
+        points = [[1 + j, 2] for j in range(n)]  # inside both images (40×30 and 50×20)
+        records.append({**DHF_RECORD, "source_points": points, "target_points": points})
+    return records
+
+
+@pytest.mark.parametrize("subset, pairs, keypoints", [("val-360", 360, 2615), ("test-360", 360, 2529)])
+def test_dhf_subset_counts_are_checked_unless_official_counts_is_off(tiny, subset, pairs, keypoints):
+    from diffact.checks import spair_problems
+
+    path = tiny / "annotations" / f"spair_71k_{subset}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(dhf_file(pairs, keypoints)))
+    assert DHF_SUBSET_COUNTS[subset] == (pairs, keypoints)
+    data = SPairDataset(tiny, subset=subset)
+    assert len(data) == pairs and subset_keypoint_count(data) == keypoints
+    strict = {"subset_fallback": "error", "official_counts": True}
+    assert spair_problems(str(tiny), ["val", "test"], {subset: strict}) == ([], [])
+
+    for wrong in ((pairs, keypoints - 1), (pairs - 1, keypoints)):
+        path.write_text(json.dumps(dhf_file(*wrong)))
+        expected = (rf"{re.escape(str(path))}: {subset} holds {wrong[0]} pairs and {wrong[1]:,} keypoints, "
+                    rf"DHF's file {pairs} pairs and {keypoints:,} keypoints")
+        with pytest.raises(DataError, match=expected):
+            SPairDataset(tiny, subset=subset)
+        assert len(SPairDataset(tiny, subset=subset, official_counts=False)) == wrong[0]  # fixture trees
+        problems, _ = spair_problems(str(tiny), ["val", "test"], {subset: strict})
+        assert len(problems) == 1 and re.search(expected, problems[0])
+        assert spair_problems(str(tiny), ["val", "test"], {subset: {**strict, "official_counts": False}}) == ([], [])
+
+
+def test_check_data_reports_a_missing_dhf_subset_file_unless_it_may_be_drawn(tiny):
+    from diffact.checks import Report, check_datasets
+
+    config = {"datasets": {"spair": {"kind": "spair", "root": str(tiny), "split": "test"},
+                           "spair-val": {"kind": "spair", "root": str(tiny), "split": "val", "subset": "val-360"},
+                           "spair-screen": {"kind": "spair", "root": str(tiny), "split": "test", "subset": "test-90"}},
+              "correspondence": {"table1": {"datasets": {"trn": "spair", "val": "spair-val", "test": "spair"}}}}
+    report = Report()
+    check_datasets(config, report)
+    # Table 1's test-360 (the default test_subset) on `spair` and the entry's own val-360 are both missing.
+    assert len(report.problems) == 2, report.problems
+    for subset in ("test-360", "val-360"):
+        assert any(f"SPair subset {subset}: DHF's spair_71k_{subset}.json is in none of" in p and
+                   str(tiny / "JPEGImages" / f"spair_71k_{subset}.json") in p for p in report.problems)
+    assert report.notes == [f"dataset spair, spair-val, spair-screen (spair, {tiny}): subset test-90: no "
+                            f"spair_71k_test-90.json (looked in {tiny}, {tiny / 'annotations'}, {tiny / 'JPEGImages'}); "
+                            "a deterministic draw of 5 pairs per category stands in for it, labelled test-90-drawn"]
+    for name in ("spair", "spair-val"):
+        config["datasets"][name]["subset_fallback"] = "draw"
+    report = Report()
+    check_datasets(config, report)
+    assert report.problems == [] and len(report.notes) == 3
 
 
 # ------------------------------------------------------------------------------------------------

@@ -50,11 +50,22 @@ def test_demo_chain_on_two_images(tiny_pipeline_dirs, tmp_path, cli):
     assert list(rows["layer"]) == ["up-level0-upsampler-out", "up-level1-upsampler-out", "up-level2-upsampler-out",
                                    "up-level3-repeat2-vit-out"]
     assert rows["pck_img@0.10"].between(0, 100).all() and (rows["n_keypoints"] > 0).all()
+    columns = list(rows.columns)  # each per-image PCK (mean over pairs) beside its pooled column
+    assert columns.index("pck_bbox@0.15_per_image") == columns.index("pck_bbox@0.15") + 1
     pixels = tmp_path / "pixels.csv"
     assert cli("pck-pixels", "--dataset-root", data, "--split", "test", "--image-size", "32", "--eval-size", "32",
                "--out", pixels).returncode == 0
     # a target made by a mild warp of its source: raw pixels already find many keypoints
     assert pd.read_csv(pixels)["pck_img@0.10"].iloc[0] > 20
+    assert 0 <= pd.read_csv(pixels)["pck_img@0.10_per_image"].iloc[0] <= 100
+    # The demo tree has no DHF subset file: test-360 stops the run unless it may be drawn, and then rows say so.
+    drawn = tmp_path / "pixels-drawn.csv"
+    args = ["pck-pixels", "--dataset-root", data, "--split", "test", "--subset", "test-360", "--image-size", "32",
+            "--eval-size", "32", "--out", drawn]
+    refused = cli(*args)
+    assert refused.returncode == 2 and "spair_71k_test-360.json is in none of" in refused.stderr and not drawn.exists()
+    assert cli(*args, "--subset-fallback", "draw").returncode == 0
+    assert pd.read_csv(drawn)["protocol"].tolist() == ["nn/test/test-360-drawn/eval32"]
 
 
 def test_pca_rgb_of_a_two_region_map():

@@ -102,11 +102,11 @@ def _on_disk(root: str | None) -> bool:
     return bool(root) and Path(root).exists()
 
 
-def _counted(kind: str, root: str, split=None, subset=None) -> Count:
+def _counted(kind: str, root: str, split=None, subset=None, **subset_policy) -> Count:
     from diffact.data.registry import dataset_images
 
     where = f"counted on disk in {root}" + (f" (split {split})" if split else "") + (f" (subset {subset})" if subset else "")
-    return Count(len(dataset_images(kind, root, split, subset)), where, True)
+    return Count(len(dataset_images(kind, root, split, subset, **subset_policy)), where, True)
 
 
 def _ddpmseg_reference(entry: dict, sizes: dict) -> dict:
@@ -142,7 +142,9 @@ def dataset_count(config: dict, name: str, sizes: dict, split: str | None = None
     if _on_disk(root):
         try:
             if kind == "spair":
-                return _counted(kind, root, entry.get("split", "test"), entry.get("subset"))
+                from diffact.data.spair import subset_options
+
+                return _counted(kind, root, entry.get("split", "test"), entry.get("subset"), **subset_options(entry))
             return _counted(kind, root, split or entry.get("split"))
         except (DataError, ConfigError) as err:
             raise DataError(f"dataset {name}: {root} exists but cannot be counted ({err})") from err

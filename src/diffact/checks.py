@@ -61,22 +61,68 @@ def schema_problems(config: dict, schema_path: str | Path) -> list[str]:
 
 # ---- datasets ----------------------------------------------------------------------------------------------
 
-def spair_problems(root: str, splits: list[str], subsets: list[str]) -> tuple[list[str], list[str]]:
-    """(problems, notes) of one SPair-71k root, for the splits and named subsets the profile uses."""
-    from diffact.data.spair import check_spair_root, subset_file_candidates
+def spair_problems(root: str, splits: list[str], subsets: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """(problems, notes) of one SPair-71k root, for the splits and named subsets the profile uses.
+
+    ``subsets``: subset name → its policy (:func:`diffact.data.spair.subset_options`). A subset file that is
+    there is read as the run would read it (DHF's val-360/test-360 checked against the released counts unless
+    ``official_counts`` is false); a missing DHF file is a problem naming every place looked in, unless the
+    policy says ``subset_fallback: draw``; other missing subsets (test-90) are drawn by rule: a note."""
+    from diffact.data.spair import (
+        DHF_SUBSET_COUNTS,
+        DRAWN_SUFFIX,
+        SPairDataset,
+        check_spair_root,
+        drawn_per_category,
+        missing_subset_message,
+        subset_file_candidates,
+    )
 
     problems = check_spair_root(root, splits=sorted(set(splits)))
     notes = []
     if not Path(root).is_dir():
         return problems, notes
-    for subset in sorted(set(subsets)):
+    for subset, policy in sorted(subsets.items()):
         candidates = subset_file_candidates(root, subset)
-        if not any(p.is_file() for p in candidates):
-            folders = ", ".join(str(p.parent) for p in candidates)
-            per_category = int(subset.rsplit("-", 1)[-1]) // 18 if subset.rsplit("-", 1)[-1].isdigit() else "N"
-            notes.append(f"subset {subset}: no {candidates[0].name} (looked in {folders}); a deterministic draw "
-                         f"of {per_category} pairs per category stands in for it")
+        if any(p.is_file() for p in candidates):
+            try:
+                SPairDataset(root, subset=subset, **policy)
+            except DiffactError as err:
+                problems.append(str(err))
+            continue
+        if subset in DHF_SUBSET_COUNTS and policy["subset_fallback"] != "draw":
+            problems.append(missing_subset_message(root, subset))
+            continue
+        folders = ", ".join(str(p.parent) for p in candidates)
+        try:
+            per_category = drawn_per_category(subset)
+        except DiffactError as err:
+            problems.append(str(err))
+            continue
+        notes.append(f"subset {subset}: no {candidates[0].name} (looked in {folders}); a deterministic draw "
+                     f"of {per_category} pairs per category stands in for it, labelled {subset}{DRAWN_SUFFIX}")
     return problems, notes
+
+
+def _strictest(a: dict, b: dict) -> dict:
+    """Two entries use one subset of one root: draw only if both allow it, check counts if either does."""
+    return {"subset_fallback": "draw" if a["subset_fallback"] == b["subset_fallback"] == "draw" else "error",
+            "official_counts": a["official_counts"] or b["official_counts"]}
+
+
+def spair_subset_uses(config: dict) -> list[tuple[str, str]]:
+    """(dataset name, subset) of every named SPair subset the profile reads: the entries' own ``subset`` and
+    Table 1's ``val_subset`` / ``test_subset`` on its val / test datasets (default val-360 / test-360)."""
+    from diffact.tasks.correspondence.plan import TABLE1_DEFAULTS
+
+    datasets = config.get("datasets") or {}
+    uses = [(name, str(entry["subset"])) for name, entry in datasets.items() if entry.get("subset")]
+    table1 = (config.get("correspondence") or {}).get("table1") or {}
+    for role, key in (("val", "val_subset"), ("test", "test_subset")):
+        name, subset = (table1.get("datasets") or {}).get(role), table1.get(key, TABLE1_DEFAULTS[key])
+        if name in datasets and subset and subset != "all":
+            uses.append((name, str(subset)))
+    return uses
 
 
 def ddpmseg_problems(root: str, name: str | None = None) -> list[str]:
@@ -122,15 +168,27 @@ def layout_problems(kind: str, root: str, official_counts: bool = True) -> list[
 
 def check_datasets(config: dict, report: Report) -> None:
     """Every dataset entry; entries that share a root (SPair splits) are checked once for all their splits."""
+    from diffact.data.spair import subset_options
+
     datasets = config.get("datasets") or {}
     spair_roots: dict[str, dict] = {}
     for name, entry in datasets.items():
         if entry.get("kind") == "spair" and not entry.get("build"):
-            group = spair_roots.setdefault(str(entry.get("root", "")), {"names": [], "splits": [], "subsets": []})
+            group = spair_roots.setdefault(str(entry.get("root", "")), {"names": [], "splits": [], "subsets": {}})
             group["names"].append(name)
             group["splits"].append(entry.get("split", "test"))
-            if entry.get("subset"):
-                group["subsets"].append(entry["subset"])
+    for name, subset in spair_subset_uses(config):
+        entry = datasets[name]
+        group = spair_roots.get(str(entry.get("root", "")))
+        if group is None or entry.get("kind") != "spair" or entry.get("build"):
+            continue
+        try:
+            policy = subset_options(entry)
+        except DiffactError as err:
+            report.add(f"dataset {name}", [str(err)])
+            continue
+        known = group["subsets"].get(subset)
+        group["subsets"][subset] = policy if known is None else _strictest(known, policy)
     for name, entry in datasets.items():
         kind, root = entry.get("kind"), str(entry.get("root", ""))
         subject = f"dataset {name} ({kind}, {root})"
@@ -218,10 +276,14 @@ def check_segmentation_configs(config: dict, report: Report) -> None:
 
 def check_profile(config: dict, schema_path: str | Path | None = None, datasets: bool = True, models: bool = True,
                   offline: bool | None = None) -> Report:
-    """Check a whole profile: config against the schema, then every dataset and model."""
+    """Check a whole profile: config against the schema and its cross-references (the names it uses for models,
+    datasets, layer sets, ...: :func:`diffact.workflow.reference_problems`), then every dataset and model."""
+    from diffact.workflow import reference_problems
+
     report = Report()
     if schema_path is not None:
         report.add("schema", schema_problems(config, schema_path))
+    report.add("config", reference_problems(config))  # what the workflow refuses to load
     if datasets:
         check_datasets(config, report)
     if models:

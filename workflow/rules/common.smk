@@ -5,13 +5,20 @@ import sys
 from snakemake.utils import validate
 
 from diffact import workflow as wf
+from diffact.utils.errors import ConfigError
 
 # A derived profile (`base: config/paper.yaml`, e.g. the rehearsal) is its base with its own keys on top.
 config.update(wf.resolve_base(config, where="--configfile"))
 config.pop("base", None)
 
 validate(config, schema="../../config/schema.yaml")
-wf.check_shards_by_store(config)
+# Every name the profile uses for another entry (models, datasets, layer sets, scenes, shards_by_store stores, ...)
+# must exist: a bad one stops here, before any job runs, in one line naming where it is and the known names
+# (rather than a traceback from whichever rule file reads it first).
+try:
+    wf.check_references(config)
+except ConfigError as err:
+    sys.exit(f"config error: {err}")
 
 # Jobs call the `diffact` console script of the environment snakemake runs in, even when that
 # environment's bin/ is not on PATH (e.g. `.venv/bin/snakemake` without activating the venv).

@@ -112,7 +112,7 @@ rule corr_train:
         stores=lambda w, input: " ".join([t1_store_args("--train-store", input.train),
                                           t1_store_args("--val-store", input.val)]),
         root=T1_ROOT,
-        opts=lambda w: (f"--val-subset {T1.get('val_subset') or 'all'} --feature-size {T1['feature_size']} "
+        opts=lambda w: (f"--val-subset {T1.get('val_subset') or 'all'} {t1_subset_policy('val')} --feature-size {T1['feature_size']} "
                         f"--eval-size {T1['eval_size']} --epochs {T1['epochs']} --pairs-per-epoch {T1['pairs_per_epoch']} "
                         f"--eval-every {T1['eval_every']} --lr {T1['lr']} --weight-decay {T1['weight_decay']} "
                         f"--seed {T1['seed']} --device {T1['device']}"),
@@ -142,7 +142,8 @@ rule corr_evaluate:
     params:
         stores=lambda w, input: t1_store_args("--store", input.stores),
         run=lambda w: f"--run {T1_DIR}/{w.entry}/{w.layerset}/run" if w.method == "trained" else "",
-        subset=lambda w: T1.get("val_subset" if w.protocol == "paper" else "test_subset") or "all",
+        subset=lambda w: " ".join(filter(None, [T1.get("val_subset" if w.protocol == "paper" else "test_subset") or "all",
+                                                t1_subset_policy(t1_eval_role(w))])),
         split=t1_eval_role,
         root=T1_ROOT,
         labels=t1_labels,

@@ -105,7 +105,7 @@ def register(subparsers) -> None:
 def cmd_noise_share(args) -> int:
     from diffact.analysis.property_runs import diffusion_noise_share
     from diffact.data.registry import dataset_images
-    from diffact.extract.commands import extraction_settings_from_args, set_torch_threads
+    from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args, set_torch_threads
     from diffact.extract.layersets import resolve_layers_arg
     from diffact.models.loading import load_pipeline
     from diffact.utils.errors import ConfigError
@@ -116,7 +116,8 @@ def cmd_noise_share(args) -> int:
                           "over noise draws, and an inversion has no noise draw; use --inversion none")
     settings = extraction_settings_from_args(args)
     set_torch_threads(args.torch_threads)
-    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset)
+    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
+                            **dataset_policy_from_args(args))
     if args.images:
         images = images[: args.images]
     pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,

@@ -29,7 +29,9 @@ SPair ground truth is exact by construction: every category is one shipped image
 of a category's images of one split corresponds exactly (stored to 1/100 pixel). The DHF subset files list
 ``*-360`` pairs per category drawn from the val / test split; ``test-90`` (the profile's ``spair-screen``) has
 no file upstream and is drawn by :func:`diffact.data.spair.subset_pairs` (5 pairs per category) from the test
-split, which by default holds 6 pairs per category so the draw really selects.
+split, which by default holds 6 pairs per category so the draw really selects. The subset files hold fewer pairs
+than DHF's 360, so a profile reading them sets ``official_counts: false`` on its SPair entries (as
+``config/rehearsal.yaml`` does): the loader and ``check-data`` then skip the released files' counts.
 
 Everything is drawn from generators seeded by ``seed`` and keyed by dataset and image
 (:func:`diffact.utils.seeding.numpy_rng`), files are written with fixed settings, and each dataset folder is

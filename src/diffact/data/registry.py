@@ -20,11 +20,13 @@ def spair_image_id(category: str, path: str | Path) -> str:
     return f"{category}/{Path(path).stem}"
 
 
-def spair_images(root: str | Path, split: str = "test", subset: str | None = None) -> list[tuple[str, Path]]:
+def spair_images(root: str | Path, split: str = "test", subset: str | None = None,
+                 **subset_policy) -> list[tuple[str, Path]]:
+    """``subset_policy``: :class:`diffact.data.spair.SPairDataset`'s ``subset_fallback`` / ``official_counts``."""
     from diffact.data.spair import SPairDataset
 
     images: dict[str, Path] = {}
-    for pair in SPairDataset(root, split=split, subset=subset):
+    for pair in SPairDataset(root, split=split, subset=subset, **subset_policy):
         for path in (pair.src_path, pair.trg_path):
             images[spair_image_id(pair.category, path)] = path
     return sorted(images.items())
@@ -53,10 +55,12 @@ def segmentation_images(kind: str, root: str | Path, split: str | None = None) -
     return sorted((pair.id, pair.image) for s in splits for pair in pairs(root, s))
 
 
-def dataset_images(kind: str, root: str | Path, split: str | None = None, subset: str | None = None) -> list[tuple[str, Path]]:
-    """All images of a dataset split, sorted by id; an empty dataset is an error."""
+def dataset_images(kind: str, root: str | Path, split: str | None = None, subset: str | None = None,
+                   **subset_policy) -> list[tuple[str, Path]]:
+    """All images of a dataset split, sorted by id; an empty dataset is an error. ``subset_policy`` (SPair
+    only): ``subset_fallback`` / ``official_counts`` of :class:`diffact.data.spair.SPairDataset`."""
     if kind == "spair":
-        images = spair_images(root, split or "test", subset)
+        images = spair_images(root, split or "test", subset, **subset_policy)
     elif kind == "ddpmseg":
         images = ddpmseg_images(root, split)
     elif kind == "folder":

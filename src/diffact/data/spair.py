@@ -19,12 +19,16 @@ is *missing* when a coordinate is NaN/null or negative (then PCK leaves it out o
 SPair comes from PASCAL VOC, whose coordinates are 1-based, so x == W or y == H is still inside.
 
 The paper evaluates on DHF's ``spair_71k_val-360.json`` (20 pairs for each of the 18 categories;
-spec §2.8). When such a subset file is absent, :func:`subset_pairs` draws an equivalent seeded subset.
+spec §2.8). Without that file (or ``spair_71k_test-360.json``) a run stops with an error naming every place
+looked in, unless the dataset entry says ``subset_fallback: draw``: then :func:`subset_pairs` draws a seeded
+subset by the same rule, a warning says so and the subset is labelled ``val-360-drawn`` in every result row.
+Other ``<split>-<N>`` names (the paper profile's ``test-90``) have no upstream file and are always drawn.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -37,6 +41,8 @@ import numpy as np
 from diffact.utils.errors import ConfigError, DataError
 from diffact.utils.paths import checked_join
 from diffact.utils.seeding import numpy_rng
+
+log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("trn", "val", "test")
 
@@ -69,6 +75,17 @@ DHF_RECORD_KEYS: dict[str, str] = {
 SPAIR_KEYS: dict[str, str] = {key: key for key in DHF_RECORD_KEYS}
 
 _SUBSET_NAME = re.compile(r"^(trn|val|test)-(\d+)$")
+
+# DHF's released subset files (github.com/diffusion-hyperfeatures/diffusion_hyperfeatures, annotations/):
+# (pairs, keypoints annotated in both images, i.e. the PCK denominator). 360 = 20 pairs × 18 categories
+# (spec §2.8); the keypoint totals are the ones issue 16 gives for the released files (not re-counted here:
+# the files are not in this repository). Such a subset is never drawn silently (see SUBSET_FALLBACKS).
+DHF_SUBSET_COUNTS: dict[str, tuple[int, int]] = {"val-360": (360, 2615), "test-360": (360, 2529)}
+
+# What happens when a DHF subset file is missing: "error" (stop, the default) or "draw" (a seeded draw by the
+# same 20-per-category rule, logged and labelled "<subset>-drawn"); a dataset entry's ``subset_fallback``.
+SUBSET_FALLBACKS: tuple[str, ...] = ("error", "draw")
+DRAWN_SUFFIX = "-drawn"
 
 
 @dataclass(frozen=True, eq=False)
@@ -395,11 +412,52 @@ def _subset_split(subset: str | None) -> str | None:
 
 
 def subset_file_candidates(root: str | os.PathLike, subset: str) -> list[Path]:
-    """Where a named subset's file is looked for: ``<root>/spair_71k_<subset>.json`` and
-    ``<root>/annotations/spair_71k_<subset>.json`` (DHF keeps it under annotations/)."""
+    """Where a named subset's file is looked for, in this order: ``<root>/spair_71k_<subset>.json``,
+    ``<root>/annotations/`` (where DHF's repository keeps it) and ``<root>/JPEGImages/`` (where GDF's README
+    says to put it)."""
     root = Path(root)
     filename = f"spair_71k_{subset}.json"
-    return [root / filename, root / "annotations" / filename]
+    return [root / filename, root / "annotations" / filename, root / "JPEGImages" / filename]
+
+
+def check_subset_fallback(fallback: str) -> str:
+    if fallback not in SUBSET_FALLBACKS:
+        raise ConfigError(f"unknown subset_fallback {fallback!r}; expected one of {', '.join(SUBSET_FALLBACKS)}")
+    return fallback
+
+
+def drawn_per_category(subset: str) -> int:
+    """Pairs per category of a drawn ``<split>-<N>`` subset: N // 18 (20 for 360), at least 1."""
+    match = _SUBSET_NAME.match(subset)
+    if match is None:
+        raise ConfigError(f"subset {subset!r} is not a subset name like 'val-360'")
+    return max(1, int(match.group(2)) // len(SPAIR_CATEGORIES))
+
+
+def missing_subset_message(root: str | os.PathLike, subset: str) -> str:
+    """One line: the DHF subset file is in none of the places looked in, and the two ways on."""
+    looked = ", ".join(str(p) for p in subset_file_candidates(root, subset))
+    return (f"SPair subset {subset}: DHF's spair_71k_{subset}.json is in none of {looked}; put it there, or set "
+            f"'subset_fallback: draw' on the dataset entry (--subset-fallback draw) to draw "
+            f"{drawn_per_category(subset)} pairs per category instead")
+
+
+def subset_keypoint_count(pairs: Iterable[SPairPair]) -> int:
+    """Keypoints annotated in both images over all pairs (what PCK scores; DHF's records hold only those)."""
+    return int(sum((keypoints_present(p.src_kps) & keypoints_present(p.trg_kps)).sum() for p in pairs))
+
+
+def subset_count_problems(path: str | os.PathLike, subset: str, pairs: Sequence[SPairPair]) -> list[str]:
+    """A DHF subset file read from disk must hold the released file's pairs and keypoints
+    (:data:`DHF_SUBSET_COUNTS`); other subsets are not counted. One message, or none."""
+    expected = DHF_SUBSET_COUNTS.get(subset)
+    if expected is None:
+        return []
+    found = (len(pairs), subset_keypoint_count(pairs))
+    if found == expected:
+        return []
+    return [f"{path}: {subset} holds {found[0]} pairs and {found[1]:,} keypoints, DHF's file {expected[0]} pairs and "
+            f"{expected[1]:,} keypoints (a fixture tree: set 'official_counts: false' on the dataset entry)"]
 
 
 def read_subset_file(path: str | os.PathLike, root: str | os.PathLike, pairs_by_name: dict[str, SPairPair] | None = None) -> list[SPairPair]:
@@ -431,14 +489,39 @@ def read_subset_file(path: str | os.PathLike, root: str | os.PathLike, pairs_by_
     return pairs
 
 
+def subset_options(entry: dict) -> dict:
+    """A dataset config entry's subset policy as :class:`SPairDataset` keywords: ``subset_fallback``
+    (default "error") and ``official_counts`` (default true; false for fixture trees, as for ADE20K)."""
+    return {"subset_fallback": check_subset_fallback(entry.get("subset_fallback", "error")),
+            "official_counts": entry.get("official_counts", True) is not False}
+
+
+def add_subset_policy_args(parser) -> None:
+    """``--subset-fallback`` and ``--no-official-counts``: a dataset entry's subset policy on the command line
+    (:func:`diffact.workflow.spair_subset_args` writes them)."""
+    parser.add_argument("--subset-fallback", default="error", choices=SUBSET_FALLBACKS,
+                        help="without DHF's val-360/test-360 file: error (default) or draw a labelled subset")
+    parser.add_argument("--no-official-counts", dest="official_counts", action="store_false",
+                        help="do not check a DHF subset file's pair and keypoint counts (fixture trees)")
+
+
+def subset_options_from_args(args) -> dict:
+    """:func:`add_subset_policy_args`' values as :class:`SPairDataset` keywords."""
+    return {"subset_fallback": getattr(args, "subset_fallback", "error"),
+            "official_counts": getattr(args, "official_counts", True)}
+
+
 class SPairDataset:
     """The annotated pairs of one SPair-71k split (or a subset of it), read from the official layout.
 
     ``split``: "trn", "val" or "test" (default "test", or the split a subset name implies).
-    ``subset``: None / "all" for every pair; "val-360" / "test-360" (any "<split>-<N>") for DHF's subset —
-    read from ``spair_71k_<subset>.json`` in the root (or root/annotations) when present, otherwise drawn
-    by :func:`subset_pairs` with N // 18 pairs per category (20 for 360) and ``subset_seed``; or a path to
-    a subset file (list of pair names, or DHF records).
+    ``subset``: None / "all" for every pair; "val-360" / "test-360" for DHF's subset, read from
+    ``spair_71k_<subset>.json`` (:func:`subset_file_candidates`) and checked against the released file's
+    counts unless ``official_counts`` is False (fixture trees); without the file a DataError names every place
+    looked in, unless ``subset_fallback`` is "draw": then :func:`subset_pairs` draws N // 18 pairs per
+    category with ``subset_seed`` (logged as a warning). Any other "<split>-<N>" reads its file when there is
+    one and is drawn otherwise. Or a path to a subset file (list of pair names, or DHF records).
+    ``subset_label`` names what was used, e.g. "val-360", "val-360-drawn" or "all".
 
     Iterating yields :class:`SPairPair` objects; ``len()`` is the number of pairs.
     """
@@ -451,6 +534,8 @@ class SPairDataset:
         *,
         subset_seed: int = 0,
         check_images: bool = True,
+        subset_fallback: str = "error",
+        official_counts: bool = True,
     ) -> None:
         self.root = Path(root)
         implied = _subset_split(None if subset is None else str(subset))
@@ -458,6 +543,9 @@ class SPairDataset:
             raise ConfigError(f"subset {subset!r} belongs to split '{implied}', but split '{split}' was requested")
         self.split = check_split(split or implied or "test")
         self.subset = None if subset in (None, "all") else str(subset)
+        self.subset_fallback = check_subset_fallback(subset_fallback)
+        self.official_counts = bool(official_counts)
+        self.drawn = False
 
         names = split_pair_names(self.root, self.split)
         folder = self.root / "PairAnnotation" / self.split
@@ -468,6 +556,13 @@ class SPairDataset:
                 raise DataError(f"{layout_file(self.root, self.split)} lists pair {name!r} but {path} does not exist")
             all_pairs.append(read_pair_annotation(path, self.root, check_images=check_images))
         self.pairs: list[SPairPair] = self._select(all_pairs, subset_seed)
+
+    @property
+    def subset_label(self) -> str:
+        """The subset as result rows name it: "all", the subset name or file, "<name>-drawn" when drawn."""
+        if self.subset is None:
+            return "all"
+        return f"{self.subset}{DRAWN_SUFFIX}" if self.drawn else self.subset
 
     def _select(self, all_pairs: list[SPairPair], seed: int) -> list[SPairPair]:
         if self.subset is None:
@@ -483,8 +578,17 @@ class SPairDataset:
             return read_subset_file(path, self.root, by_name)
         for candidate in subset_file_candidates(self.root, self.subset):
             if candidate.is_file():
-                return read_subset_file(candidate, self.root, by_name)
-        per_category = max(1, int(match.group(2)) // len(SPAIR_CATEGORIES))
+                pairs = read_subset_file(candidate, self.root, by_name)
+                if self.official_counts:
+                    _raise_problems(subset_count_problems(candidate, self.subset, pairs))
+                return pairs
+        if self.subset in DHF_SUBSET_COUNTS and self.subset_fallback != "draw":
+            raise DataError(missing_subset_message(self.root, self.subset))
+        per_category = drawn_per_category(self.subset)
+        report = log.warning if self.subset in DHF_SUBSET_COUNTS else log.info
+        report("SPair subset %s: no spair_71k_%s.json under %s; drawing %d pairs per category (seed %d) instead, "
+               "labelled %s%s", self.subset, self.subset, self.root, per_category, seed, self.subset, DRAWN_SUFFIX)
+        self.drawn = True
         return subset_pairs(all_pairs, per_category=per_category, seed=seed)
 
     @property

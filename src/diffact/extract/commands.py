@@ -78,9 +78,18 @@ def _dit_for_listing(folder: Path):
         return cls.from_config(cls.load_config(folder, subfolder="transformer"))
 
 
+def dataset_policy_from_args(args) -> dict:
+    """The SPair subset policy of :func:`add_extraction_args` arguments (nothing for other dataset kinds)."""
+    from diffact.data.spair import subset_options_from_args
+
+    return subset_options_from_args(args) if args.dataset_kind == "spair" else {}
+
+
 def add_extraction_args(p) -> None:
     """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
     that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
+    from diffact.data.spair import add_subset_policy_args
+
     p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
     p.add_argument("--variant", help="weight-file variant to load, e.g. fp16 (the hub's *.fp16.safetensors)")
@@ -93,6 +102,7 @@ def add_extraction_args(p) -> None:
     p.add_argument("--dataset-root", required=True)
     p.add_argument("--split")
     p.add_argument("--subset")
+    add_subset_policy_args(p)
     p.add_argument("--t", type=int, default=50)
     p.add_argument("--prompt", default="")
     p.add_argument("--image-size", type=int, default=512)
@@ -191,7 +201,8 @@ def _store_settings_from_args(args) -> tuple[object, dict, list]:
     key = settings_key(settings)
     if args.check_key and not Path(args.out).name.endswith(key):
         raise ConfigError(f"--out {args.out} does not end with the settings key {key}")
-    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset)
+    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
+                            **dataset_policy_from_args(args))
     return extraction, settings, images
 
 

@@ -4,9 +4,10 @@
 
 
 def corr_subset_arg():
-    """The screened dataset's named subset (its store holds only those images), as a pck-screen flag."""
+    """The screened dataset's named subset (its store holds only those images) and its subset policy
+    (--subset-fallback, --no-official-counts), as pck-screen flags."""
     subset = wf.dataset_entry(config, CORR["dataset"]).get("subset")
-    return f"--subset {subset}" if subset else ""
+    return f"--subset {subset} {wf.spair_subset_args(config, CORR['dataset'])}".strip() if subset else ""
 
 
 def corr_models():
@@ -32,6 +33,11 @@ def t1_store_args(flag, done_files):
 
 def t1_eval_role(w):
     return "val" if w.protocol == "paper" else "test"
+
+
+def t1_subset_policy(role):
+    """The subset policy flags of the dataset that holds split `role` (its subset_fallback, official_counts)."""
+    return wf.spair_subset_args(config, corr_plan.split_dataset(config, role))
 
 
 def t1_eval_stores(w):

@@ -9,7 +9,8 @@ fixed ``logit_scale = log(1/0.07)``: each source keypoint's row of similarities 
 must pick the target keypoint's position, and the reverse. Keypoints are rescaled to the grid and
 rounded (DHF's ``rescale_points`` + ``points_to_idxs``). AdamW, lr 5e-4, weight decay 0.01, one pair per
 step, 2 epochs × 5000 random pairs, an evaluation every 500 steps (step > 0): features after the conv
-are upsampled to 512² and matched by hard nearest neighbour (:mod:`.matching`), PCK pooled over keypoints.
+are upsampled to 512² and matched by hard nearest neighbour (:mod:`.matching`), PCK pooled over keypoints
+(and per image beside it, :mod:`.pck`).
 
 The ``nn`` algorithm is the same pipeline without the conv: the resized, concatenated maps are matched
 directly. Features come from feature stores, read lazily, one pair (two images) at a time.
@@ -34,7 +35,7 @@ from torch import nn
 
 from diffact.data.spair import keypoints_present
 from diffact.tasks.correspondence.matching import keypoints_to_eval_pixels, transfer_pair
-from diffact.tasks.correspondence.pck import ALPHAS, PCKAccumulator
+from diffact.tasks.correspondence.pck import ALPHAS, PER_IMAGE, PCKAccumulator, metric_column
 from diffact.utils.errors import ConfigError, DataError
 from diffact.utils.seeding import derive_seed, numpy_rng
 
@@ -286,7 +287,9 @@ def evaluation_steps(total_steps: int, eval_every: int) -> list[int]:
 
 
 def pck_columns(alphas: Sequence[float] = ALPHAS) -> list[str]:
-    return [f"pck_{kind}@{alpha:.2f}" for kind in ("img", "bbox") for alpha in alphas]
+    """The PCK columns of an evaluation row: each pooled column followed by its per-image twin."""
+    return [metric_column(kind, alpha) + suffix for kind in ("img", "bbox") for alpha in alphas
+            for suffix in ("", PER_IMAGE)]
 
 
 @torch.no_grad()
@@ -294,7 +297,8 @@ def evaluate(pairs: Sequence, features_of: PairFeatures, network: AggregationNet
              alphas: Sequence[float] = ALPHAS) -> dict:
     """PCK of hard-NN transfer on ``pairs`` with the conv applied (``network``) or not (``nn``).
 
-    Returns the pooled summary (``pck_img@0.10`` …, n_pairs, n_keypoints) plus ``seconds`` and
+    Returns the summary (pooled ``pck_img@0.10`` … each with its ``pck_img@0.10_per_image`` twin, n_pairs,
+    n_keypoints; :meth:`PCKAccumulator.summary`) plus ``seconds`` and
     ``keypoints_per_s`` (annotated keypoints scored per second, feature reading included)."""
     if network is not None:
         network.eval()

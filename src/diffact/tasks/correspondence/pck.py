@@ -7,9 +7,13 @@ A predicted target keypoint is correct when its distance to the ground truth is 
 * **bbox**: α · max(x2 − x1, y2 − y1) of the target's bounding box.
 
 The paper reports α = 0.1 for both, **pooled over all keypoints** of the evaluation set (not averaged
-per pair or per category); per-category values and α ∈ {0.05, 0.15} are reported here as well.
-Ground-truth keypoints that are missing (NaN or negative) are left out of the denominator.
-PCK values are percentages (0–100), as in the paper's tables.
+per pair or per category; DHF's ``compute_pck`` concatenates every pair's distances); per-category values and
+α ∈ {0.05, 0.15} are reported here as well. Beside every pooled value stands the **per-image** PCK of
+DIFT (Tang et al. 2023) and GeoAware-SC (Zhang et al. 2024): each pair's PCK over its own keypoints, then the
+mean over pairs (columns ``<metric>_per_image``), so numbers from either convention can be compared. Pairs
+differ in keypoint count, so the two differ whenever pairs with many keypoints score differently from pairs
+with few. Ground-truth keypoints that are missing (NaN or negative) are left out of the denominator; a pair
+with none counts in neither. PCK values are percentages (0–100), as in the paper's tables.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ ALPHAS: tuple[float, ...] = (0.05, 0.10, 0.15)
 PAPER_ALPHA = 0.10
 KINDS: tuple[str, ...] = ("img", "bbox")
 ALL = "all"  # the category label of pooled rows
+PER_IMAGE = "_per_image"  # suffix of the per-image columns: pck_img@0.10 → pck_img@0.10_per_image
 
 
 def img_threshold(alpha: float, image_size: Sequence[int]) -> float:
@@ -65,6 +70,11 @@ def pck(pred: np.ndarray, gt: np.ndarray, threshold: float) -> float:
     return 100.0 * float(pck_hits(pred, gt, threshold)[valid].mean())
 
 
+def metric_column(kind: str, alpha: float) -> str:
+    """The pooled PCK column of a result table, e.g. ``pck_img@0.10``; its per-image twin adds ``_per_image``."""
+    return f"pck_{kind}@{float(alpha):.2f}"
+
+
 def _alpha_key(alpha: float) -> float:
     # 0.1 and 0.10000000000000001 must be the same key.
     return round(float(alpha), 6)
@@ -72,20 +82,36 @@ def _alpha_key(alpha: float) -> float:
 
 @dataclass
 class _Count:
+    """Hits over keypoints (pooled PCK) and the sum of the pairs' own PCKs (per-image PCK)."""
+
     correct: int = 0
     total: int = 0
+    pair_pck_sum: float = 0.0
+    pairs: int = 0  # pairs with at least one annotated keypoint
+
+    def add(self, correct: int, total: int) -> None:
+        self.correct += correct
+        self.total += total
+        if total:
+            self.pair_pck_sum += 100.0 * correct / total
+            self.pairs += 1
 
     def pck(self) -> float:
         return 100.0 * self.correct / self.total if self.total else float("nan")
 
+    def pck_per_image(self) -> float:
+        return self.pair_pck_sum / self.pairs if self.pairs else float("nan")
+
 
 @dataclass
 class PCKAccumulator:
-    """Collects per-pair hits and reports PCK pooled over keypoints and per category.
+    """Collects per-pair hits and reports PCK pooled over keypoints (the paper's) and per image (the mean
+    of the pairs' own PCKs, DIFT/GeoAware's), overall and per category.
 
     Use :meth:`add_pair` with predictions (it computes img and bbox hits at every α), or :meth:`add_hits`
-    with hits computed elsewhere. Results: :meth:`pooled`, :meth:`per_category`, :meth:`category_mean`,
-    :meth:`table` (pandas), :meth:`summary` (flat dict) and :meth:`pairs_table` (one row per pair).
+    with hits computed elsewhere. Results: :meth:`pooled`, :meth:`per_image`, :meth:`per_category`,
+    :meth:`category_mean`, :meth:`table` (pandas), :meth:`summary` (flat dict) and :meth:`pairs_table`
+    (one row per pair).
     """
 
     alphas: Sequence[float] = ALPHAS
@@ -116,9 +142,7 @@ class PCKAccumulator:
             for alpha in self.alphas:
                 correct = int(normalised[(kind, alpha)][valid].sum())
                 for key in ((kind, alpha, ALL), (kind, alpha, category)):
-                    count = self._counts.setdefault(key, _Count())
-                    count.correct += correct
-                    count.total += int(valid.sum())
+                    self._counts.setdefault(key, _Count()).add(correct, int(valid.sum()))
                 row[f"correct_{kind}@{alpha:.2f}"] = correct
         self._pairs.append(row)
 
@@ -177,18 +201,30 @@ class PCKAccumulator:
         """PCK (%) pooled over all keypoints — the paper's number (NaN before any keypoint)."""
         return self._count(kind, alpha, ALL).pck()
 
+    def per_image(self, kind: str = "img", alpha: float = PAPER_ALPHA, category: str = ALL) -> float:
+        """Per-image PCK (%): the mean over pairs (of ``category``, default all) of each pair's PCK over its
+        annotated keypoints — DIFT's and GeoAware-SC's convention (NaN before any keypoint)."""
+        return self._count(kind, alpha, category).pck_per_image()
+
     def per_category(self, kind: str = "img", alpha: float = PAPER_ALPHA) -> dict[str, float]:
         """PCK (%) pooled over the keypoints of each category."""
         return {c: self._count(kind, alpha, c).pck() for c in self.categories}
+
+    def per_category_per_image(self, kind: str = "img", alpha: float = PAPER_ALPHA) -> dict[str, float]:
+        """Per-image PCK (%) of each category: the mean of its pairs' own PCKs."""
+        return {c: self.per_image(kind, alpha, c) for c in self.categories}
 
     def category_mean(self, kind: str = "img", alpha: float = PAPER_ALPHA) -> float:
         """Unweighted mean of the per-category PCKs (some papers report this instead of pooling)."""
         values = list(self.per_category(kind, alpha).values())
         return float(np.mean(values)) if values else float("nan")
 
+    TABLE_COLUMNS = ("category", "kind", "alpha", "n_correct", "n_keypoints", "pck", "n_pairs", "pck" + PER_IMAGE)
+
     def table(self):
-        """pandas DataFrame, one row per (category, kind, α): columns category ("all" = pooled, first),
-        kind, alpha, n_correct, n_keypoints, pck (%)."""
+        """pandas DataFrame, one row per (category, kind, α): columns category ("all" = every pair, first),
+        kind, alpha, n_correct, n_keypoints, pck (% pooled over keypoints), n_pairs (pairs with a keypoint)
+        and pck_per_image (% mean of the pairs' PCKs)."""
         import pandas as pd
 
         rows = []
@@ -196,17 +232,19 @@ class PCKAccumulator:
             for kind in KINDS:
                 for alpha in self.alphas:
                     count = self._count(kind, alpha, category)
-                    rows.append(
-                        {"category": category, "kind": kind, "alpha": alpha, "n_correct": count.correct, "n_keypoints": count.total, "pck": count.pck()}
-                    )
-        return pd.DataFrame(rows, columns=["category", "kind", "alpha", "n_correct", "n_keypoints", "pck"])
+                    rows.append(dict(zip(self.TABLE_COLUMNS, (category, kind, alpha, count.correct, count.total,
+                                                              count.pck(), count.pairs, count.pck_per_image()))))
+        return pd.DataFrame(rows, columns=list(self.TABLE_COLUMNS))
 
     def summary(self) -> dict[str, float]:
-        """Flat dict of pooled results: ``pck_img@0.10`` etc. (%), plus n_pairs and n_keypoints."""
+        """Flat dict of the results over all pairs: ``pck_img@0.10`` etc. (% pooled over keypoints), each
+        followed by ``pck_img@0.10_per_image`` (% mean over pairs), plus n_pairs and n_keypoints."""
         out: dict[str, float] = {"n_pairs": self.n_pairs, "n_keypoints": self.n_keypoints}
         for kind in KINDS:
             for alpha in self.alphas:
-                out[f"pck_{kind}@{alpha:.2f}"] = self.pooled(kind, alpha)
+                column = metric_column(kind, alpha)
+                out[column] = self.pooled(kind, alpha)
+                out[column + PER_IMAGE] = self.per_image(kind, alpha)
         return out
 
     def pairs_table(self):

@@ -58,7 +58,8 @@ def _check_evaluations(evaluations: pd.DataFrame, metric: str | None = None, whe
 
 def paper_result(evaluations: pd.DataFrame, where: str = "evaluations") -> dict:
     """The paper's number: every PCK column's maximum over checkpoints, separately, plus the step each
-    maximum came from (``step_<column>``, earliest on ties) and the evaluation-set size."""
+    maximum came from (``step_<column>``, earliest on ties) and the evaluation-set size. The per-image
+    columns (``pck_img@0.10_per_image``) get their own maximum, as every other metric does."""
     _check_evaluations(evaluations, where=where)
     ordered = evaluations.sort_values("step", kind="stable").reset_index(drop=True)
     result: dict = {}

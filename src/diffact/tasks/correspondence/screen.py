@@ -3,8 +3,8 @@ plus the raw-pixel reference computed the same way.
 
 Each activation is scored alone: for every pair, its source and target maps are read lazily from the
 store (one layer of two images at a time), matched by hard NN on cosine similarity and scored with PCK
-(image and bbox thresholds, pooled over keypoints). Memory: two feature maps and one band of the
-upsampled target at a time. Every row also reports the evaluation speed (``seconds``, ``keypoints_per_s``:
+(image and bbox thresholds, pooled over keypoints, and per image beside it). Memory: two feature maps and
+one band of the upsampled target at a time. Every row also reports the evaluation speed (``seconds``, ``keypoints_per_s``:
 annotated keypoints scored per second, store reads included), so the cost of an eval size can be judged;
 those wall-clock columns go to the log, not into result files (:func:`without_timings`), so the same
 config always writes the same bytes.
@@ -41,10 +41,9 @@ def without_timings(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _summary_row(acc: PCKAccumulator, seconds: float | None = None) -> dict:
-    row = {"n_pairs": acc.n_pairs, "n_keypoints": acc.n_keypoints}
-    for kind in ("img", "bbox"):
-        for alpha in acc.alphas:
-            row[f"pck_{kind}@{alpha:.2f}"] = acc.pooled(kind, alpha)
+    """n_pairs, n_keypoints and every PCK column: pooled (``pck_img@0.10``, the paper's) with its per-image
+    twin beside it (``pck_img@0.10_per_image``, DIFT/GeoAware's mean over pairs)."""
+    row = acc.summary()
     if seconds is not None:
         row["seconds"] = seconds
         row["keypoints_per_s"] = acc.n_keypoints / seconds if seconds > 0 else float("nan")

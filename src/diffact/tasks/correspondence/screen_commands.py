@@ -9,11 +9,14 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    from diffact.data.spair import add_subset_policy_args
+
     p = subparsers.add_parser("pck-screen", help="nearest-neighbour PCK of every activation in a feature store")
     p.add_argument("--store", required=True, help="feature store folder (from diffact extract)")
     p.add_argument("--dataset-root", required=True, help="SPair-71k-layout root")
     p.add_argument("--split", default="test")
     p.add_argument("--subset")
+    add_subset_policy_args(p)
     p.add_argument("--layers", help="comma-separated subset of the store's layers (default: all)")
     p.add_argument("--eval-size", type=int, default=512, help="features are upsampled to this square (paper: 512)")
     p.add_argument("--model-name", default="", help="label written into the 'model' column")
@@ -25,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--dataset-root", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--subset")
+    add_subset_policy_args(p)
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--eval-size", type=int, default=512)
     p.add_argument("--patch", type=int, default=5)
@@ -38,8 +42,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_table)
 
 
+def screen_pairs(args):
+    """The screened pairs and the protocol label of the rows (``nn/<split>[/<subset label>]/eval<size>``: a
+    drawn subset reads e.g. ``test-360-drawn``)."""
+    from diffact.data.spair import SPairDataset, subset_options_from_args
+
+    dataset = SPairDataset(args.dataset_root, split=args.split, subset=args.subset, **subset_options_from_args(args))
+    subset = f"/{dataset.subset_label}" if args.subset else ""
+    return list(dataset), f"nn/{args.split}{subset}/eval{args.eval_size}"
+
+
 def cmd_screen(args) -> int:
-    from diffact.data.spair import SPairDataset
     from diffact.extract.store import FeatureStore
     from diffact.tasks.correspondence.screen import screen_store, without_timings
     from diffact.utils.io import write_csv
@@ -48,28 +61,27 @@ def cmd_screen(args) -> int:
 
     set_threads(args.threads)
     store = FeatureStore.open(args.store)
-    pairs = list(SPairDataset(args.dataset_root, split=args.split, subset=args.subset))
+    pairs, protocol = screen_pairs(args)
     layers = args.layers.split(",") if args.layers else None
     table = screen_store(store, pairs, layers, eval_size=args.eval_size)
     table.insert(0, "model", args.model_name or store.settings.get("model", {}).get("source", ""))
-    table.insert(1, "protocol", f"nn/{args.split}{'/' + args.subset if args.subset else ''}/eval{args.eval_size}")
+    table.insert(1, "protocol", protocol)
     write_csv(args.out, without_timings(table))
     log.info("wrote %s (%d activations)", args.out, len(table))
     return 0
 
 
 def cmd_pixels(args) -> int:
-    from diffact.data.spair import SPairDataset
     from diffact.tasks.correspondence.screen import screen_pixels, without_timings
     from diffact.utils.io import write_csv
 
     from diffact.tasks.correspondence.train_commands import set_threads
 
     set_threads(args.threads)
-    pairs = list(SPairDataset(args.dataset_root, split=args.split, subset=args.subset))
+    pairs, protocol = screen_pairs(args)
     table = screen_pixels(pairs, args.image_size, args.eval_size, args.patch)
     table.insert(0, "model", "none")
-    table.insert(1, "protocol", f"nn/{args.split}{'/' + args.subset if args.subset else ''}/eval{args.eval_size}")
+    table.insert(1, "protocol", protocol)
     write_csv(args.out, without_timings(table))
     return 0
 

@@ -17,6 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from diffact.tasks.correspondence.pck import PER_IMAGE
 from diffact.utils.errors import DataError
 
 REFERENCE_FILES = ("paper_table1.csv", "paper_figure1.csv", "paper_figure4.csv")
@@ -91,6 +92,8 @@ def build_table1(results: Sequence[pd.DataFrame], unavailable: pd.DataFrame | No
         ["entry", "layer_set", "method", "protocol"],
         key=lambda s: s.map(order).fillna(0) if s.name in ("method", "protocol") else s, kind="stable",
     ).reset_index(drop=True)
-    first = [c for c in ROW_KEYS + ["status", "eval_split", "eval_subset", *HEADLINE, "paper_method",
+    # Each headline number (pooled over keypoints, the paper's) with its per-image twin (DIFT/GeoAware's) beside it.
+    headline = [name for c in HEADLINE for name in (c, c + PER_IMAGE)]
+    first = [c for c in ROW_KEYS + ["status", "eval_split", "eval_subset", *headline, "paper_method",
                                     *(f"paper_{c}" for c in HEADLINE)] if c in table.columns]
     return table[first + [c for c in table.columns if c not in first]]

@@ -31,11 +31,14 @@ def set_threads(threads: int | None) -> None:
 
 
 def register(subparsers) -> None:
+    from diffact.data.spair import add_subset_policy_args
+
     p = subparsers.add_parser("corr-train", help="train the correspondence aggregation conv (paper §2.8) on feature stores")
     p.add_argument("--train-store", action="append", required=True, help="trn-split feature store; repeat once per model of a multi-model set")
     p.add_argument("--val-store", action="append", required=True, help="val-split feature store(s), same models and order")
     p.add_argument("--dataset-root", required=True, help="SPair-71k-layout root")
     p.add_argument("--val-subset", default="val-360", help="validation subset (default val-360; 'all' for the whole split)")
+    add_subset_policy_args(p)
     _add_eval_grid(p)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--pairs-per-epoch", type=int, default=5000)
@@ -54,6 +57,7 @@ def register(subparsers) -> None:
     p.add_argument("--dataset-root", help="SPair-71k-layout root (default: the store's)")
     p.add_argument("--split", help="evaluated split (default: val for paper, test for heldout)")
     p.add_argument("--subset", help="evaluated subset, e.g. val-360 / test-360 ('all' = whole split)")
+    add_subset_policy_args(p)
     p.add_argument("--select-metric", default="pck_img@0.10", help="heldout: validation column that selects the checkpoint")
     _add_eval_grid(p)
     p.add_argument("--entry", default="", help="row label: model or combination name")
@@ -98,7 +102,7 @@ def _check_same_layers(train, val) -> None:
 
 
 def cmd_train(args) -> int:
-    from diffact.data.spair import SPairDataset
+    from diffact.data.spair import SPairDataset, subset_options_from_args
     from diffact.models.loading import pick_device
     from diffact.tasks.correspondence.aggregation import StorePairFeatures, TrainSettings, train_aggregation
     from diffact.tasks.correspondence.screen import without_timings
@@ -112,7 +116,8 @@ def cmd_train(args) -> int:
     train_stores, val_stores = _open_stores(args.train_store), _open_stores(args.val_store)
     _check_same_layers(train_stores, val_stores)
     train_pairs = list(SPairDataset(args.dataset_root, split="trn"))
-    val_pairs = list(SPairDataset(args.dataset_root, split="val", subset=args.val_subset))
+    val_set = SPairDataset(args.dataset_root, split="val", subset=args.val_subset, **subset_options_from_args(args))
+    val_pairs = list(val_set)
     train_features = StorePairFeatures(train_stores, settings.feature_size, device=device)
     val_features = StorePairFeatures(val_stores, settings.feature_size, device=device)
     log.info("training the aggregation conv: %d channels from %d model(s), %d trn pairs, %d val pairs, %d steps on %s",
@@ -127,9 +132,9 @@ def cmd_train(args) -> int:
         # These validation scores feed both protocols: paper = their max, heldout = the selection.
         evaluations.insert(1, "protocol", "val-per-checkpoint")
         evaluations.insert(2, "split", "val")
-        evaluations.insert(3, "subset", args.val_subset or "all")
+        evaluations.insert(3, "subset", val_set.subset_label)  # e.g. val-360, or val-360-drawn
         write_csv(tmp / "train_log.csv", train_log)
-        write_json(tmp / "run.json", {**meta, "settings": settings.as_dict(), "val_subset": args.val_subset,
+        write_json(tmp / "run.json", {**meta, "settings": settings.as_dict(), "val_subset": val_set.subset_label,
                                       "n_train_pairs": len(train_pairs), "device": str(device)})
         write_csv(tmp / "evaluations.csv", without_timings(evaluations))  # speeds are in the log
     best = evaluations["pck_img@0.10"].max() if not evaluations.empty else float("nan")
@@ -138,14 +143,16 @@ def cmd_train(args) -> int:
 
 
 def _evaluation_pairs(args, stores, split):
-    from diffact.data.spair import SPairDataset
+    """(pairs, subset label) of the evaluated split: the label reads e.g. test-360-drawn for a drawn subset."""
+    from diffact.data.spair import SPairDataset, subset_options_from_args
 
     root = args.dataset_root or (stores[0].settings.get("dataset", {}).get("root") if stores else None)
     if not root:
         from diffact.utils.errors import ConfigError
 
         raise ConfigError("--dataset-root is needed (the store does not record one)")
-    return list(SPairDataset(root, split=split, subset=args.subset))
+    dataset = SPairDataset(root, split=split, subset=args.subset, **subset_options_from_args(args))
+    return list(dataset), dataset.subset_label
 
 
 def cmd_evaluate(args) -> int:
@@ -176,7 +183,7 @@ def cmd_evaluate(args) -> int:
             split, subset = str(evaluations["split"].iloc[0]), str(evaluations["subset"].iloc[0])
         else:
             stores = _open_stores(args.store)
-            pairs = _evaluation_pairs(args, stores, split)
+            pairs, subset = _evaluation_pairs(args, stores, split)
             features = StorePairFeatures(stores, args.feature_size, device=device)
 
             def test_scores(selected):
@@ -190,15 +197,13 @@ def cmd_evaluate(args) -> int:
                 return evaluate(pairs, features, network, args.eval_size)
 
             row = heldout_result(evaluations, test_scores, args.select_metric, where=str(evaluations_path))
-            subset = args.subset or "all"
     else:
         stores = _open_stores(args.store)
         if not stores:
             raise ConfigError("--store is needed for method 'nn'")
-        pairs = _evaluation_pairs(args, stores, split)
+        pairs, subset = _evaluation_pairs(args, stores, split)
         features = StorePairFeatures(stores, args.feature_size, device=device)
         row = evaluate(pairs, features, None, args.eval_size)
-        subset = args.subset or "all"
         row["channels"] = features.channels
     labels = {"entry": args.entry, "layer_set": args.layer_set, "models": args.models, "families": args.families,
               "extracted_sets": args.extracted_sets, "method": args.method, "protocol": args.protocol,
