@@ -148,17 +148,17 @@ def test_per_store_shard_counts_override_the_default_and_pick_the_extract_jobs_s
     assert {k: f(single) for k, f in resources.items()} == {"mem_mb": 9000, "slurm_partition": "gpu",
                                                             "gpu": 0, "runtime": resources["runtime"](single)}
     assert resources["slurm_partition"](merge) is None  # unset for the merge job
-    wf.check_shards_by_store(config)
+    wf.check_references(config)  # the store names resolve
 
 
 @pytest.mark.parametrize("key, message", [
-    ("horse21/sd15", "must be <dataset>/<model>/<layer set>"),
-    ("horse22/sd15/legacy", "unknown dataset 'horse22'"),
-    ("horse21/sd16/legacy", "unknown model 'sd16'"),
-    ("horse21/sd15/legacyy", "no layer set 'legacyy' for family 'sd15'"),
+    ("horse21/sd15", "a store is <dataset>/<model>/<layer set>, got 'horse21/sd15'"),
+    ("horse22/sd15/legacy", "no dataset 'horse22'"),
+    ("horse21/sd16/legacy", "no model 'sd16'"),
+    ("horse21/sd15/legacyy", "no layer set 'legacyy' for model sd15"),
 ])
 def test_a_misnamed_per_store_shard_entry_is_refused_with_the_name(key, message):
     config = {"extraction": {"shards_by_store": {key: 2}}, "datasets": {"horse21": {"kind": "ddpmseg", "root": "x"}},
               "models": {"sd15": {"family": "sd15"}}}
     with pytest.raises(ConfigError, match=message):
-        wf.check_shards_by_store(config)
+        wf.check_references(config)

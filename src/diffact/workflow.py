@@ -195,25 +195,6 @@ def extraction_shards(config: dict, dataset: str | None = None, model: str | Non
     return shards
 
 
-def check_shards_by_store(config: dict) -> None:
-    """Every ``extraction.shards_by_store`` key must name a store ``<dataset>/<model>/<layer set>`` of known
-    names (a typo would silently leave that store at the default). The workflow checks this, with every other
-    cross-reference, through :func:`check_references`."""
-    from diffact.extract.layersets import available_sets
-
-    for key in (config.get("extraction", {}).get("shards_by_store") or {}):
-        parts = key.split("/")
-        if len(parts) != 3:
-            raise ConfigError(f"extraction.shards_by_store: {key!r} must be <dataset>/<model>/<layer set>")
-        dataset, model, layer_set = parts
-        dataset_entry(config, dataset)
-        family = model_entry(config, model)["family"]
-        if layer_set not in available_sets(family):
-            raise ConfigError(f"extraction.shards_by_store: {key!r}: no layer set {layer_set!r} for family "
-                              f"{family!r}; available: {', '.join(available_sets(family))}")
-        extraction_shards(config, dataset, model, layer_set)
-
-
 def extract_rule_stage(config: dict) -> str | None:
     """The resource stage of every `extract` job when all stores shard alike (static resources, as the paper
     profile has them); None when ``extraction.shards_by_store`` mixes merge-only and extracting jobs, whose stage

@@ -175,6 +175,8 @@ class DiffusionBackbone(BaseModule):
         if not models:
             raise ConfigError("model.backbone.models is empty: name at least one diffusion model "
                               "(source + layers), e.g. via `diffact seg-train --model ... --layers ...`")
+        from diffact.models.loading import release_text_encoders
+
         specs = [part_spec(i, spec, defaults) for i, spec in enumerate(models)]
         keys = [pipeline_key(spec) for spec in specs]
         pipelines: dict = {}
@@ -182,8 +184,6 @@ class DiffusionBackbone(BaseModule):
         for i, spec in enumerate(specs):
             self._parts.append(FrozenPart(i, spec, pipelines))
             if keys[i] not in keys[i + 1:]:  # its last part: free the text encoders before the next model loads
-                from diffact.models.loading import release_text_encoders
-
                 release_text_encoders(pipelines[keys[i]])
         multi = len(self._parts) > 1
         default_layer, default_level = MULTI_REPEATS if multi else SINGLE_REPEATS
