@@ -153,9 +153,16 @@ def test_cli_extract_and_layers(tiny_pipeline_dirs, image_folder, tmp_path, cli)
     out = tmp_path / "store"
     done = cli("extract", "--model", str(tiny_pipeline_dirs["sd15"]), "--family", "sd15", "--layers", "practical",
                 "--dataset-kind", "folder", "--dataset-root", str(image_folder), "--out", str(out),
-                "--image-size", "32", "--prompt", "a photo")
+                "--image-size", "32", "--prompt", "a photo", "--dtype", "auto", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     store = FeatureStore.open(out)
+    # `auto` names the store (the workflow hashes the config); the recipe says which dtype ran (bfloat16 where this
+    # CPU has native kernels), and a store is never continued in another dtype on another kind of machine.
+    from diffact.models.loading import cpu_supports
+    ran = "bfloat16" if cpu_supports("bfloat16") else "float32"
+    assert store.settings["extraction"]["dtype"] == "auto" and store.meta["recipe"]["model_dtype"] == ran
+    with pytest.raises(DataError, match="begun with the model in " + ran):
+        FeatureStore.create(out, store.settings, recipe={**store.meta["recipe"], "model_dtype": "float16"})
     assert store.layers == ["up-level1-repeat1-vit-block0-cross-q", "up-level1-repeat2-res-out",
                             "up-level2-repeat1-vit-block0-cross-q", "up-level3-repeat0-vit-block0-self-k"]
     assert store.settings["grid_timestep"] == 51 and len(store.image_ids()) == 3

@@ -164,3 +164,16 @@ def test_half_precision_on_a_cpu_without_native_kernels_is_warned(monkeypatch, c
     assert len(caplog.records) == 1 and "use dtype float32" in caplog.records[0].getMessage()
     monkeypatch.setattr(loading, "cpu_supports", lambda dtype: True)
     assert not loading.warn_if_slow_cpu_dtype("bfloat16", "cpu")
+
+
+def test_auto_dtype_is_the_fastest_native_one_and_is_resolved_before_a_store_key(monkeypatch):
+    """``auto`` (the rehearsal's dtype): float16 on CUDA, bfloat16 on a CPU with native bf16 kernels, float32
+    on one without; a named dtype passes through, a wrong one fails naming the choices."""
+    monkeypatch.setattr(loading, "cpu_supports", lambda dtype: True)
+    assert loading.resolve_dtype("auto", "cpu") == "bfloat16"
+    assert loading.resolve_dtype("auto", "cuda:0") == "float16"
+    monkeypatch.setattr(loading, "cpu_supports", lambda dtype: dtype == "float32")
+    assert loading.resolve_dtype("auto", "cpu") == "float32"
+    assert loading.resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(loading.ModelError, match="expected one of"):
+        loading.resolve_dtype("half", "cpu")

@@ -114,7 +114,8 @@ def add_extraction_args(p) -> None:
     p.add_argument("--inversion", default="none", choices=["none", "ddim"],
                    help="none: forward noise (paper); ddim: deterministic DDIM inversion of the clean latent to t")
     p.add_argument("--inversion-steps", type=int, default=10, help="DDIM inversion steps up to t (--inversion ddim)")
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--dtype", default="float32",
+                   help="float32 | float16 | bfloat16 | auto (the fastest this device runs natively, recorded resolved)")
     p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=1)

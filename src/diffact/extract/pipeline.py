@@ -194,7 +194,8 @@ class DiffusionFeatureExtractor:
     def recipe(self) -> dict:
         """Every extraction option plus what they resolved to on this model (for the store's metadata)."""
         return {**self.settings.as_dict(), "grid_timestep": self.timestep,
-                "inversion_timesteps": self.inversion_timesteps}
+                "inversion_timesteps": self.inversion_timesteps,
+                "model_dtype": str(self.dtype).removeprefix("torch.")}  # what `dtype: auto` resolved to
 
     def _timestep_shift(self) -> dict:
         """Flux's resolution-dependent schedule shift ``mu`` (FluxPipeline's rule), for dynamic shifting."""

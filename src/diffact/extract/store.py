@@ -112,6 +112,11 @@ class FeatureStore:
             raise DataError(
                 f"{meta_path}: store was made with other settings (key {existing.get('key')} != {meta['key']}); "
                 "remove the folder or choose another output path")
+        ran, before = (recipe or {}).get("model_dtype"), existing.get("recipe", {}).get("model_dtype")
+        if ran and before and ran != before:
+            # `dtype: auto` resolves per machine: a store begun in bfloat16 must not be finished in float32.
+            raise DataError(f"{meta_path}: store was begun with the model in {before}, this run has it in {ran} "
+                            "(dtype auto resolves per machine); remove the folder or set the dtype explicitly")
         return cls(root, existing)
 
     @classmethod

@@ -73,8 +73,9 @@ class FrozenPart:
     def __init__(self, index: int, spec: dict, pipelines: dict):
         from diffact.extract.layersets import resolve_layers_arg
         from diffact.extract.pipeline import DiffusionFeatureExtractor, ExtractionSettings
-        from diffact.models.loading import load_pipeline, unet_family
+        from diffact.models.loading import load_pipeline, resolve_dtype, unet_family
 
+        spec = {**spec, "dtype": resolve_dtype(spec["dtype"], spec["device"])}
         self.index = index
         where = f"model.backbone.models[{index}]"
         key = pipeline_key(spec)

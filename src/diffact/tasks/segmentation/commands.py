@@ -41,8 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--iters", type=int, help="training iterations (the poly schedule follows; paper: 80000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
-                   help="the frozen diffusion models' dtype (model.backbone.dtype; paper configs: float16 on the GPU)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "auto"],
+                   help="the frozen diffusion models' dtype (model.backbone.dtype; paper configs: float16 on the GPU; "
+                        "auto: the fastest this device runs natively)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work dir")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="extra column of the results row (e.g. dataset=ade20k model=sdxl layer_set=practical)")
