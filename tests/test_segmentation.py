@@ -623,6 +623,11 @@ def test_workflow_plan_of_the_demo_profile():
     config["segmentation"]["dtype"] = "float32"
     assert "--iters 300 --dtype float32" in plan.seg_train_args(config, "ade-demo", "sd15-tiny", "legacy")
     assert plan.model_inputs(config, "combined", "xl-t") == ["results/models/sdxl-tiny/model_index.json"] * 2
+    # A combined entry's cfg_options (the rehearsal's SGD for Ours-XL-t) reach its runs, and only its runs.
+    config["segmentation"]["combined"]["xl-t"]["cfg_options"] = ["optim_wrapper.optimizer.type=SGD"]
+    assert "--cfg-options optim_wrapper.optimizer.type=SGD --label" in plan.seg_train_args(
+        config, "ade-demo", "combined", "xl-t")
+    assert "--cfg-options" not in plan.seg_train_args(config, "ade-demo", "sd15-tiny", "legacy")
     entries = plan.table_plan(config)
     assert len(entries) == 7 and sum(bool(e["unavailable"]) for e in entries) == 1
     with pytest.raises(ConfigError, match="kind 'ddpmseg'"):

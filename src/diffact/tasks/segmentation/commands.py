@@ -132,7 +132,9 @@ def cmd_seg_train(args) -> int:
                  iters=args.iters, seed=args.seed, options=options,
                  resume=args.resume)
     result = train_and_evaluate(run)
-    row = result_row(result, {**labels, "config": args.config})
+    # Overrides change what was trained (e.g. the rehearsal's SGD for Ours-XL-t): the row says so.
+    row = result_row(result, {**labels, "config": args.config,
+                              **({"cfg_options": " ".join(args.cfg_options)} if args.cfg_options else {})})
     write_csv(args.out, pd.DataFrame([row]))
     log.info("mIoU %.2f after %d iterations (%.3f s/iter, %.3f CPU s/iter) → %s", row["miou"], row["iters"],
              row["sec_per_iter"], row["cpu_sec_per_iter"], args.out)

@@ -140,6 +140,9 @@ def seg_train_args(config: dict, dataset: str, model: str, layer_set: str) -> st
         args += ["--dtype", sec["dtype"]]
     if sec.get("resume"):
         args.append("--resume")
+    options = (combined(config).get(layer_set) or {}).get("cfg_options") if model == COMBINED else None
+    if options:
+        args += ["--cfg-options", *options]
     args += ["--label", f"dataset={dataset}", "--label", f"model={model}", "--label", f"layer_set={layer_set}"]
     return " ".join(shlex.quote(str(a)) for a in args)
 
