@@ -378,6 +378,7 @@ def test_multi_model_backbone_concatenates_levels(tiny_pipeline_dirs):
         dict(source=root, image_size=64, layers=["up-level0-repeat0-vit-block1-out",
                                                  "up-level1-repeat0-vit-block0-cross-q", "up-level1-upsampler-out"]),
     ]
+    cfg.model.backbone.dtype = "auto"  # the rehearsal's: resolved once per part, so both parts share one pipeline
     model = _build(cfg)
     backbone = model.backbone
     assert len(backbone.parts) == 2 and backbone.parts[0].extractor.pipe is backbone.parts[1].extractor.pipe

@@ -73,9 +73,8 @@ class FrozenPart:
     def __init__(self, index: int, spec: dict, pipelines: dict):
         from diffact.extract.layersets import resolve_layers_arg
         from diffact.extract.pipeline import DiffusionFeatureExtractor, ExtractionSettings
-        from diffact.models.loading import load_pipeline, resolve_dtype, unet_family
+        from diffact.models.loading import load_pipeline, unet_family
 
-        spec = {**spec, "dtype": resolve_dtype(spec["dtype"], spec["device"])}
         self.index = index
         where = f"model.backbone.models[{index}]"
         key = pipeline_key(spec)
@@ -254,6 +253,9 @@ def part_spec(index: int, spec, defaults: dict) -> dict:
         merged["layers"] = [str(x) for x in merged["layers"]]
     if merged["levels"]:
         merged["levels"] = [[str(x) for x in level] for level in merged["levels"]]
+    from diffact.models.loading import resolve_dtype
+
+    merged["dtype"] = resolve_dtype(merged["dtype"], merged["device"])  # `auto`: one name per machine, for the keys
     return merged
 
 
