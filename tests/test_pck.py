@@ -251,3 +251,20 @@ def test_banded_chunked_transfer_matches_full_computation(chunk_size, max_band_e
     pix = keypoints_to_eval_pixels(kps, (61, 70), 20)
     full = F.interpolate(src[None], (20, 20), mode="bilinear")[0]
     np.testing.assert_allclose(sample_descriptors(src, pix, 20), full[:, pix[:, 1], pix[:, 0]].T, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels, h, w, s", [(6, 5, 7, 20), (4, 1, 4, 9), (3, 6, 1, 13), (5, 8, 8, 8)])
+def test_similarity_bands_equal_the_upsampled_normalised_map(channels, h, w, s):
+    """The NN search never builds the upsampled target (d·up(F) = up(d·F), norms from neighbouring columns):
+    every band equals the plain computation — upsample with F.interpolate, L2-normalise, dot — up to rounding."""
+    from diffact.tasks.correspondence.matching import similarity_bands
+
+    g = torch.Generator().manual_seed(2)
+    feat = torch.randn(channels, h, w, generator=g)
+    descriptors = F.normalize(torch.randn(5, channels, generator=g), dim=1)
+    full = F.normalize(F.interpolate(feat[None], (s, s), mode="bilinear", align_corners=False)[0], dim=0)
+    expected = descriptors @ full.reshape(channels, -1)
+    got = torch.full_like(expected, float("nan"))
+    for first_row, first_kp, sims in similarity_bands(descriptors, feat, s, band_rows=3, chunk_size=2):
+        got[first_kp:first_kp + sims.shape[0], first_row * s:first_row * s + sims.shape[1]] = sims
+    torch.testing.assert_close(got, expected, atol=2e-6, rtol=0)
