@@ -723,3 +723,39 @@ def test_the_workflow_declares_each_runs_validation_history():
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"--out results/segmentation/ade-demo/sd15-tiny/legacy.csv --history {target}" in done.stdout
 
+
+def _run_notebook(path: Path, **parameters) -> None:
+    """Run a py:percent notebook as papermill would (the parameters after the cell tagged `parameters`), in-process."""
+    import jupytext
+
+    namespace: dict = {}
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, str(path), "exec"), namespace)
+            if "parameters" in cell.metadata.get("tags", []):
+                namespace.update(parameters)
+
+
+def test_table2_left_shows_the_last_and_the_best_validation_and_says_which_compares(tmp_path):
+    import pandas as pd
+
+    run = {"channels": 3520, "level_channels": "1280 1280 960", "iters": 300, "sec_per_iter": 0.5,
+           "cpu_sec_per_iter": 0.9, "miou": 30.25, "macc": 40.0, "aacc": 70.0}
+    pd.DataFrame([{**run, "miou_last": 30.25, "miou_best": 33.5, "best_iter": 200}]).to_csv(tmp_path / "a.csv",
+                                                                                        index=False)
+    pd.DataFrame({"iteration": [100, 200, 300], "miou": [20.0, 33.5, 30.25]}).to_csv(tmp_path / "a.history.csv",
+                                                                                     index=False)
+    pd.DataFrame([run]).to_csv(tmp_path / "old.csv", index=False)  # written before runs kept their history
+    entry = {"dataset": "ade-demo", "kind": "ade20k", "model": "sd15-tiny", "family": "sd15", "unavailable": ""}
+    plan = [{**entry, "layer_set": "legacy", "csv": str(tmp_path / "a.csv"), "history": str(tmp_path / "a.history.csv")},
+            {**entry, "layer_set": "practical", "csv": str(tmp_path / "old.csv"),
+             "history": str(tmp_path / "old.history.csv")}]
+    _run_notebook(REPO / "notebooks" / "table2_left.py", plan=plan, out_stem=str(tmp_path / "table2_left"))
+    text = (tmp_path / "table2_left.md").read_text()
+    header = text.splitlines()[2]
+    assert "ours, last (mIoU %)" in header and "ours, best (mIoU %)" in header
+    assert "| 30.2 | 33.5 (iter 200 of 3) | 40.3 |" in text  # last, best, the paper's Legacy-v1.5 on ADE20K
+    assert "| 30.2 | – | 41.1 |" in text  # no history: no best
+    assert "*last* compares with it if it reports the final model" in text
+    table = pd.read_csv(tmp_path / "table2_left.csv")
+    assert list(table["miou_best"][:2].fillna(-1)) == [33.5, -1] and table["best_iter"][0] == 200
