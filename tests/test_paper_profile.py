@@ -200,6 +200,14 @@ def test_stage_resources_merge_and_threads():
     assert wf.stage_threads({}, "extract", cores=8) == 8
     assert wf.stage_threads({}, "notebook", cores=8) == 1
     assert wf.stage_threads({"resources": {"analysis": {"threads": "all"}}}, "analysis", cores=6) == 6
+    # a rule's `threads: all` asks for the cores per job, not when the rules load (`snakemake --unlock` has none)
+    def no_cores():
+        raise AssertionError("asked for the cores while reading the rules")
+    per_job = wf.rule_threads({}, "extract", cores=no_cores)
+    assert callable(per_job) and wf.rule_threads({}, "extract", cores=lambda: 5)("wildcards") == 5
+    assert wf.rule_threads(config, "scarce", cores=no_cores, fallback=1) == 3
+    with pytest.raises(ConfigError, match="resources.notebook.threads must be a positive integer or 'all'"):
+        wf.rule_threads({"resources": {"notebook": {"threads": 0}}}, "notebook", cores=no_cores)
     with pytest.raises(ConfigError, match="unknown resource stage 'extrct'"):
         wf.stage_resources(config, "extrct")
 

@@ -584,18 +584,49 @@ def test_seg_train_and_baseline_commands_write_csvs(tiny_pipeline_dirs, tmp_path
     result = cli("seg-train", DEMO_CONFIG, "--work-dir", tmp_path / "work", "--out", out, "--model",
                  tiny_pipeline_dirs["sdxl"], "--layers", "legacy", "--data-root", root, "--iters", "2", "--threads",
                  "1", "--label", "model=tiny", "--label", "layer_set=legacy", "--cfg-options",
-                 "model.backbone.resblock_init=last_norm", "model.decode_head.channels=16")
+                 "model.backbone.resblock_init=last_norm", "model.decode_head.channels=16", "train_cfg.val_interval=1")
     assert result.returncode == 0, result.stderr
     row = pd.read_csv(out).iloc[0]
     assert (row["model"], row["layer_set"], row["iters"], row["n_val"]) == ("tiny", "legacy", 2, 1)
     assert 0 <= row["miou"] <= 100 and row["sec_per_iter"] > 0 and row["cpu_sec_per_iter"] > 0
     assert {f"iou.{c}" for c in ("wall", "floor", "animal")} <= set(row.index)
     assert (tmp_path / "work" / "iter_2.pth").is_file()
-    assert row["test_from"] == "test loop"  # the demo config does not validate during training (val_cfg = None)
+    assert row["test_from"] == "validation after iteration 2"  # the demo config validates, as the paper's do
+    # every validation (here after iterations 1 and 2) is in the history beside the run's CSV
+    history = pd.read_csv(tmp_path / "run.history.csv")
+    assert list(history["iteration"]) == [1, 2] and {"miou", "aacc", "iou.wall", "acc.wall"} <= set(history.columns)
+    assert row["miou_last"] == history["miou"].iloc[-1] == row["miou"]
+    assert row["miou_best"] == history["miou"].max()
+    assert row["best_iter"] == history["iteration"][history["miou"].idxmax()]
     base = tmp_path / "base.csv"
     assert cli("seg-baseline", "--layout", "ade20k", "--root", root, "--out", base).returncode == 0
     assert pd.read_csv(base).iloc[0]["class_name"] in ("wall", "floor")
     assert cli("seg-check", "--layout", "ade20k", "--root", root).returncode == 0
+
+
+def test_the_history_summary_is_the_last_and_the_first_best_validation():
+    from diffact.tasks.segmentation.run import history_summary, metric_columns
+
+    rows = [{"iteration": 100, "miou": 20.0}, {"iteration": 200, "miou": 31.5}, {"iteration": 300, "miou": 31.5},
+            {"iteration": 400, "miou": 28.25}]
+    assert history_summary(rows) == {"miou_last": 28.25, "miou_best": 31.5, "best_iter": 200}
+    assert history_summary([{"iteration": 1, "miou": float("nan")}, {"iteration": 2, "miou": 3.0}])["best_iter"] == 2
+    assert history_summary([]) == {"miou_last": None, "miou_best": None, "best_iter": None}
+    columns = metric_columns({"aAcc": 80.0, "mIoU": 29.670000076, "mAcc": 40.0, "IoU.wall": 50.0, "Acc.wall": 60.0})
+    assert columns == {"miou": 29.67, "macc": 40.0, "aacc": 80.0, "iou.wall": 50.0, "acc.wall": 60.0}
+
+
+def test_the_demo_config_validates_during_training_like_the_paper_configs():
+    """GDF's configs (configs/ade_sdxl.py and the others) validate every 2000 of 80k iterations, and the run keeps
+    every validation; the demo config validates too (every 100 of 300), so its history and best mIoU mean the
+    same thing, and its last validation is the test."""
+    from mmengine.config import Config
+
+    from diffact.tasks.segmentation.run import test_repeats_validation
+
+    cfg = Config.fromfile(str(DEMO_CONFIG))
+    assert cfg.val_cfg == {"type": "ValLoop"} and cfg.val_dataloader and cfg.train_cfg.val_interval == 100
+    assert test_repeats_validation(cfg)
 
 
 def test_workflow_config_declares_exactly_the_unavailable_demo_sets():
@@ -631,6 +662,8 @@ def test_workflow_plan_of_the_demo_profile():
     assert "--cfg-options" not in plan.seg_train_args(config, "ade-demo", "sd15-tiny", "legacy")
     entries = plan.table_plan(config)
     assert len(entries) == 7 and sum(bool(e["unavailable"]) for e in entries) == 1
+    assert entries[0]["history"] == entries[0]["csv"].removesuffix(".csv") + ".history.csv"
+    assert plan.history_csvs(config) == [p.removesuffix(".csv") + ".history.csv" for p in plan.run_csvs(config)]
     with pytest.raises(ConfigError, match="kind 'ddpmseg'"):
         plan.kind(config, "seg-simple")
 
@@ -678,3 +711,51 @@ def test_the_test_metrics_are_the_final_validation_when_both_are_the_same_evalua
     assert test_repeats_validation(cfg)
     cfg.test_dataloader = {**cfg.test_dataloader, "batch_size": 2}
     assert not test_repeats_validation(cfg)  # another evaluation: the test loop runs
+
+
+def test_the_workflow_declares_each_runs_validation_history():
+    import subprocess
+    import sys
+
+    target = "results/segmentation/ade-demo/sd15-tiny/legacy.history.csv"
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--nolock", "--cores", "1",
+                           target], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"--out results/segmentation/ade-demo/sd15-tiny/legacy.csv --history {target}" in done.stdout
+
+
+def _run_notebook(path: Path, **parameters) -> None:
+    """Run a py:percent notebook as papermill would (the parameters after the cell tagged `parameters`), in-process."""
+    import jupytext
+
+    namespace: dict = {}
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, str(path), "exec"), namespace)
+            if "parameters" in cell.metadata.get("tags", []):
+                namespace.update(parameters)
+
+
+def test_table2_left_shows_the_last_and_the_best_validation_and_says_which_compares(tmp_path):
+    import pandas as pd
+
+    run = {"channels": 3520, "level_channels": "1280 1280 960", "iters": 300, "sec_per_iter": 0.5,
+           "cpu_sec_per_iter": 0.9, "miou": 30.25, "macc": 40.0, "aacc": 70.0}
+    pd.DataFrame([{**run, "miou_last": 30.25, "miou_best": 33.5, "best_iter": 200}]).to_csv(tmp_path / "a.csv",
+                                                                                        index=False)
+    pd.DataFrame({"iteration": [100, 200, 300], "miou": [20.0, 33.5, 30.25]}).to_csv(tmp_path / "a.history.csv",
+                                                                                     index=False)
+    pd.DataFrame([run]).to_csv(tmp_path / "old.csv", index=False)  # written before runs kept their history
+    entry = {"dataset": "ade-demo", "kind": "ade20k", "model": "sd15-tiny", "family": "sd15", "unavailable": ""}
+    plan = [{**entry, "layer_set": "legacy", "csv": str(tmp_path / "a.csv"), "history": str(tmp_path / "a.history.csv")},
+            {**entry, "layer_set": "practical", "csv": str(tmp_path / "old.csv"),
+             "history": str(tmp_path / "old.history.csv")}]
+    _run_notebook(REPO / "notebooks" / "table2_left.py", plan=plan, out_stem=str(tmp_path / "table2_left"))
+    text = (tmp_path / "table2_left.md").read_text()
+    header = text.splitlines()[2]
+    assert "ours, last (mIoU %)" in header and "ours, best (mIoU %)" in header
+    assert "| 30.2 | 33.5 (iter 200 of 3) | 40.3 |" in text  # last, best, the paper's Legacy-v1.5 on ADE20K
+    assert "| 30.2 | – | 41.1 |" in text  # no history: no best
+    assert "*last* compares with it if it reports the final model" in text
+    table = pd.read_csv(tmp_path / "table2_left.csv")
+    assert list(table["miou_best"][:2].fillna(-1)) == [33.5, -1] and table["best_iter"][0] == 200

@@ -83,18 +83,24 @@ def _same(a, b) -> bool:
 def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(seg_train, tmp_path):
     from diffact.tasks.segmentation.checkpoints import allowed_global_names
 
-    full, full_dir = seg_train("full")
+    validate = "train_cfg.val_interval=1"  # a history of 3 validations; the kill comes before the second
+    full, full_dir = seg_train("full", options=[validate])
     assert full.returncode == 0, full.stderr
     with pytest.raises(Interrupted):
-        seg_train("part", options=[f"custom_hooks=[{{type: InterruptAfterIter, iters: {KILLED_AFTER}}}]"])
+        seg_train("part", options=[validate, f"custom_hooks=[{{type: InterruptAfterIter, iters: {KILLED_AFTER}}}]"])
     part_dir = tmp_path / "part"
     assert sorted(p.name for p in part_dir.glob("*.pth")) == [f"iter_{KILLED_AFTER}.pth"]
     # What the allowlist admits is all an mmengine checkpoint needs beyond torch's defaults (see checkpoints.py).
     needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(part_dir / f"iter_{KILLED_AFTER}.pth"))
     assert "mmengine.logging.history_buffer.HistoryBuffer" in needed and needed <= allowed_global_names()
 
-    resumed, _ = seg_train("part", "--resume")
+    resumed, _ = seg_train("part", "--resume", options=[validate])
     assert resumed.returncode == 0, resumed.stderr
+    # The history too: the validation before the checkpoint kept, the one the kill prevented (mmengine writes the
+    # checkpoint of iteration 2 before validating it, and a resume does not validate it) run first, then the rest.
+    history = {name: (tmp_path / f"{name}.history.csv").read_text() for name in ("full", "part")}
+    assert [line.split(",")[0] for line in history["full"].splitlines()] == ["iteration", "1", "2", "3"]
+    assert history["part"] == history["full"]
     a, b = pd.read_csv(tmp_path / "full.csv").iloc[0], pd.read_csv(tmp_path / "part.csv").iloc[0]
     assert (a["trained_iters"], b["trained_iters"]) == (ITERS, ITERS - KILLED_AFTER)  # resumed at iteration 2
     scores = ["miou", "macc", "aacc", *(c for c in a.index if c.startswith(("iou.", "acc.")))]

@@ -22,6 +22,28 @@ def test_snakemake_dry_run_of_the_default_target():
         assert rule in done.stdout or rule in done.stderr
 
 
+def test_the_documented_unlock_command_releases_a_killed_runs_lock(tmp_path):
+    """docs/determinism.md and the README tell users to release a killed run's lock with `snakemake --unlock`
+    (issue #16, point 9). It used to stop with "Workflow requires a total number of cores to be defined": the
+    demo's `threads: all` asked snakemake for its cores when the rules were read, and --unlock takes no --cores."""
+    import re
+
+    documented = {match.strip() for doc in ("docs/determinism.md", "README.md")  # inline or in a code block
+                  for match in re.findall(r"(snakemake --unlock[^`\n#]*)", (ROOT / doc).read_text())}
+    assert documented == {"snakemake --unlock"}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())  # threads: all
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    for name in ("0.input.lock", "0.output.lock"):  # what a SIGKILLed snakemake leaves
+        (locks / name).write_text(str(tmp_path / "results" / "x") + "\n")
+    command = documented.pop().split()[1:]
+    done = subprocess.run([sys.executable, "-m", "snakemake", *command, "--snakefile", str(ROOT / "Snakefile"),
+                           "-d", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not locks.exists() or not list(locks.iterdir())
+
+
 def test_store_paths_follow_the_settings():
     import yaml
 

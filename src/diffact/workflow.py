@@ -257,18 +257,31 @@ def _stage_settings(config: dict, stage: str) -> tuple[dict, dict]:
     return merged, own
 
 
+def _threads_setting(config: dict, stage: str, fallback: int | None) -> int | str:
+    """A stage's threads as configured: a positive integer or ``all``."""
+    merged, own = _stage_settings(config, stage)
+    value = own.get("threads", fallback if fallback is not None else merged["threads"])
+    if value != "all" and (not isinstance(value, int) or value < 1):
+        raise ConfigError(f"resources.{stage}.threads must be a positive integer or 'all', got {value!r}")
+    return value
+
+
 def stage_threads(config: dict, stage: str, cores, fallback: int | None = None) -> int:
     """Threads of a job of ``stage``: the stage's own value, else ``fallback`` (a rule's natural value, e.g. the
     label-scarce protocol's torch threads), else the default. ``all`` means every core snakemake was given
     (``cores``: a number, or a callable asked only then, since snakemake refuses the question when run
     without --cores, e.g. with --summary)."""
-    merged, own = _stage_settings(config, stage)
-    value = own.get("threads", fallback if fallback is not None else merged["threads"])
-    if value == "all":
-        return int(cores() if callable(cores) else cores)
-    if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"resources.{stage}.threads must be a positive integer or 'all', got {value!r}")
-    return value
+    value = _threads_setting(config, stage, fallback)
+    return int(cores() if callable(cores) else cores) if value == "all" else value
+
+
+def rule_threads(config: dict, stage: str, cores, fallback: int | None = None):
+    """A rule's ``threads:`` for ``stage``: :func:`stage_threads`, except that ``all`` is a function of the job,
+    so snakemake asks ``cores()`` when it plans a job rather than when it reads the rules. Commands that plan
+    none, like ``snakemake --unlock``, then work without --cores (asking snakemake for its cores without one
+    stops the whole workflow with "Workflow requires a total number of cores to be defined")."""
+    value = _threads_setting(config, stage, fallback)
+    return (lambda wildcards: int(cores() if callable(cores) else cores)) if value == "all" else value
 
 
 def stage_resources(config: dict, stage: str) -> dict:

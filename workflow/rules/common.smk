@@ -37,8 +37,9 @@ ENV = "../envs/diffact.yaml"
 
 # Threads and resources per rule, by stage (the config's `resources` section; see diffact.workflow.RESOURCE_STAGES).
 # Each job declares `threads: stage_threads("extract")` and `resources: **stage_resources("extract")`.
+# `threads: all` is asked of snakemake per job (wf.rule_threads), so `snakemake --unlock` needs no --cores.
 def stage_threads(stage, fallback=None):
-    return wf.stage_threads(config, stage, cores=lambda: workflow.cores, fallback=fallback)
+    return wf.rule_threads(config, stage, cores=lambda: workflow.cores, fallback=fallback)
 
 
 def stage_resources(stage):

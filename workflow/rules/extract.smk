@@ -37,7 +37,8 @@ EXTRACT_STAGE = wf.extract_rule_stage(config)
 if EXTRACT_STAGE:
     EXTRACT_THREADS, EXTRACT_RESOURCES = stage_threads(EXTRACT_STAGE), stage_resources(EXTRACT_STAGE)
 else:
-    EXTRACT_THREADS = lambda w: stage_threads(wf.extract_stage(config, w.dataset, w.model, w.layerset))
+    EXTRACT_THREADS = lambda w: wf.stage_threads(config, wf.extract_stage(config, w.dataset, w.model, w.layerset),
+                                                 cores=lambda: workflow.cores)
     EXTRACT_RESOURCES = wf.resources_by_stage(config, ("default", "extract"),
                                               lambda w: wf.extract_stage(config, w.dataset, w.model, w.layerset))
 

@@ -3,7 +3,9 @@
 # (and the table outputs to FIGURE_TARGETS).
 #
 #   <root>/dataset.json                                   demo dataset in ADE20K's layout (datasets.<name>.build: ade)
-#   results/segmentation/<dataset>/<model>/<set>.csv      one run: mIoU, per-class IoU, iterations, s/iter
+#   results/segmentation/<dataset>/<model>/<set>.csv      one run: mIoU (last and best validation), per-class IoU,
+#                                                         iterations, s/iter
+#   results/segmentation/<dataset>/<model>/<set>.history.csv  its validations: iteration, mIoU, aAcc, per class
 #   results/segmentation/<dataset>/<model>/<set>/         its mmengine work dir (config dump, logs, checkpoints)
 #   results/segmentation/<dataset>/combined/<name>.csv    a multi-model run (Ours-XL-t, App. B.4)
 #   results/segmentation/<dataset>/constant_baseline.csv  the most frequent training class everywhere
@@ -53,6 +55,7 @@ rule seg_train:
         config=lambda w: segplan.mmseg_config(config, w.dataset, w.model, w.layerset),
     output:
         csv=f"{RESULTS}/segmentation/{{dataset}}/{{model}}/{{layerset}}.csv",
+        history=f"{RESULTS}/segmentation/{{dataset}}/{{model}}/{{layerset}}.history.csv",
     wildcard_constraints:
         dataset=segplan.alternatives(segplan.datasets(config)),
         model=segplan.alternatives([*segplan.models(config), segplan.COMBINED]),
@@ -66,8 +69,8 @@ rule seg_train:
     resources: **stage_resources("segmentation")
     conda: ENV
     shell:
-        "diffact --log {log} seg-train {input.config} --work-dir {params.work} --out {output.csv} {params.args} "
-        "--threads {threads}"
+        "diffact --log {log} seg-train {input.config} --work-dir {params.work} --out {output.csv} "
+        "--history {output.history} {params.args} --threads {threads}"
 
 
 rule seg_baseline:
@@ -95,6 +98,7 @@ rule table2_left_notebook:
     message: "Table 2 (left): segmentation mIoU of the named sets beside the paper's"
     input:
         runs=segplan.run_csvs(config),
+        histories=segplan.history_csvs(config),
         baselines=segplan.baseline_csvs(config),
         nb="notebooks/table2_left.py",
     output:

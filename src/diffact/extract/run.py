@@ -11,10 +11,17 @@ whole *batches* round robin (:func:`shard_images`), so every shard runs exactly 
 run would: the noise is seeded per image id and the batch composition is the same, hence the merged
 store is byte-identical to an unsharded run for any batch size (batched kernels may round a sample
 differently when its batch partners change).
+
+Shards record the code that wrote them (issue #16, point 9): the settings name the store, but the bytes also
+depend on the extraction code and the torch/diffusers/transformers versions. Each shard carries the
+:func:`extraction_code` digest of the run that wrote it (and ``meta.json`` the latest run's, with the
+versions); a rerun reuses only shards of its own code, so an interrupted run resumes while a run after a fix to
+the extraction code (``snakemake --forcerun extract``) re-extracts every shard, saying so at WARNING.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -57,6 +64,56 @@ def store_key(**kwargs) -> str:
     return settings_key(store_settings(**kwargs))
 
 
+# The code that decides a shard's bytes besides the settings, relative to the diffact package: the extraction
+# (the recipe, hooks, layer catalog, store format), the model loading (dtype, scheduler, text encoders), the image
+# loading and resizing (diffact.data.images) and the noise seeds (diffact.utils.seeding).
+EXTRACTION_SOURCES = ("extract/*.py", "models/loading.py", "data/images.py", "utils/seeding.py")
+# Libraries whose kernels or model code compute the features (transformers: the text encoders' conditioning).
+EXTRACTION_LIBRARIES = ("torch", "diffusers", "transformers")
+
+
+def _code_of(source: str) -> str:
+    """The code of a Python source without its comments, layout and docstrings (the parsed tree, dumped), so
+    that editing a comment or a docstring does not make every store's shards stale."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def source_digest(paths: Sequence[Path], root: Path) -> str:
+    """SHA-256 over the code (:func:`_code_of`) of ``paths``, each preceded by its name relative to ``root``,
+    in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: str(p.relative_to(root))):
+        digest.update(f"{path.relative_to(root).as_posix()}\n".encode())
+        digest.update(_code_of(path.read_text()).encode())
+    return digest.hexdigest()
+
+
+def extraction_sources(root: Path) -> list[Path]:
+    """The :data:`EXTRACTION_SOURCES` files under the package folder ``root``."""
+    return sorted({path for pattern in EXTRACTION_SOURCES for path in root.glob(pattern)})
+
+
+def extraction_code() -> dict:
+    """What decides a shard's bytes besides the settings: the library versions and ``digest``, the first 12 hex
+    digits of the SHA-256 of the :data:`EXTRACTION_SOURCES` code and those versions (written into every shard and
+    into ``meta.json``; see the module docstring)."""
+    from importlib.metadata import version
+
+    import diffact
+
+    root = Path(diffact.__file__).parent
+    versions = {name: version(name) for name in EXTRACTION_LIBRARIES}
+    text = json.dumps({"sources": source_digest(extraction_sources(root), root), **versions}, sort_keys=True)
+    return {"digest": hashlib.sha256(text.encode()).hexdigest()[:12], **versions}
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` → (I, N) with 1 ≤ I ≤ N."""
     index, sep, count = str(text).partition("/")
@@ -86,11 +143,13 @@ def shard_images(images: Sequence[tuple[str, Path]], shard: tuple[int, int],
 def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Path]], out: str | Path,
                      settings: dict, extraction: ExtractionSettings, batch_size: int = 1,
                      storage_dtype: str = "float32", early_exit: bool = True,
-                     shard: tuple[int, int] | None = None, release_text_encoders: bool = False) -> FeatureStore:
+                     shard: tuple[int, int] | None = None, release_text_encoders: bool = False,
+                     code: dict | None = None) -> FeatureStore:
     """Extract ``layers`` for every (id, path) in ``images`` into the store at ``out``; returns the store.
 
     With ``shard=(I, N)``, N > 1, only that shard's images are extracted and the store is not finalised
-    (see the module docstring)."""
+    (see the module docstring). Shards already written by this ``code`` (default :func:`extraction_code`) are
+    kept; shards written by other code are extracted again."""
     from diffact.data.images import load_image_tensor
 
     if batch_size < 1:
@@ -99,22 +158,27 @@ def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Pa
     mine = shard_images(images, shard, batch_size) if sharded else list(images)
     extractor = DiffusionFeatureExtractor(pipe, layers, extraction, early_exit=early_exit,
                                           release_text_encoders=release_text_encoders)
+    code = extraction_code() if code is None else code
     store = FeatureStore.create(out, {**settings, "grid_timestep": extractor.timestep}, storage_dtype=storage_dtype,
-                                recipe=extractor.recipe())
-    # Resume keeps the batches of an uninterrupted run: a batch with any image missing is recomputed whole
-    # (batched kernels may round a sample differently when its batch partners change) and only its missing
+                                recipe=extractor.recipe(), code=code)
+    # Resume keeps the batches of an uninterrupted run: a batch with any image missing (or stale) is recomputed
+    # whole (batched kernels may round a sample differently when its batch partners change) and only its missing
     # shards are written, so the resumed store is byte-identical for any batch size.
+    current = {i for i, _ in mine if store.is_current(i)}
+    stale = sum(store.has(i) for i, _ in mine if i not in current)
+    where = f"{out}{f' shard {shard[0]}/{shard[1]}' if sharded else ''}"
+    if stale:
+        log.warning("%s: %d of %d shards were written by other extraction code or library versions than this "
+                    "run's (code %s); extracting them again", where, stale, len(mine), code["digest"])
     batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
-    todo = [batch for batch in batches if not all(store.has(i) for i, _ in batch)]
-    done = sum(store.has(i) for i, _ in mine)
-    log.info("%s%s: %d images, %d already extracted, %d to do", out, f" shard {shard[0]}/{shard[1]}" if sharded else "",
-             len(mine), done, len(mine) - done)
-    with tqdm(total=len(mine) - done, desc=f"extract {Path(out).name}", unit="img") as bar:
+    todo = [batch for batch in batches if not all(i in current for i, _ in batch)]
+    log.info("%s: %d images, %d already extracted, %d to do", where, len(mine), len(current), len(mine) - len(current))
+    with tqdm(total=len(mine) - len(current), desc=f"extract {Path(out).name}", unit="img") as bar:
         for chunk in todo:
             batch = torch.stack([load_image_tensor(p, extraction.image_size, extraction.resize)[0] for _, p in chunk])
             feats = extractor(batch, [i for i, _ in chunk])
             for b, (image_id, _) in enumerate(chunk):
-                if not store.has(image_id):
+                if image_id not in current:
                     store.write(image_id, {name: value[b] for name, value in feats.items()})
                     bar.update(1)
     if not sharded:
@@ -123,10 +187,10 @@ def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Pa
 
 
 def merge_shards(out: str | Path, images: Sequence[tuple[str, Path]], settings: dict, shards: int | None = None,
-                 batch_size: int = 1) -> FeatureStore:
+                 batch_size: int = 1, code: dict | None = None) -> FeatureStore:
     """Finalise a store filled by shard jobs: its settings must be ``settings`` and every image must have its
-    file; then ``complete.json`` is written. Missing images are named, with their shard when ``shards`` (and
-    the shard jobs' ``batch_size``) are given."""
+    file, written by this ``code`` (default :func:`extraction_code`); then ``complete.json`` is written. Missing
+    images are named, with their shard when ``shards`` (and the shard jobs' ``batch_size``) are given."""
     meta = Path(out) / "meta.json"
     ids = [i for i, _ in images]
     if not meta.is_file():
@@ -145,5 +209,11 @@ def merge_shards(out: str | Path, images: Sequence[tuple[str, Path]], settings: 
         detail = "; ".join(f"shard {s}/{shards}: {', '.join(m[:10])}{' …' if len(m) > 10 else ''}"
                            for s, m in sorted(by_shard.items()))
         raise DataError(f"{out}: {len(missing)} of {len(ids)} images have no shard file ({detail})")
+    digest = (extraction_code() if code is None else code)["digest"]
+    stale = [i for i in ids if store.has(i) and store.shard_code(i) != digest]
+    if stale:
+        raise DataError(f"{out}: {len(stale)} of {len(ids)} shards were written by other extraction code or library "
+                        f"versions than this merge's (code {digest}), e.g. {', '.join(stale[:5])}; rerun the shard "
+                        "jobs (snakemake --forcerun extract_shard)")
     store.finalize(ids)
     return store

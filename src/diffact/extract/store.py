@@ -2,21 +2,25 @@
 
 Format: a folder with
   ``meta.json``                 the settings that define the store (and their hash, the store's key),
-                                the layer names in forward order and each layer's (C, H, W), and the
-                                full extraction ``recipe`` (every option, defaults included; not hashed);
-  ``shards/<image_id>.safetensors``  one shard per image holding every layer as a C×H×W tensor;
+                                the layer names in forward order and each layer's (C, H, W), the
+                                full extraction ``recipe`` (every option, defaults included; not hashed)
+                                and the ``code`` of the latest extraction into it (digest and library
+                                versions, :func:`diffact.extract.run.extraction_code`; not hashed);
+  ``shards/<image_id>.safetensors``  one shard per image holding every layer as a C×H×W tensor; its
+                                safetensors metadata (entry ``shard``) names the image and the digest of
+                                the code that wrote it;
   ``complete.json``             written last by :func:`finalize`, listing the image ids, so downstream
                                 rules can depend on a single file that exists only for a finished store.
 
 Why safetensors shards rather than zarr: safetensors is already a dependency (diffusers), a shard is
 written in one call and renamed into place (atomic, so an interrupted extraction leaves either a whole
-shard or none and resume = "skip ids whose shard exists"), and ``safe_open`` memory-maps the file so a
-single layer of a single image is read without loading the rest (per-layer lazy reads). Peak memory is
-one image's features, whatever the dataset size. zarr would add a dependency and chunk-level
-bookkeeping for no gain at this access pattern (whole image × one layer). Per-image files also let
-separate jobs fill one store (sharded extraction, ``diffact extract --shard I/N``): each writes only
+shard or none and resume = "skip ids whose shard exists and was written by this code"), and ``safe_open``
+memory-maps the file so a single layer of a single image is read without loading the rest (per-layer lazy
+reads). Peak memory is one image's features, whatever the dataset size. zarr would add a dependency and
+chunk-level bookkeeping for no gain at this access pattern (whole image × one layer). Per-image files also
+let separate jobs fill one store (sharded extraction, ``diffact extract --shard I/N``): each writes only
 its own images' shards, and ``meta.json`` is created exclusively (the first job wins; the others read
-it), so no job can overwrite another's metadata.
+it), so no job can overwrite another's metadata (a job of other code only replaces its ``code`` entry).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from diffact.utils.errors import DataError
 from diffact.utils.io import atomic_path_in_private_dir, write_json
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+SHARD_RECORD_KEY = "shard"  # the shard's metadata entry: its image id and the digest of the code that wrote it
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
@@ -85,11 +90,14 @@ class FeatureStore:
     # ---- creation and opening -------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, settings: Mapping, layers: Mapping[str, tuple[int, int, int]] | None = None,
-               storage_dtype: str = "float32", recipe: Mapping | None = None) -> "FeatureStore":
+               storage_dtype: str = "float32", recipe: Mapping | None = None,
+               code: Mapping | None = None) -> "FeatureStore":
         """Create (or reopen for resume) the store for ``settings``.
 
         ``layers`` maps name → (C, H, W) in forward order; if omitted, it is taken from the first shard.
         ``recipe``: the extraction as run, stated in the metadata but not hashed (``settings`` is).
+        ``code``: the extraction code as run (``digest`` and versions); the shards this store writes carry its
+        digest, and reopening with other code records the new one (the caller re-extracts the old shards).
         Reopening a folder made with different settings is an error: the folder would mix features.
         """
         if storage_dtype not in STORAGE_DTYPES:
@@ -103,6 +111,8 @@ class FeatureStore:
         }
         if recipe is not None:
             meta["recipe"] = json.loads(json.dumps(recipe, default=str))
+        if code is not None:
+            meta["code"] = dict(code)
         meta_path = root / "meta.json"
         (root / "shards").mkdir(parents=True, exist_ok=True)
         if not meta_path.exists():
@@ -117,6 +127,9 @@ class FeatureStore:
             # `dtype: auto` resolves per machine: a store begun in bfloat16 must not be finished in float32.
             raise DataError(f"{meta_path}: store was begun with the model in {before}, this run has it in {ran} "
                             "(dtype auto resolves per machine); remove the folder or set the dtype explicitly")
+        if code is not None and existing.get("code") != meta["code"]:
+            existing["code"] = meta["code"]  # this run's shards will carry it; older ones are re-extracted
+            write_json(meta_path, existing, sort_keys=False)
         return cls(root, existing)
 
     @classmethod
@@ -173,6 +186,21 @@ class FeatureStore:
     def has(self, image_id: str) -> bool:
         return self.shard_path(image_id).is_file()
 
+    def shard_code(self, image_id: str) -> str | None:
+        """The code digest recorded in an image's shard; None for a shard without one (written before shards
+        recorded it, or by a store without ``code``), an unreadable shard, or no shard."""
+        try:
+            with safe_open(str(self.shard_path(image_id)), framework="pt") as shard:
+                record = json.loads((shard.metadata() or {}).get(SHARD_RECORD_KEY, "{}"))
+        except Exception:  # missing or damaged: safetensors raises its own error types
+            return None
+        return record.get("code_digest")
+
+    def is_current(self, image_id: str) -> bool:
+        """Whether the image has a shard written by this store's code (any shard, for a store without ``code``)."""
+        digest = (self.meta.get("code") or {}).get("digest")
+        return self.has(image_id) and (digest is None or self.shard_code(image_id) == digest)
+
     def image_ids(self) -> list[str]:
         shards = self.root / "shards"
         ids = (p.relative_to(shards) for p in shards.rglob("*.safetensors"))
@@ -197,7 +225,14 @@ class FeatureStore:
         # safetensors writes its own .tmpXXXXXX beside the path it is given: a private folder keeps a killed
         # writer's 1.4 GB leftover (an SDXL pool image) recognisable and removable by the next run.
         with atomic_path_in_private_dir(self.shard_path(image_id)) as tmp:
-            save_file(tensors, str(tmp), metadata={"image_id": image_id})
+            save_file(tensors, str(tmp), metadata=self._shard_metadata(image_id))
+
+    def _shard_metadata(self, image_id: str) -> dict[str, str]:
+        """One entry, ``shard``: the image id and code digest as canonical JSON. (safetensors writes its
+        metadata map in no fixed order, so two entries would make identical shards differ in their header.)"""
+        digest = (self.meta.get("code") or {}).get("digest")
+        record = {"image_id": image_id, **({"code_digest": digest} if digest else {})}
+        return {SHARD_RECORD_KEY: json.dumps(record, sort_keys=True, separators=(",", ":"))}
 
     def read(self, image_id: str, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
         """Read some (default: all) layers of one image as float32 C×H×W tensors; only those are loaded."""

@@ -2,7 +2,8 @@
 
 * ``diffact make-demo-ade``        — the demo scenes in ADE20K's mmseg layout;
 * ``diffact seg-train``            — train a config's segmentor with mmengine's Runner, evaluate it (mmseg IoU),
-  write one CSV row (mIoU, per-class IoU, iterations, seconds per iteration);
+  write one CSV row (mIoU, last and best validation mIoU, per-class IoU, iterations, seconds per iteration) and
+  the validation history (one row per validation);
 * ``diffact seg-baseline``         — the constant-class baseline (most frequent training class everywhere);
 * ``diffact seg-check``            — problems of an ADE20K / Cityscapes root, one per line;
 * ``diffact cityscapes-train-ids`` — make Cityscapes' ``*_labelTrainIds.png`` from ``*_labelIds.png``.
@@ -30,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("config", help="mmseg config (config/mmseg/...)")
     p.add_argument("--work-dir", required=True, help="mmengine work dir (logs, config dump, checkpoints)")
     p.add_argument("--out", required=True, help="results CSV (one row)")
+    p.add_argument("--history", help="validation history CSV, one row per validation (default: <--out without "
+                                     ".csv>.history.csv)")
     p.add_argument("--model", action="append", default=[], metavar="SOURCE",
                    help="diffusion model (hub id or pipeline folder) of part i; repeat for several models")
     p.add_argument("--layers", action="append", default=[], help="layer set or comma-separated layers of part i")
@@ -115,6 +118,7 @@ def cmd_make_demo_ade(args) -> int:
 def cmd_seg_train(args) -> int:
     import pandas as pd
 
+    from diffact.tasks.segmentation.plan import history_csv
     from diffact.tasks.segmentation.run import SegRun, result_row, train_and_evaluate
     from diffact.utils.io import write_csv
     from diffact.utils.seeding import seed_everything
@@ -136,8 +140,13 @@ def cmd_seg_train(args) -> int:
     row = result_row(result, {**labels, "config": args.config,
                               **({"cfg_options": " ".join(args.cfg_options)} if args.cfg_options else {})})
     write_csv(args.out, pd.DataFrame([row]))
-    log.info("mIoU %.2f after %d iterations (%.3f s/iter, %.3f CPU s/iter) → %s", row["miou"], row["iters"],
-             row["sec_per_iter"], row["cpu_sec_per_iter"], args.out)
+    history = args.history or history_csv(str(args.out))
+    # (a config without validation during training has a history of no rows; the file still says its columns)
+    write_csv(history, pd.DataFrame(result["history"] or None, columns=None if result["history"] else
+                                    ["iteration", "miou", "macc", "aacc"]))
+    log.info("mIoU %.2f after %d iterations (%.3f s/iter, %.3f CPU s/iter) → %s; best validation mIoU %s at "
+             "iteration %s of %d validations → %s", row["miou"], row["iters"], row["sec_per_iter"],
+             row["cpu_sec_per_iter"], args.out, row["miou_best"], row["best_iter"], len(result["history"]), history)
     return 0
 
 

@@ -76,6 +76,11 @@ def run_csv(config: dict, dataset: str, model: str, layer_set: str) -> str:
     return f"{seg_dir(config)}/{dataset}/{model}/{layer_set}.csv"
 
 
+def history_csv(run_csv_path: str) -> str:
+    """A run's validation history, beside its CSV (``seg-train --history``)."""
+    return f"{run_csv_path.removesuffix('.csv')}.history.csv"
+
+
 def baseline_csv(config: dict, dataset: str) -> str:
     return f"{seg_dir(config)}/{dataset}/constant_baseline.csv"
 
@@ -84,6 +89,11 @@ def run_csvs(config: dict) -> list[str]:
     """Every run CSV of the profile: single-model runs, then multi-model runs."""
     out = [run_csv(config, d, m, s) for d, m, s in runs(config)]
     return out + [run_csv(config, d, COMBINED, name) for d in datasets(config) for name in combined(config)]
+
+
+def history_csvs(config: dict) -> list[str]:
+    """The validation history of every run of :func:`run_csvs`."""
+    return [history_csv(path) for path in run_csvs(config)]
 
 
 def baseline_csvs(config: dict) -> list[str]:
@@ -156,11 +166,12 @@ def table_plan(config: dict) -> list[dict]:
             for s in section(config).get("layer_sets", []):
                 plan.append({"dataset": d, "kind": layout, "model": m, "family": wf.model_entry(config, m)["family"],
                              "layer_set": s, "unavailable": unavailable(config, m, s), "csv": run_csv(config, d, m, s),
-                             "baseline": baseline_csv(config, d)})
+                             "history": history_csv(run_csv(config, d, m, s)), "baseline": baseline_csv(config, d)})
         for name, entry in combined(config).items():
             plan.append({"dataset": d, "kind": layout, "model": COMBINED, "family": "", "layer_set": name,
                          "paper_method": entry.get("paper_method", ""), "note": entry.get("note", ""),
                          "unavailable": "", "csv": run_csv(config, d, COMBINED, name),
+                         "history": history_csv(run_csv(config, d, COMBINED, name)),
                          "baseline": baseline_csv(config, d)})
     return plan
 

@@ -5,6 +5,11 @@ the diffusion models and layers (``PartOverride``), the dataset root, the number
 is stretched to it), the seed, and any ``--cfg-options``. Evaluation is the config's test loop: mmseg's IoU metric
 over the validation split, single scale, slide inference, after the last iteration.
 
+Validation history (issue #16, point 5): the configs validate every ``val_interval`` iterations (the paper's
+configs, like GDF's ``configs/ade_sdxl.py``, every 2000 of 80k). :func:`validation_history_hook` keeps every
+validation's metrics, with its iteration, in the work dir's ``validation_history.csv`` (rewritten after each one,
+so ``--resume`` continues it), and the run reports the last and the best mIoU (:func:`history_summary`).
+
 ``--resume`` continues from the work dir's latest checkpoint with the same result as an uninterrupted run:
 checkpoints load under torch's safe unpickler with mmengine's few types allowed, and carry the random states
 (:mod:`.checkpoints`). Training needs a batch of at least 2 (:func:`check_train_batch`).
@@ -150,19 +155,78 @@ def _start_iter_hook():
     return StartIter()
 
 
-def _final_validation_hook():
-    """A hook that keeps the metrics of the last validation and the iteration it ran after."""
+HISTORY_FILE = "validation_history.csv"  # in the work dir: every validation so far, kept across --resume
+
+
+def metric_columns(metrics: dict) -> dict:
+    """mmseg's metric names as CSV columns: miou, macc, aacc, then iou.<class> and acc.<class> (rounded to mmseg's
+    2 decimals again: float32 noise such as 29.670000076 would show in the CSV)."""
+    def value(name):
+        return round(float(metrics[name]), 2) if name in metrics else None
+
+    classes = [name.removeprefix("IoU.") for name in metrics if name.startswith("IoU.")]
+    return {"miou": value("mIoU"), "macc": value("mAcc"), "aacc": value("aAcc"),
+            **{f"iou.{c}": value(f"IoU.{c}") for c in classes}, **{f"acc.{c}": value(f"Acc.{c}") for c in classes}}
+
+
+def _read_history(path: Path) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(path).to_dict("records") if path.is_file() else []
+
+
+def _validation_due(loop, iteration: int) -> bool:
+    """Whether the train loop validates after ``iteration`` (mmengine's IterBasedTrainLoop rule)."""
+    return iteration >= loop.val_begin and (iteration % loop.val_interval == 0 or iteration == loop.max_iters)
+
+
+def validation_history_hook(path: Path):
+    """A hook that appends every validation's :func:`metric_columns`, after ``iteration``, to its ``rows`` and to
+    ``path``, and keeps the last validation's raw metrics and iteration (``metrics``, ``iteration``) of this
+    process. A run from iteration 0 starts a new history. A resumed run keeps the rows up to its checkpoint (later
+    ones are validated again), and validates at the checkpoint's iteration first when the history lacks it: mmengine
+    writes a checkpoint before the validation of the same iteration and does not repeat that validation on resume,
+    so a job killed in between would leave a gap. (Validation leaves the training's random states alone:
+    :class:`~diffact.tasks.segmentation.checkpoints.RandomStatesHook`.)"""
     from mmengine.hooks import Hook
 
-    class FinalValidation(Hook):
+    from diffact.utils.io import write_csv
+
+    class ValidationHistory(Hook):
         priority = "VERY_LOW"
-        metrics: dict | None = None
-        iteration = -1
+
+        def __init__(self) -> None:
+            self.rows: list[dict] = []
+            self.metrics: dict | None = None
+            self.iteration = -1
+
+        def before_train(self, runner) -> None:
+            start = int(runner.iter)
+            self.rows = [row for row in _read_history(path) if row["iteration"] <= start] if start else []
+            done = {row["iteration"] for row in self.rows}
+            if start and runner.val_loop is not None and _validation_due(runner.train_loop, start) \
+                    and start not in done:
+                log.info("the validation after iteration %d did not finish before the run stopped: running it", start)
+                runner.val_loop.run()
 
         def after_val_epoch(self, runner, metrics=None) -> None:
-            self.metrics, self.iteration = dict(metrics or {}), int(runner.iter)
+            import pandas as pd
 
-    return FinalValidation()
+            self.metrics, self.iteration = dict(metrics or {}), int(runner.iter)
+            self.rows.append({"iteration": self.iteration, **metric_columns(self.metrics)})
+            write_csv(path, pd.DataFrame(self.rows))
+
+    return ValidationHistory()
+
+
+def history_summary(rows: list[dict]) -> dict:
+    """``miou_last`` (the last validation's mIoU), ``miou_best`` (the highest) and ``best_iter`` (its iteration, the
+    first if several tie); None each without a validation."""
+    scored = [row for row in rows if row.get("miou") is not None and row["miou"] == row["miou"]]  # NaN ≠ NaN
+    if not scored:
+        return {"miou_last": None, "miou_best": None, "best_iter": None}
+    best = max(scored, key=lambda row: row["miou"])  # max keeps the first of equal values
+    return {"miou_last": scored[-1]["miou"], "miou_best": best["miou"], "best_iter": int(best["iteration"])}
 
 
 def test_repeats_validation(cfg) -> bool:
@@ -177,7 +241,8 @@ def _per_iter(seconds: float, iters: int) -> float:
 
 
 def train_and_evaluate(run: SegRun, reuse_final_validation: bool = True) -> dict:
-    """Train, then test; returns the metrics plus timing and the levels that were used.
+    """Train, then test; returns the metrics plus timing, the levels that were used and the validation history
+    (``history``: one :func:`metric_columns` row per validation, with its ``iteration``).
 
     mmengine validates after the last iteration; where the test loop is that same evaluation
     (:func:`test_repeats_validation`) its metrics are the test's, instead of a second pass over the validation set
@@ -193,8 +258,8 @@ def train_and_evaluate(run: SegRun, reuse_final_validation: bool = True) -> dict
     start = _start_iter_hook()
     runner.register_hook(start)
     runner.register_hook(RandomStatesHook())
-    final_val = _final_validation_hook()
-    runner.register_hook(final_val)
+    history = validation_history_hook(Path(cfg.work_dir) / HISTORY_FILE)
+    runner.register_hook(history)
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
     backbone = model.backbone
     iters = int(cfg.train_cfg.max_iters)
@@ -202,8 +267,8 @@ def train_and_evaluate(run: SegRun, reuse_final_validation: bool = True) -> dict
     runner.train()
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
     wall = time.perf_counter()
-    if reuse_final_validation and final_val.iteration == iters and test_repeats_validation(cfg):
-        metrics, test_from = final_val.metrics, f"validation after iteration {iters}"
+    if reuse_final_validation and history.iteration == iters and test_repeats_validation(cfg):
+        metrics, test_from = history.metrics, f"validation after iteration {iters}"
     else:
         metrics, test_from = runner.test(), "test loop"
     eval_wall = time.perf_counter() - wall
@@ -211,6 +276,7 @@ def train_and_evaluate(run: SegRun, reuse_final_validation: bool = True) -> dict
     return {
         # mmseg rounds to 2 decimals in float32; round again so the CSV does not show float32 noise (29.670000076)
         "metrics": {k: round(float(v), 2) for k, v in metrics.items()},
+        "history": list(history.rows),
         "iters": iters,
         "train_seconds": train_wall,
         "trained_iters": trained,
@@ -229,10 +295,13 @@ def train_and_evaluate(run: SegRun, reuse_final_validation: bool = True) -> dict
 
 
 def result_row(result: dict, labels: dict) -> dict:
-    """One CSV row: labels (dataset, model, layer set, ...), mIoU & co., timing, per-class IoU / accuracy."""
+    """One CSV row: labels (dataset, model, layer set, ...), mIoU & co. of the test after the last iteration, the
+    last and the best validation mIoU with the best one's iteration (:func:`history_summary`), timing, per-class
+    IoU / accuracy."""
     metrics = result["metrics"]
     row = dict(labels)
-    row.update(miou=metrics.get("mIoU"), macc=metrics.get("mAcc"), aacc=metrics.get("aAcc"), iters=result["iters"],
+    row.update(miou=metrics.get("mIoU"), **history_summary(result.get("history", [])),
+               macc=metrics.get("mAcc"), aacc=metrics.get("aAcc"), iters=result["iters"],
                trained_iters=result["trained_iters"], sec_per_iter=round(result["sec_per_iter"], 4),
                cpu_sec_per_iter=round(result["cpu_sec_per_iter"], 4),
                train_seconds=round(result["train_seconds"], 1), eval_seconds=round(result["eval_seconds"], 1),
