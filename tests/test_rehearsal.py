@@ -19,7 +19,7 @@ REHEARSAL_KEYS = {
     "properties.images", "properties.draws", "properties.pairs", "properties.control.steps",
     "scarce.protocol.members", "scarce.protocol.epochs", "scarce.protocol.threads", "scarce.protocol.device",
     "scarce.protocol.buffer_mb", "scarce.table2.splits", "scarce.table3.splits",
-    "segmentation.iters", "segmentation.threads", "segmentation.dtype",
+    "segmentation.iters", "segmentation.threads", "segmentation.dtype", "segmentation.workers",
     # the one job that cannot fit 24 GiB as the paper runs it runs its largest variant that does, and says so
     "segmentation.combined.xl-t.cfg_options", "segmentation.combined.xl-t.note",
 }

@@ -660,6 +660,14 @@ def test_workflow_plan_of_the_demo_profile():
     assert "--cfg-options optim_wrapper.optimizer.type=SGD --label" in plan.seg_train_args(
         config, "ade-demo", "combined", "xl-t")
     assert "--cfg-options" not in plan.seg_train_args(config, "ade-demo", "sd15-tiny", "legacy")
+    # segmentation.workers reaches every run as --workers, which overrides all three dataloaders
+    config["segmentation"]["workers"] = 0
+    assert "--workers 0" in plan.seg_train_args(config, "ade-demo", "sd15-tiny", "legacy")
+    from diffact.tasks.segmentation.commands import dataloader_worker_options
+
+    assert dataloader_worker_options(0) == {f"{d}_dataloader.{k}": v for d in ("train", "val", "test")
+                                           for k, v in (("num_workers", 0), ("persistent_workers", False))}
+    assert dataloader_worker_options(2)["val_dataloader.persistent_workers"] is True
     entries = plan.table_plan(config)
     assert len(entries) == 7 and sum(bool(e["unavailable"]) for e in entries) == 1
     assert entries[0]["history"] == entries[0]["csv"].removesuffix(".csv") + ".history.csv"

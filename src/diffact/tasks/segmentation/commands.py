@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "auto"],
                    help="the frozen diffusion models' dtype (model.backbone.dtype; paper configs: float16 on the GPU; "
                         "auto: the fastest this device runs natively)")
+    p.add_argument("--workers", type=int,
+                   help="dataloader workers of train, val and test (default: the config's; 0 loads in the main "
+                        "process, which on a CPU host saves the workers' copies of a process holding the models)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work dir")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="extra column of the results row (e.g. dataset=ade20k model=sdxl layer_set=practical)")
@@ -71,6 +74,17 @@ def register(subparsers) -> None:
     p.add_argument("--root", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_train_ids)
+
+
+def dataloader_worker_options(workers: int) -> dict:
+    """mmengine overrides giving every dataloader ``workers`` processes (persistent only when there are any:
+    torch's DataLoader refuses ``persistent_workers`` without workers)."""
+    from diffact.utils.errors import ConfigError
+
+    if workers < 0:
+        raise ConfigError(f"--workers must be ≥ 0, got {workers}")
+    return {f"{loader}_dataloader.{key}": value for loader in ("train", "val", "test")
+            for key, value in (("num_workers", workers), ("persistent_workers", workers > 0))}
 
 
 def parse_pairs(items, what: str) -> dict:
@@ -132,6 +146,8 @@ def cmd_seg_train(args) -> int:
     options = parse_pairs(args.cfg_options, "--cfg-options")
     if args.dtype:
         options["model.backbone.dtype"] = args.dtype
+    if args.workers is not None:
+        options.update(dataloader_worker_options(args.workers))
     run = SegRun(config=args.config, work_dir=args.work_dir, parts=part_overrides(args), data_root=args.data_root,
                  iters=args.iters, seed=args.seed, options=options,
                  resume=args.resume)

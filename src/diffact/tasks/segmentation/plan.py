@@ -148,6 +148,8 @@ def seg_train_args(config: dict, dataset: str, model: str, layer_set: str) -> st
         args += ["--iters", sec["iters"]]
     if sec.get("dtype"):
         args += ["--dtype", sec["dtype"]]
+    if sec.get("workers") is not None:
+        args += ["--workers", sec["workers"]]
     if sec.get("resume"):
         args.append("--resume")
     options = (combined(config).get(layer_set) or {}).get("cfg_options") if model == COMBINED else None
