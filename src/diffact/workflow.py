@@ -281,7 +281,7 @@ def rule_threads(config: dict, stage: str, cores, fallback: int | None = None):
     none, like ``snakemake --unlock``, then work without --cores (asking snakemake for its cores without one
     stops the whole workflow with "Workflow requires a total number of cores to be defined")."""
     value = _threads_setting(config, stage, fallback)
-    return (lambda wildcards: int(cores() if callable(cores) else cores)) if value == "all" else value
+    return (lambda wildcards: stage_threads(config, stage, cores, fallback)) if value == "all" else value
 
 
 def stage_resources(config: dict, stage: str) -> dict:

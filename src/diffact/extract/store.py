@@ -169,6 +169,11 @@ class FeatureStore:
         return sum(self.shape(n)[0] for n in names)
 
     @property
+    def code_digest(self) -> str | None:
+        """The digest of the extraction code this store writes shards with (None for a store without ``code``)."""
+        return (self.meta.get("code") or {}).get("digest")
+
+    @property
     def resize(self):
         """The :class:`~diffact.data.images.ResizePolicy` the images were resized with, or None for the
         paper's square stretch (also for stores without extraction settings)."""
@@ -198,8 +203,7 @@ class FeatureStore:
 
     def is_current(self, image_id: str) -> bool:
         """Whether the image has a shard written by this store's code (any shard, for a store without ``code``)."""
-        digest = (self.meta.get("code") or {}).get("digest")
-        return self.has(image_id) and (digest is None or self.shard_code(image_id) == digest)
+        return self.has(image_id) and (self.code_digest is None or self.shard_code(image_id) == self.code_digest)
 
     def image_ids(self) -> list[str]:
         shards = self.root / "shards"
@@ -230,8 +234,7 @@ class FeatureStore:
     def _shard_metadata(self, image_id: str) -> dict[str, str]:
         """One entry, ``shard``: the image id and code digest as canonical JSON. (safetensors writes its
         metadata map in no fixed order, so two entries would make identical shards differ in their header.)"""
-        digest = (self.meta.get("code") or {}).get("digest")
-        record = {"image_id": image_id, **({"code_digest": digest} if digest else {})}
+        record = {"image_id": image_id, **({"code_digest": self.code_digest} if self.code_digest else {})}
         return {SHARD_RECORD_KEY: json.dumps(record, sort_keys=True, separators=(",", ":"))}
 
     def read(self, image_id: str, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from diffact.utils.errors import ConfigError, DataError
 PAPER_EVAL_SIZE = 512  # spec §2.8: features → 512×512 for the NN search
 DEFAULT_TEMPERATURE = 0.02  # soft-argmax only (not used by the paper); cosine similarities lie in [-1, 1]
 DEFAULT_CHUNK_SIZE = 256  # keypoints per similarity block
-DEFAULT_MAX_BAND_ELEMENTS = 2**25  # floats per target band (C × rows × S), 128 MiB in float32
+DEFAULT_MAX_BAND_ELEMENTS = 2**25  # floats per band-sized tensor (see band_rows_for), 128 MiB in float32
 
 
 def bilinear_matrix(out_size: int, in_size: int, *, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
@@ -111,8 +111,8 @@ def sample_descriptors(feat: torch.Tensor, pixels: np.ndarray, eval_size: int) -
 
 
 def band_rows_for(channels: int, eval_size: int, chunk_size: int, max_elements: int = DEFAULT_MAX_BAND_ELEMENTS) -> int:
-    """Rows per target band so that both the band (C × rows × S) and one similarity block
-    (chunk × rows × S) hold at most ``max_elements`` numbers (at least one row)."""
+    """Rows per target band so that one similarity block (chunk × rows × S) and the band's row-upsampled map
+    (C × rows × w, w ≤ S: bounded here as C × rows × S) hold at most ``max_elements`` numbers (at least one row)."""
     return int(max(1, min(eval_size, max_elements // (eval_size * max(channels, chunk_size, 1)))))
 
 

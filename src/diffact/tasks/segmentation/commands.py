@@ -158,8 +158,8 @@ def cmd_seg_train(args) -> int:
     write_csv(args.out, pd.DataFrame([row]))
     history = args.history or history_csv(str(args.out))
     # (a config without validation during training has a history of no rows; the file still says its columns)
-    write_csv(history, pd.DataFrame(result["history"] or None, columns=None if result["history"] else
-                                    ["iteration", "miou", "macc", "aacc"]))
+    write_csv(history, pd.DataFrame(result["history"]) if result["history"]
+              else pd.DataFrame(columns=["iteration", "miou", "macc", "aacc"]))
     log.info("mIoU %.2f after %d iterations (%.3f s/iter, %.3f CPU s/iter) → %s; best validation mIoU %s at "
              "iteration %s of %d validations → %s", row["miou"], row["iters"], row["sec_per_iter"],
              row["cpu_sec_per_iter"], args.out, row["miou_best"], row["best_iter"], len(result["history"]), history)
