@@ -24,7 +24,7 @@ PAPER_DAG_JOBS = {
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 8, "property_maps": 10,
     "properties_table": 5, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
     "properties_unavailable": 1, "scarce_set": 6, "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3,
-    "scarce_table3_run": 4, "fig03_properties": 4, "fig04_pck": 4, "fig05_13_scenes": 4, "fig16_18_within": 4,
+    "scarce_table3_run": 6, "fig03_properties": 4, "fig04_pck": 4, "fig05_13_scenes": 4, "fig16_18_within": 4,
     "fig15_control": 1, "fig03_pca": 1, "fig_demo_nn_pck": 1, "table1_notebook": 1, "fig01_notebook": 1,
     "fig_properties_numbers": 1, "fig_properties_filter": 1, "table2_right_notebook": 1, "table4_6_notebook": 3,
     "table3_notebook": 1, "seg_train": 10, "seg_baseline": 2,

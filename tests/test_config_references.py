@@ -104,6 +104,9 @@ CASES = [
     ("scarce.models", ["sd15-tny", "sdxl-tiny"], "scarce.models[0]: no model 'sd15-tny'; did you mean 'sd15-tiny'?"),
     ("scarce.table3.models", ["sd15"], "scarce.table3.models[0]: no model 'sd15' among scarce.models; did you mean "
                                        "'sd15-tiny'? (known models: sd15-tiny, sdxl-tiny)"),
+    ("scarce.table3.paper_generic", {"sd15": "practcal"},
+     "scarce.table3.paper_generic.sd15: no layer set 'practcal' for model sd15-tiny"),
+    ("scarce.table3.paper_generic", {"sdxl-tny": "practical"}, "scarce.table3.paper_generic.sdxl-tny: no model 'sdxl-tny'"),
     ("scarce.simple", "seg-smple", "scarce.simple: no dataset 'seg-smple'; did you mean 'seg-simple'?"),
     ("scarce.complex", "ade-demo", "scarce.complex: dataset 'ade-demo' has kind 'ade20k'; expected ddpmseg"),
     ("scarce.compare.paper_model", {"sdxl-tny": "sdxl"}, "scarce.compare.paper_model.sdxl-tny: no model 'sdxl-tny'"),

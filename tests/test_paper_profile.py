@@ -35,7 +35,7 @@ PAPER_JOBS = {
     "fig_properties_numbers": 1, "fig_properties_filter": 1, "fig03_properties": 4, "fig04_pck": 4,
     "fig05_13_scenes": 4, "fig16_18_within": 4, "fig15_control": 1,
     "scarce_set": 6, "table2_right_notebook": 1,
-    "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3, "scarce_table3_run": 4,
+    "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3, "scarce_table3_run": 6,
     "table4_6_notebook": 3, "table3_notebook": 1,
     "fig03_pca": 1, "fig_demo_nn_pck": 1, "all": 1,
 }
@@ -267,6 +267,9 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     planned = {line.split("\t")[0] for line in summary.stdout.splitlines()}
     missing = [t for t in PAPER_TARGETS if f"paper_figures/{t}" not in planned]
     assert not missing
+    # Table 3 runs the paper's fixed Ours-XL as a row of its own, beside the generic set composed from our screens
+    assert {f"results/paper/compare/sdxl/table3/{s}-{c}.csv" for s in ("generic", "paper-generic", "specific")
+            for c in ("simple", "complex")} <= planned
     # the paper's sizes reach the jobs: SDXL stores at 1024 px, SD1.5 at 512, the screening on the test subset
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
                             "results/paper/correspondence/sdxl/nn_pck.csv", cwd=paper_tree)

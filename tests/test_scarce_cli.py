@@ -73,6 +73,41 @@ def test_screen_then_compare(demo):
     assert composed.groupby("set")["channels"].sum().to_dict() == {"generic": 12, "specific": 12}
 
 
+def _screen_csv(path, rows):
+    pd.DataFrame(rows, columns=["activation", "miou_mean", "miou_std", "channels"]).to_csv(path, index=False)
+    return path
+
+
+def test_compare_lists_the_papers_fixed_generic_set_beside_the_composed_ones(tmp_path, capsys):
+    """Table 3's paper-generic row: the named set's layers, channels from the store, even a layer the qualitative
+    filter dropped from the screens (its scores are then empty), between the generic and specific rows."""
+    screen = _screen_csv(tmp_path / "screen.csv", [["up-level0-repeat0-vit-block7-out", 50.0, 1.0, 8],
+                                                     ["up-level1-repeat0-vit-block0-out", 40.0, 1.0, 4]])
+    store = tmp_path / "complete.json"
+    store.write_text(json.dumps({"layers": {"up-level0-repeat0-vit-block7-out": [8, 4, 4],
+                                            "up-level1-repeat0-vit-block0-cross-q": [4, 8, 8],
+                                            "up-level1-repeat0-vit-block0-out": [4, 8, 8]}}))
+    fixed = "practical=up-level0-repeat0-vit-block7-out,up-level1-repeat0-vit-block0-cross-q"
+    out = tmp_path / "rank.csv"
+    assert main(["scarce-compare", "--simple", str(screen), "--complex", str(screen), "--out", str(out),
+                 "--budget", "12", "--paper-generic", fixed, "--store-layers", str(store)]) == 0
+    composed = pd.read_csv(tmp_path / "rank-composition.csv")
+    assert list(dict.fromkeys(composed["set"])) == ["generic", "paper-generic", "specific"]
+    paper = composed[composed["set"] == "paper-generic"].set_index("activation")
+    assert paper.index.tolist() == ["up-level0-repeat0-vit-block7-out", "up-level1-repeat0-vit-block0-cross-q"]
+    assert paper["channels"].tolist() == [8, 4]
+    assert paper.at["up-level0-repeat0-vit-block7-out", "simple"] == 50.0
+    assert np.isnan(paper.at["up-level1-repeat0-vit-block0-cross-q", "simple"])  # not screened: no score
+    assert paper["reason"].iloc[0] == "the paper's practical set (fixed)"
+    capsys.readouterr()
+    # a set naming a layer the store lacks is one clear line, not a KeyError
+    assert main(["scarce-compare", "--simple", str(screen), "--complex", str(screen), "--out", str(out),
+                 "--budget", "12", "--paper-generic", "practical=up-level0-repeat0-vit-block5-out",
+                 "--store-layers", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "up-level0-repeat0-vit-block5-out" in err and str(store) in err and "Traceback" not in err
+
+
 def test_bad_input_is_a_clean_error(demo, capsys):
     assert main(["scarce", *_protocol(demo), "--layers", "nope", "--out", str(demo / "x.csv")]) == 2
     assert "nope" in capsys.readouterr().err

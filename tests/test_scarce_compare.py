@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from diffact.analysis.compare import (
-    PRACTICAL_CHANNELS, compose_generic, compose_specific, generic_vs_specific, paper_reference,
+    PRACTICAL_CHANNELS, compose_generic, compose_specific, fixed_selection, generic_vs_specific, paper_reference,
     rank_agreement, rank_per_resolution, resolution_of, scores_from_screens,
 )
 from diffact.data.reference import paper_tables_4_6
@@ -107,6 +107,25 @@ def test_generic_vs_specific_table():
     assert table.loc["specific - generic", "complex"] == pytest.approx(-2.0)
     assert table.loc["specific - generic", "paper_complex"] == pytest.approx(45.41 - 47.55)
     assert table.loc["generic", "paper_simple"] == 63.34
+
+
+def test_table3_puts_the_papers_generic_beside_both_generic_rows():
+    results = pd.DataFrame({"setting": ["specific", "specific", "paper-generic", "paper-generic", "generic", "generic"],
+                            "scene": ["simple", "complex"] * 3, "miou_mean": [61.0, 38.0, 59.0, 41.0, 60.0, 40.0]})
+    table = generic_vs_specific(results)
+    assert table["setting"].tolist() == ["generic", "paper-generic", "specific", "specific - generic"]
+    rows = table.set_index("setting")
+    assert rows.loc["paper-generic", ["simple", "paper_simple", "paper_complex"]].tolist() == [59.0, 63.34, 47.55]
+    assert rows.loc["specific - generic", "simple"] == pytest.approx(1.0)  # the delta stays against our generic
+
+
+def test_fixed_selection_keeps_the_set_as_named():
+    scores = pd.DataFrame({"activation": ["a", "b"], "simple": [1.0, 2.0], "complex": [3.0, 4.0]})
+    rows = fixed_selection(scores, ["b", "c"], {"b": 8, "c": 4}, reason="paper")
+    assert rows["activation"].tolist() == ["b", "c"] and rows["channels"].tolist() == [8, 4]
+    assert rows["simple"].iloc[0] == 2.0 and np.isnan(rows["complex"].iloc[1])
+    with pytest.raises(KeyError, match="d"):
+        fixed_selection(scores, ["d"], {}, reason="paper")
 
 
 def test_scores_from_screens_joins_on_activation():

@@ -57,7 +57,12 @@ def test_dry_run_plans_every_table_job(dry_run):
     assert counts["scarce_set"] == len(t2_runs)
     assert counts["scarce_filter"] == counts["scarce_compare"] == counts["table4_6_notebook"] == len(models)
     assert counts["scarce_screen"] == 2 * len(models)
-    assert counts["scarce_table3_run"] == 4 * len(t3_models)
+    # generic + specific per scene; the paper's fixed generic set is "not run" where Table 2 says the model lacks it
+    fixed = SCARCE["table3"].get("paper_generic", {})
+    with_fixed = [m for m in t3_models if fixed.get("sdxl") and (m, fixed["sdxl"]) not in unavailable]
+    assert counts["scarce_table3_run"] == 4 * len(t3_models) + 2 * len(with_fixed)
+    if not with_fixed:
+        assert "paper-generic-simple.csv" not in dry_run and "--paper-generic" not in dry_run
     assert counts["table2_right_notebook"] == counts["table3_notebook"] == 1
     # stores: each Table 2 set on the simple dataset, the screen store on both datasets
     assert counts["extract"] == len(t2_runs) + 2 * len(models)

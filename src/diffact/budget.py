@@ -699,14 +699,20 @@ class Planner:
         return stage
 
     def table3_stage(self) -> Stage:
-        stage = Stage("scarce_table3", "Table 3: the generic and specific compositions (scarce_table3_run)")
+        stage = Stage("scarce_table3", "Table 3: the generic, paper-generic and specific sets (scarce_table3_run)")
         scarce = self.section("scarce")
         t3 = scarce.get("table3") or {}
         if not (scarce and scarce.get("screen") and t3):
             return stage
         splits = int(t3.get("splits", 5))
+        paper_generic = t3.get("paper_generic") or {}
+        unavailable = (scarce.get("table2") or {}).get("unavailable") or {}
         for model in [m for m in t3.get("models", []) if m in scarce.get("models", [])]:
-            for _setting in ("generic", "specific"):
+            # mirrors workflow/rules/helpers/compare.smk cmp_t3_settings: the paper's fixed generic set as a third
+            # row, unless scarce.table2.unavailable says the model lacks its layers
+            fixed = paper_generic.get(model, paper_generic.get(wf.model_entry(self.config, model)["family"]))
+            runs_fixed = fixed is not None and fixed not in (unavailable.get(model) or {})
+            for _setting in ("generic", "specific", *(("paper-generic",) if runs_fixed else ())):
                 for scene in ("simple", "complex"):
                     steps, _ = self.scarce_steps(scene, splits)
                     stage.add_jobs(self.config, "scarce_table3_run", 1, "scarce")

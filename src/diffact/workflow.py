@@ -530,6 +530,13 @@ def _scarce_references(refs: _References, config: dict) -> None:
         if model not in configured:
             refs.problems.append(_unknown(f"scarce.table3.models[{i}]", "model", model, configured,
                                           context=" among scarce.models"))
+    for key, value in _as_dict(_as_dict(scarce.get("table3")).get("paper_generic")).items():
+        where = f"scarce.table3.paper_generic.{key}"
+        if key in _families():
+            refs.layer_set_for(where, value, [m for m in models if _family(config, m) == key],
+                               skip=lambda model, name: name in _as_dict(unavailable.get(model)))
+        elif refs.model(where, key) and value not in _as_dict(unavailable.get(key)):
+            refs.layer_set(where, value, key)
 
 
 def _segmentation_references(refs: _References, config: dict) -> None:

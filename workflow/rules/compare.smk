@@ -6,13 +6,12 @@
 #   results/compare/<model>/screen-<scene>.csv         every kept activation alone (scene: simple | complex)
 #   results/compare/<model>/rank.csv                   ranking per resolution, the paper's Tables 4-6 values beside
 #   results/compare/<model>/composition.csv            generic + specific sets within the channel budget
-#   results/compare/<model>/table3/<set>-<scene>.csv   Table 3 runs (set: generic | specific; + .json summaries)
+#   results/compare/<model>/table3/<set>-<scene>.csv   Table 3 runs (set: generic | paper-generic | specific; + .json)
 #   paper_figures/table4_6_<model>.{csv,tex,md}, paper_figures/table3.{csv,tex,md}
 
 SCARCE_SCREEN = SCARCE.get("screen") or {}
 SCARCE_CMP = SCARCE.get("compare") or {}
 SCARCE_T3 = SCARCE.get("table3") or {}
-SCARCE_SETTINGS = ("generic", "specific")
 
 
 include: "helpers/compare.smk"
@@ -25,7 +24,7 @@ if SCARCE and SCARCE_SCREEN:
         FIGURE_TARGETS.extend(f"{SCARCE_FIGURES}/table4_6_{_m}.{ext}" for ext in ("csv", "tex", "md"))
     if SCARCE_T3 and cmp_t3_models():
         TARGETS.extend(f"{COMPARE_DIR}/{m}/table3/{s}-{c}.csv" for m in cmp_t3_models()
-                       for s in SCARCE_SETTINGS for c in SCARCE_SCENES)
+                       for s in cmp_t3_settings(m) for c in SCARCE_SCENES)
         FIGURE_TARGETS.extend(f"{SCARCE_FIGURES}/table3.{ext}" for ext in ("csv", "tex", "md"))
 
 
@@ -84,6 +83,7 @@ rule scarce_compare:
         simple=f"{COMPARE_DIR}/{{model}}/screen-simple.csv",
         complex=f"{COMPARE_DIR}/{{model}}/screen-complex.csv",
         budget=lambda w: cmp_budget_store(w.model),
+        screen_store=lambda w: cmp_screen_store(w.model, "simple") if not cmp_paper_generic_unavailable(w.model) else [],
     output:
         rank=f"{COMPARE_DIR}/{{model}}/rank.csv",
         composition=f"{COMPARE_DIR}/{{model}}/composition.csv",
@@ -93,6 +93,7 @@ rule scarce_compare:
         paper=lambda w: cmp_paper_model(w.model),
         budget=lambda w, input: cmp_budget_arg(w.model, input.budget),
         resolutions=lambda w: cmp_resolutions_arg(w.model),
+        paper_generic=lambda w, input: cmp_paper_generic_arg(w.model, input.screen_store),
     log:
         f"{LOGS}/compare/{{model}}/compare.log",
     threads: stage_threads("default")
@@ -100,7 +101,7 @@ rule scarce_compare:
     conda: ENV
     shell:
         "diffact --log {log} scarce-compare --simple {input.simple} --complex {input.complex} "
-        "--paper-model {params.paper} --budget {params.budget} {params.resolutions} "
+        "--paper-model {params.paper} --budget {params.budget} {params.resolutions} {params.paper_generic} "
         "--out {output.rank} --composition-out {output.composition} > /dev/null"
 
 
@@ -115,7 +116,7 @@ rule scarce_table3_run:
         json=f"{COMPARE_DIR}/{{model}}/table3/{{setting}}-{{scene}}.json",
     wildcard_constraints:
         model=CMP_MODEL,
-        setting="generic|specific",
+        setting="paper-generic|generic|specific",
         scene="simple|complex",
     params:
         store=lambda w, input: os.path.dirname(input.store),
@@ -166,7 +167,7 @@ rule table4_6_notebook:
 rule table3_notebook:
     message: "Table 3: generic vs specific composition on simple and complex scenes, the paper's beside"
     input:
-        runs=[f"{COMPARE_DIR}/{m}/table3/{s}-{c}.json" for m in cmp_t3_models() for s in SCARCE_SETTINGS
+        runs=[f"{COMPARE_DIR}/{m}/table3/{s}-{c}.json" for m in cmp_t3_models() for s in cmp_t3_settings(m)
               for c in SCARCE_SCENES],
         compositions=[f"{COMPARE_DIR}/{m}/composition.csv" for m in cmp_t3_models()],
         nb="notebooks/table3.py",
@@ -181,6 +182,7 @@ rule table3_notebook:
         executed=f"{RESULTS}/notebooks/table3.ipynb",
         out_stem=lambda w, output: output.csv.removesuffix(".csv"),
         compare_dir=lambda w: COMPARE_DIR,
+        paper_generic=cmp_t3_plan_json(),
     log:
         f"{LOGS}/figures/table3.log",
     threads: stage_threads("notebook")
@@ -188,4 +190,5 @@ rule table3_notebook:
     conda: ENV
     shell:
         "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
-        "-p 'models={params.models}' -p 'families={params.families}' -p compare_dir={params.compare_dir} -p out_stem={params.out_stem}"
+        "-p 'models={params.models}' -p 'families={params.families}' -p compare_dir={params.compare_dir} -p out_stem={params.out_stem} "
+        "-p paper_generic={params.paper_generic}"

@@ -49,3 +49,45 @@ def cmp_screen_store(model, scene):
 
 def cmp_t3_models():
     return [m for m in SCARCE_T3.get("models", []) if m in scarce_models()]
+
+
+def cmp_paper_generic_set(model):
+    """The paper's fixed generic set for Table 3's paper-generic row (scarce.table3.paper_generic, by model name or
+    family: the paper's sdxl → practical = Ours-XL), or None when the profile has none for this model."""
+    sets = SCARCE_T3.get("paper_generic") or {}
+    return sets.get(model, sets.get(cmp_family(model)))
+
+
+def cmp_paper_generic_unavailable(model):
+    """Why the paper-generic row cannot run for this model ('' = it runs): the set's layers are the Table 2 set's,
+    so the reason a demo model lacks them is scarce.table2.unavailable's."""
+    name = cmp_paper_generic_set(model)
+    return scarce_t2_unavailable(model, name) if name else "no paper_generic set in scarce.table3"
+
+
+def cmp_t3_settings(model):
+    """Table 3 settings run for this model, in the table's row order."""
+    runs = not cmp_paper_generic_unavailable(model)
+    return [s for s in _compare.TABLE3_SETTINGS if s != "paper-generic" or runs]
+
+
+def cmp_paper_generic_arg(model, stores):
+    """--paper-generic SET=LAYERS --store-layers STORE for scarce-compare, or '' (the set's explicit layer list;
+    a `select:` set has no fixed names)."""
+    if cmp_paper_generic_unavailable(model):
+        return ""
+    from diffact.extract.layersets import load_set_spec
+
+    name = cmp_paper_generic_set(model)
+    spec = load_set_spec(cmp_family(model), name)
+    if "layers" not in spec:
+        raise ValueError(f"scarce.table3.paper_generic: {spec['_path']} selects layers by rule; "
+                         "the paper's fixed set needs an explicit 'layers' list")
+    return f"--paper-generic {name}={','.join(spec['layers'])} --store-layers {stores[0]}"
+
+
+def cmp_t3_plan_json():
+    """Table 3's paper-generic row per model for the notebook: the set and why it cannot run ('' = it ran)."""
+    plan = {m: {"set": cmp_paper_generic_set(m), "unavailable": cmp_paper_generic_unavailable(m)}
+            for m in cmp_t3_models()}
+    return shlex.quote(json.dumps(plan))

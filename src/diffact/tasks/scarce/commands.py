@@ -71,6 +71,11 @@ def register(subparsers) -> None:
     p.add_argument("--budget", type=int, help="channel budget: also compose generic + specific sets")
     p.add_argument("--resolutions", help="comma-separated resolutions to compose from (default: all)")
     p.add_argument("--composition-out", help="CSV of the composed sets (default: OUT with -composition.csv)")
+    p.add_argument("--paper-generic", metavar="SET=L1,L2,...",
+                   help="also list the paper's fixed generic set (Table 3's paper-generic row), e.g. "
+                        "practical=up-level0-repeat0-vit-block7-out,...; needs --store-layers")
+    p.add_argument("--store-layers", metavar="JSON",
+                   help="a feature store's complete.json or meta.json: channels of --paper-generic's layers")
     p.set_defaults(func=cmd_compare)
 
 
@@ -167,6 +172,32 @@ def cmd_screen(args) -> int:
     return 0
 
 
+def paper_generic_selection(spec: str, store_layers: str | None, scores):
+    """``SET=L1,L2,...`` → the composed-set rows of the paper's fixed generic set (``set`` = paper-generic), channels
+    read from the store the Table 3 runs use (``--store-layers``)."""
+    import json
+    from pathlib import Path
+
+    from diffact.analysis import compare
+    from diffact.utils.errors import DataError
+
+    set_name, sep, names = spec.partition("=")
+    layers = [n for n in names.split(",") if n]
+    if not sep or not set_name or not layers:
+        raise DataError(f"--paper-generic {spec!r}: expected SET=LAYER,LAYER,... (e.g. practical=up-level0-...)")
+    if not store_layers or not Path(store_layers).is_file():
+        raise DataError(f"--store-layers {store_layers!r}: a feature store's complete.json is needed for "
+                        "--paper-generic's channel counts")
+    shapes = json.loads(Path(store_layers).read_text()).get("layers") or {}
+    missing = [n for n in layers if n not in shapes]
+    if missing:
+        raise DataError(f"{store_layers}: the paper's {set_name} set names {', '.join(missing)}, which this store "
+                        f"does not hold; Table 3's paper-generic row needs every layer in the screen store")
+    channels = {n: int(shapes[n][0]) for n in layers}
+    rows = compare.fixed_selection(scores, layers, channels, reason=f"the paper's {set_name} set (fixed)")
+    return rows.assign(set="paper-generic")
+
+
 def cmd_compare(args) -> int:
     from pathlib import Path
 
@@ -202,7 +233,10 @@ def cmd_compare(args) -> int:
         generic = compare.compose_generic(complete, channels, args.budget, resolutions).assign(set="generic")
         specific = compare.compose_specific(complete, channels, int(generic["channels"].sum()), "simple",
                                             resolutions).assign(set="specific")
-        composed = pd.concat([generic, specific], ignore_index=True)
+        parts = [generic, specific]
+        if args.paper_generic:
+            parts.insert(1, paper_generic_selection(args.paper_generic, args.store_layers, complete))
+        composed = pd.concat(parts, ignore_index=True)
         out = args.composition_out or str(Path(args.out).with_name(Path(args.out).stem + "-composition.csv"))
         write_csv(out, composed)
         print(f"\ncomposed sets (budget {args.budget}):")
