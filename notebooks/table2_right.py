@@ -34,13 +34,15 @@ from diffact.utils.io import write_csv, write_text
 with resources.as_file(resources.files("diffact.data").joinpath("reference", "paper_table2.csv")) as path:
     paper = pd.read_csv(path, comment="#")
 paper_by_set = {(r.family, r.layer_set): r for r in paper.itertuples() if isinstance(r.family, str)}
+paper_by_method = {r.method: r for r in paper.itertuples()}
 
 # %%
 # One row per (model, layer set): our mean ± std and the paper's row for the same family and set.
 rows = []
 for entry in plan:
     family, layer_set = entry["family"], entry["layer_set"]
-    ref = paper_by_set.get((family, layer_set))
+    # a combined entry (several models' stores, e.g. Ours-XL-t) names its paper row; a set alone is found by family
+    ref = paper_by_method.get(entry.get("paper_method")) or paper_by_set.get((family, layer_set))
     row = {"model": entry["model"], "family": family, "layer_set": layer_set,
            "paper_method": ref.method if ref is not None else "", "channels": np.nan, "layers": "",
            "miou_mean": np.nan, "miou_std": np.nan, "n_splits": 0,
@@ -50,21 +52,24 @@ for entry in plan:
         summary = json.loads(Path(results_dir, entry["model"], f"{layer_set}.json").read_text())
         row.update(channels=summary["channels"], layers=summary["activation"], miou_mean=summary["miou_mean"],
                    miou_std=summary["miou_std"], n_splits=summary["n_splits"])
-        row["note"] = f"{dataset}, {summary['size']}² features, pixel rate {summary['pixel_rate']}"
+        parts = " + ".join(f"{m} {ls}" for m, ls in entry.get("parts", []))
+        row["note"] = "; ".join(filter(None, [
+            parts, entry.get("note", ""),
+            f"{dataset}, {summary['size']}² features ({summary.get('upsample', 'bilinear')}), "
+            f"pixel rate {summary['pixel_rate']}"]))
     if ref is None:
         row["note"] = "; ".join(filter(None, [row["note"], "no paper row for this set alone"]))
     rows.append(row)
 ours = pd.DataFrame(rows)
 
-# Paper rows with no counterpart here: prior work, and Ours-XL-t (several models' stores concatenated).
+# Paper rows with no counterpart here: prior work (and a combined set the profile does not configure).
 covered = {r["paper_method"] for r in rows if r["paper_method"]}
 rest = paper[~paper["method"].isin(covered)]
 paper_only = pd.DataFrame({
     "model": "paper only", "family": rest["family"].fillna("").values, "layer_set": rest["layer_set"].fillna("").values,
     "paper_method": rest["method"].values, "paper_miou_mean": rest["miou_mean"].values,
     "paper_miou_std": rest["miou_std"].values,
-    "note": [("not run: needs several models' stores concatenated (diffact scarce reads one store); "
-              if m == "Ours-XL-t" else "") + (n if isinstance(n, str) else "") for m, n in zip(rest["method"], rest["note"])],
+    "note": [(n if isinstance(n, str) else "") for n in rest["note"]],
 })
 prior = rest["group"].eq("prior work").values
 table = pd.concat([paper_only[prior], ours, paper_only[~prior]], ignore_index=True)

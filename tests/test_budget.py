@@ -20,10 +20,10 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 148, "extract": 37, "pck_screen": 4, "pck_pixels": 1, "pck_table": 1,
+    "extract_shard": 156, "extract": 39, "pck_screen": 4, "pck_pixels": 1, "pck_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 8, "property_maps": 10,
     "properties_table": 5, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
-    "properties_unavailable": 1, "scarce_set": 6, "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3,
+    "properties_unavailable": 1, "scarce_set": 7, "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3,
     "scarce_table3_run": 6, "fig03_properties": 4, "fig04_pck": 4, "fig05_13_scenes": 4, "fig16_18_within": 4,
     "fig15_control": 1, "fig03_pca": 1, "fig_demo_nn_pck": 1, "table1_notebook": 1, "fig01_notebook": 1,
     "fig_properties_numbers": 1, "fig_properties_filter": 1, "table2_right_notebook": 1, "table4_6_notebook": 3,
@@ -90,7 +90,7 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 37 and extract["forward_passes"] == sum(s["images"] for s in stores)
+    assert len(stores) == 39 and extract["forward_passes"] == sum(s["images"] for s in stores)
 
 
 def test_paper_budget_jobs_match_the_dag(paper_budget):
@@ -134,11 +134,12 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
     table1 = trn + val + test  # each Table 1 part is stored on the trn, val(-360) and test datasets
     extract = {
         # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + properties + Table 2 right
-        "sd15": spair_screen + 3 * table1 + (horse + bedroom) + 2 * horse,
+        # (+ horse: the SD1.5 and PGv2 amalgamation stores of Table 2's Ours-XL-t)
+        "sd15": spair_screen + 3 * table1 + (horse + bedroom) + 2 * horse + horse,
         "sd21": spair_screen + (horse + bedroom),
         # + Fig 3 PCA (figure set on horse21); Table 1: legacy, practical
         "sdxl": spair_screen + 2 * table1 + horse + (horse + bedroom) + 2 * horse,
-        "pgv2": spair_screen + table1 + (horse + bedroom) + 2 * horse,  # Table 1: amalgamation (Ours-XL-t)
+        "pgv2": spair_screen + table1 + (horse + bedroom) + 2 * horse + horse,  # Table 1: amalgamation (Ours-XL-t)
     }
     noise = 4 * (horse + bedroom)  # 4 draws of min(20, n) images per scene
     # seg: 10 iterations × batch 2 + 10 // 10 validations × windows (ADE 2 images × 2, Cityscapes 1 × 3); the
@@ -153,7 +154,7 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
     assert stages["segmentation"]["training_iterations_by_kind"] == {"mmseg iterations": 10 * 10}
     assert stages["table1"]["training_iterations"] == 5 * 2 * 5000
     # label-scarce bound: splits × 100 epochs × (train images × 256² / 64) steps
-    assert stages["scarce_table2"]["training_iterations"] == 6 * 5 * 100 * (2 * 256**2 // 64)
+    assert stages["scarce_table2"]["training_iterations"] == 7 * 5 * 100 * (2 * 256**2 // 64)  # 6 sets + Ours-XL-t
 
 
 def test_counts_come_from_disk_when_the_root_exists(tmp_path, monkeypatch, cli):

@@ -27,14 +27,14 @@ WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "notebooks", "src")
 # (pool × 4 models × 2 scenes) 8 + Table 2 right (legacy/practical × 3 models on horse21) 6; each in 4 shards.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 148, "extract": 37,
+    "extract_shard": 156, "extract": 39,
     "pck_screen": 4, "pck_pixels": 1, "pck_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,
     "noise_share": 8, "property_maps": 10, "properties_table": 5, "qualitative_filter": 2,
     "train_control_unet": 1, "control_features": 2, "properties_unavailable": 1,
     "fig_properties_numbers": 1, "fig_properties_filter": 1, "fig03_properties": 4, "fig04_pck": 4,
     "fig05_13_scenes": 4, "fig16_18_within": 4, "fig15_control": 1,
-    "scarce_set": 6, "table2_right_notebook": 1,
+    "scarce_set": 7, "table2_right_notebook": 1,
     "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3, "scarce_table3_run": 6,
     "table4_6_notebook": 3, "table3_notebook": 1,
     "fig03_pca": 1, "fig_demo_nn_pck": 1, "all": 1,
@@ -267,6 +267,8 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     planned = {line.split("\t")[0] for line in summary.stdout.splitlines()}
     missing = [t for t in PAPER_TARGETS if f"paper_figures/{t}" not in planned]
     assert not missing
+    # Table 2 (right) runs Ours-XL-t: SDXL practical + SD1.5 and PGv2 amalgamation on Horse-21, concatenated
+    assert "results/paper/scarce/table2/combined/xl-t.csv" in planned
     # Table 3 runs the paper's fixed Ours-XL as a row of its own, beside the generic set composed from our screens
     assert {f"results/paper/compare/sdxl/table3/{s}-{c}.csv" for s in ("generic", "paper-generic", "specific")
             for c in ("simple", "complex")} <= planned

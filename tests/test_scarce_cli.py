@@ -73,6 +73,23 @@ def test_screen_then_compare(demo):
     assert composed.groupby("set")["channels"].sum().to_dict() == {"generic": 12, "specific": 12}
 
 
+def test_scarce_reads_several_stores_side_by_side(demo, tmp_path, capsys):
+    """Ours-XL-t's path: two stores (labels sdxl, pgv2) holding layers of the same name, one --layers each."""
+    out = tmp_path / "combined.csv"
+    protocol = _protocol(demo, splits=1)[2:]  # without the single --store
+    stores = ["--store", f"sdxl={demo / 'store'}", "--store", f"pgv2={demo / 'store'}"]
+    assert main(["scarce", *stores, *protocol, "--layers", "up-level1-repeat0-vit-block0-out",
+                 "--layers", "up-level0-repeat0-res-out,up-level1-repeat0-vit-block0-out", "--out", str(out)]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["activation"] == ("sdxl:up-level1-repeat0-vit-block0-out+pgv2:up-level0-repeat0-res-out+"
+                                     "pgv2:up-level1-repeat0-vit-block0-out")
+    assert summary["channels"] == 8 + 4 + 8 and summary["upsample"] == "nearest-bilinear"
+    assert summary["stores"] == [f"sdxl={demo / 'store'}", f"pgv2={demo / 'store'}"]
+    capsys.readouterr()
+    assert main(["scarce", *stores, *protocol, "--layers", "up-level1-repeat0-vit-block0-out", "--out", str(out)]) == 2
+    assert "give one --layers per store" in capsys.readouterr().err
+
+
 def _screen_csv(path, rows):
     pd.DataFrame(rows, columns=["activation", "miou_mean", "miou_std", "channels"]).to_csv(path, index=False)
     return path

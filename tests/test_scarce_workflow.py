@@ -53,8 +53,13 @@ def test_dry_run_plans_every_table_job(dry_run):
     unavailable = {(m, s) for m, sets in t2.get("unavailable", {}).items() for s in sets}
     t2_runs = [(m, s) for m in models for s in t2["layer_sets"] if (m, s) not in unavailable]
     t3_models = [m for m in SCARCE["table3"]["models"] if m in models]
+    combined = t2.get("combined", {})
     counts = _job_counts(dry_run)
-    assert counts["scarce_set"] == len(t2_runs)
+    assert counts["scarce_set"] == len(t2_runs) + len(combined)
+    for name in combined:  # several stores side by side: one --store LABEL=DIR and --layers per part
+        assert f"table2/combined/{name}.csv" in dry_run
+        command = next(line for line in dry_run.splitlines() if f"table2/combined/{name}.csv" in line and " scarce " in line)
+        assert command.count("--store ") == command.count("--layers ") == len(combined[name]["parts"])
     assert counts["scarce_filter"] == counts["scarce_compare"] == counts["table4_6_notebook"] == len(models)
     assert counts["scarce_screen"] == 2 * len(models)
     # generic + specific per scene; the paper's fixed generic set is "not run" where Table 2 says the model lacks it

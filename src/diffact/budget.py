@@ -429,6 +429,9 @@ class Planner:
         if scarce:
             for model, layer_set in self.scarce_t2_runs():
                 out.append((scarce["simple"], model, layer_set, "Table 2 right (scarce_set)"))
+            for parts in self.scarce_t2_combined_runs().values():
+                out.extend((scarce["simple"], model, layer_set, "Table 2 right, combined (scarce_set)")
+                           for model, layer_set in parts)
             if scarce.get("screen"):
                 for model in scarce.get("models", []):
                     for scene in ("simple", "complex"):
@@ -478,6 +481,18 @@ class Planner:
         unavailable = t2.get("unavailable") or {}
         return [(m, s) for m in scarce.get("models", []) for s in t2.get("layer_sets", [])
                 if not (unavailable.get(m) or {}).get(s)]
+
+    def scarce_t2_combined_runs(self) -> dict[str, list[tuple[str, str]]]:
+        """table2.combined entries that run (none of their parts unavailable): name → [(model, layer set)];
+        mirrors workflow/rules/helpers/scarce.smk scarce_t2_runs."""
+        t2 = self.section("scarce").get("table2") or {}
+        unavailable = t2.get("unavailable") or {}
+        runs = {}
+        for name, entry in (t2.get("combined") or {}).items():
+            parts = [tuple(p) for p in entry["parts"]]
+            if not any((unavailable.get(m) or {}).get(s) for m, s in parts):
+                runs[name] = parts
+        return runs
 
     def cmp_budget(self, model: str):
         from diffact.analysis.compare import PRACTICAL_CHANNELS
@@ -661,7 +676,7 @@ class Planner:
         if not scarce or not scarce.get("table2"):
             return stage
         splits = int(scarce["table2"].get("splits", 5))
-        for _ in self.scarce_t2_runs():
+        for _ in [*self.scarce_t2_runs(), *self.scarce_t2_combined_runs()]:
             steps, train = self.scarce_steps("simple", splits)
             stage.add_jobs(self.config, "scarce_set", 1, "scarce")
             stage.add_iterations("pixel-classifier steps (≤, max_epochs)", steps)

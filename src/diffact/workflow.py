@@ -510,6 +510,8 @@ def _scarce_references(refs: _References, config: dict) -> None:
     refs.layer_sets_for("scarce.table2.layer_sets", table2.get("layer_sets", []), models,
                         skip=lambda model, name: name in _as_dict(unavailable.get(model)))
     refs.set_map("scarce.table2.unavailable", unavailable)
+    for name, spec in _as_dict(table2.get("combined")).items():
+        refs.parts(f"scarce.table2.combined.{name}.parts", _as_dict(spec).get("parts"))
     screen = _as_dict(scarce.get("screen"))
     for key in ("store_set", "filter_set"):
         refs.layer_set_for(f"scarce.screen.{key}", screen.get(key, "pool"), models)

@@ -3,6 +3,7 @@
 #
 #   <root>/dataset.json                          demo dataset (datasets.<name>.build: simple|complex), DDPM-seg layout
 #   results/scarce/table2/<model>/<set>.csv      one row per random split (+ .json: mean ± std, per-class IoU)
+#   results/scarce/table2/combined/<name>.csv    the same for several stores concatenated (Ours-XL-t)
 #   paper_figures/table2_right.{csv,tex,md}      Table 2 (right) analogue beside the paper's numbers
 #
 # Config: the `scarce` section (config/config.yaml documents each key with its paper value). The simple and
@@ -23,7 +24,8 @@ SCARCE_SCENES = ("simple", "complex")
 
 # The paper's protocol (spec §2.10); the config's `scarce.protocol` overrides any of these.
 SCARCE_PROTOCOL_DEFAULTS = {"size": 256, "members": 10, "epochs": 100, "pixel_rate": 1.0, "batch_size": 64,
-                            "lr": 1e-3, "seed": 0, "threads": 1, "device": "cpu", "buffer_mb": 1024}
+                            "lr": 1e-3, "seed": 0, "threads": 1, "device": "cpu", "buffer_mb": 1024,
+                            "upsample": "nearest-bilinear"}
 
 
 include: "helpers/scarce.smk"
@@ -61,6 +63,7 @@ for _name, _entry in SEG_DEMO.items():
 # ---- Table 2 (right): named layer sets alone on the simple dataset ---------------------------------------------
 
 SCARCE_T2 = SCARCE.get("table2") or {}
+SCARCE_COMBINED = "combined"  # the model wildcard of a Table 2 entry made of several stores (table2.combined)
 SCARCE_T2_DIR = f"{SCARCE_DIR}/table2"
 
 
@@ -72,17 +75,16 @@ if SCARCE and SCARCE_T2:
 rule scarce_set:
     message: "label-scarce mIoU of {wildcards.model} {wildcards.layerset} on the simple dataset ({params.splits} splits)"
     input:
-        store=lambda w: wf.store_done(config, scarce_dataset("simple"), w.model, w.layerset),
+        stores=lambda w: scarce_t2_stores(w.model, w.layerset),
         data=lambda w: wf.dataset_input(config, scarce_dataset("simple")),
     output:
         csv=f"{SCARCE_T2_DIR}/{{model}}/{{layerset}}.csv",
         json=f"{SCARCE_T2_DIR}/{{model}}/{{layerset}}.json",
     wildcard_constraints:
-        model=scarce_alt(scarce_models()),
-        layerset="[A-Za-z0-9_-]+",
+        model=scarce_alt([*scarce_models(), SCARCE_COMBINED]),
+        layerset="[A-Za-z0-9_.-]+",
     params:
-        store=lambda w, input: os.path.dirname(input.store),
-        layers=lambda w, input: store_layers_arg(input.store),
+        sources=lambda w, input: scarce_t2_sources_arg(w.model, w.layerset, input.stores),
         dataset=lambda w: scarce_dataset_args("simple"),
         splits=SCARCE_T2.get("splits", 5),
         protocol=lambda w: scarce_protocol_args(SCARCE_T2.get("splits", 5)),
@@ -92,7 +94,7 @@ rule scarce_set:
     resources: **stage_resources("scarce")
     conda: ENV
     shell:
-        "diffact --log {log} scarce --store {params.store} {params.dataset} --layers {params.layers} "
+        "diffact --log {log} scarce {params.sources} {params.dataset} "
         "{params.protocol} --threads {threads} --out {output.csv} --summary {output.json}"
 
 

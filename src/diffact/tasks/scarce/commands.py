@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def _add_protocol_args(p) -> None:
-    p.add_argument("--store", required=True, help="feature store folder holding every dataset image")
+    p.add_argument("--store", required=True, action="append", metavar="[LABEL=]DIR",
+                   help="feature store folder holding every dataset image; `scarce` takes several (LABEL=DIR, "
+                        "one --layers each, e.g. Ours-XL-t), their features concatenated per pixel in this order")
     p.add_argument("--dataset", required=True, help="DDPM-seg layout folder (with real/train, real/test)")
     p.add_argument("--dataset-name", help="known dataset (e.g. horse_21) when the folder name does not say")
     p.add_argument("--num-classes", type=int, help="number of classes when neither dataset.json nor the name says")
@@ -32,6 +34,9 @@ def _add_protocol_args(p) -> None:
     p.add_argument("--pixel-rate", type=float, default=1.0, help="fraction of training pixels kept (paper: 1)")
     p.add_argument("--buffer-mb", type=float, default=1024.0, help="memory for one buffer of streamed pixels")
     p.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke tests/benchmarks only)")
+    p.add_argument("--upsample", choices=["nearest-bilinear", "bilinear"], default="nearest-bilinear",
+                   help="multi-layer sets: nearest to each store's largest map, then bilinear to SIZE² (the "
+                        "authors' code, default), or bilinear from every native map")
     p.add_argument("--absent-classes", choices=["zero", "skip"], default="zero",
                    help="classes absent from gt and prediction: count as IoU 0 (DDPM-seg) or leave out")
     p.add_argument("--device", default="cpu")
@@ -50,7 +55,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("scarce", help="label-scarce segmentation mIoU of one activation set, per split")
     _add_protocol_args(p)
-    p.add_argument("--layers", required=True, help="comma-separated store layers, concatenated")
+    p.add_argument("--layers", required=True, action="append",
+                   help="comma-separated store layers, concatenated; once per --store")
     p.add_argument("--out", required=True, help="CSV, one row per split")
     p.add_argument("--summary", help="JSON with mean ± std and per-class IoU (default: OUT with .json)")
     p.set_defaults(func=cmd_scarce)
@@ -90,16 +96,44 @@ def _config(args):
     train = TrainSettings(members=args.models, batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs,
                           max_batches_per_epoch=args.max_batches, device=args.device)
     config = ScarceConfig(size=args.size, splits=args.splits, shuffle=not args.no_shuffle, seed=args.seed,
-                          pixel_rate=args.pixel_rate, buffer_mb=args.buffer_mb, absent=args.absent_classes, train=train)
+                          pixel_rate=args.pixel_rate, buffer_mb=args.buffer_mb, absent=args.absent_classes,
+                          upsample=args.upsample, train=train)
     config.validate()
     return config
 
 
 def _open(args):
+    """The feature store (one --store) or the stores side by side (several), and the dataset."""
+    from pathlib import Path
+
     from diffact.data.ddpmseg import open_ddpmseg
     from diffact.extract.store import FeatureStore
+    from diffact.tasks.scarce.sources import CombinedStores
 
-    return FeatureStore.open(args.store), open_ddpmseg(args.dataset, args.dataset_name, args.num_classes)
+    dataset = open_ddpmseg(args.dataset, args.dataset_name, args.num_classes)
+    if len(args.store) == 1:
+        return FeatureStore.open(args.store[0].partition("=")[2] or args.store[0]), dataset
+    parts = []
+    for value in args.store:
+        label, sep, root = value.partition("=")
+        label, root = (label, root) if sep else (Path(value).name, value)
+        parts.append((label, FeatureStore.open(root)))
+    return CombinedStores(parts), dataset
+
+
+def _set_layers(args, store) -> list[str]:
+    """--layers (one per --store) as the names the store reads: ``label:layer`` for several stores."""
+    from diffact.tasks.scarce.pipeline import check_layers
+    from diffact.tasks.scarce.sources import PART_SEP
+    from diffact.utils.errors import ConfigError
+
+    if len(args.layers) != len(args.store):
+        raise ConfigError(f"got {len(args.store)} --store and {len(args.layers)} --layers; give one --layers per store")
+    if len(args.store) == 1:
+        return check_layers(store, args.layers[0].split(","))
+    names = [f"{label}{PART_SEP}{name.strip()}" for label, layers in zip(store.parts, args.layers)
+             for name in layers.split(",") if name.strip()]
+    return check_layers(store, names)
 
 
 def cmd_make_demo(args) -> int:
@@ -115,17 +149,17 @@ def cmd_scarce(args) -> int:
 
     import pandas as pd
 
-    from diffact.tasks.scarce.pipeline import check_layers, run_scarce, split_rows, summary_row
+    from diffact.tasks.scarce.pipeline import run_scarce, split_rows, summary_row
     from diffact.utils.io import write_csv, write_json
 
     config = _config(args)
     store, dataset = _open(args)
-    layers = check_layers(store, args.layers.split(","))
+    layers = _set_layers(args, store)
     channels = store.channels(layers)
     results = run_scarce(store, dataset, layers, config)
     write_csv(args.out, pd.DataFrame(split_rows(results, layers, channels, config)))
     summary = summary_row(results, layers, channels, config, dataset.info.class_names)
-    summary.update(dataset=str(dataset.root), store=str(store.root), splits=[
+    summary.update(dataset=str(dataset.root), store=str(store.root), stores=list(args.store), splits=[
         {"split": r.split, "miou": r.miou, "train_ids": r.train_ids, "test_ids": r.test_ids, "training": r.training}
         for r in results])
     write_json(args.summary or Path(args.out).with_suffix(".json"), summary)
@@ -141,7 +175,11 @@ def cmd_screen(args) -> int:
     from diffact.tasks.scarce.pipeline import check_layers, load_labels, run_scarce, summary_row
     from diffact.utils.io import write_csv
 
+    from diffact.utils.errors import ConfigError
+
     config = _config(args)
+    if len(args.store) != 1:
+        raise ConfigError("scarce-screen reads one --store (each activation alone)")
     store, dataset = _open(args)
     layers = store.layers if args.layers == "all" else check_layers(store, args.layers.split(","))
     rows: list[dict] = []

@@ -29,6 +29,7 @@ from diffact.tasks.scarce.metrics import confusion_matrix, class_ious, mean_and_
 from diffact.tasks.scarce.pixels import (
     MIN_CLASS_PIXELS, PixelStream, gather_pixels, ignore_small_classes, resize_label, training_image,
 )
+from diffact.tasks.scarce.sources import UPSAMPLE_MODES, feature_source
 from diffact.utils.errors import ConfigError, DataError, LayerError
 from diffact.utils.seeding import numpy_rng
 
@@ -45,6 +46,8 @@ class ScarceConfig:
     buffer_mb:   memory (MiB) for the one streaming buffer of training pixels, float32 features and int64
                  labels (not in the paper, which keeps all pixels in RAM); the training set's RAM is bounded
                  by it, whatever the number of images (:class:`~diffact.tasks.scarce.pixels.PixelStream`)
+    upsample:    how a multi-layer set reaches S×S: ``nearest-bilinear`` (the authors' code: nearest to the set's
+                 largest map, then bilinear) or ``bilinear`` from each native map (:mod:`.sources`)
     predict_chunk: test pixels classified at once
     absent / ignored_pixels: mIoU conventions, see :mod:`diffact.tasks.scarce.metrics`
     """
@@ -56,6 +59,7 @@ class ScarceConfig:
     min_pixels: int = MIN_CLASS_PIXELS
     pixel_rate: float = 1.0
     buffer_mb: float = 1024.0
+    upsample: str = "nearest-bilinear"
     predict_chunk: int = 16384
     absent: str = "zero"
     ignored_pixels: str = "false-positive"
@@ -70,6 +74,8 @@ class ScarceConfig:
             raise ConfigError(f"scarce pixel_rate must be in (0, 1], got {self.pixel_rate}")
         if self.buffer_mb <= 0:
             raise ConfigError(f"scarce buffer_mb must be positive, got {self.buffer_mb}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ConfigError(f"scarce upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample!r}")
         if self.train.members < 1 or self.train.batch_size < 2 or self.train.max_epochs < 1:
             raise ConfigError("scarce training needs members ≥ 1, batch_size ≥ 2 (BatchNorm) and max_epochs ≥ 1")
 
@@ -197,6 +203,7 @@ def run_scarce(store, dataset: SegDataset, layers: Sequence[str], config: Scarce
 
     config.validate()
     layers = check_layers(store, layers)
+    store = feature_source(store, layers, config.upsample)
     labels = labels if labels is not None else load_labels(dataset, config.size)
     pool = dataset.images()
     splits = make_splits(len(dataset.train), len(pool), config.splits, config.seed, config.shuffle)
@@ -218,7 +225,7 @@ def split_rows(results: Sequence[SplitResult], layers: Sequence[str], channels: 
         "layers": "+".join(layers), "channels": channels, "split": r.split, "miou": round(r.miou, 4),
         "n_train": len(r.train_ids), "n_test": len(r.test_ids), "train_pixels": r.train_pixels,
         "epochs_mean": float(np.mean(r.training["epochs"])),  # wall-clock seconds: in the log only (determinism)
-        "size": config.size, "seed": config.seed, "test_ids": " ".join(r.test_ids),
+        "size": config.size, "upsample": config.upsample, "seed": config.seed, "test_ids": " ".join(r.test_ids),
     } for r in results]
 
 
@@ -232,6 +239,6 @@ def summary_row(results: Sequence[SplitResult], layers: Sequence[str], channels:
     return {
         "activation": "+".join(layers), "channels": channels, "miou_mean": round(mean, 4), "miou_std": round(std, 4),
         "n_splits": len(results), "miou_splits": ";".join(f"{r.miou:.4f}" for r in results),
-        "size": config.size, "seed": config.seed, "pixel_rate": config.pixel_rate,
+        "size": config.size, "upsample": config.upsample, "seed": config.seed, "pixel_rate": config.pixel_rate,
         "class_iou": {name: round(float(v), 4) for name, v in zip(class_names, per_class)},
     }

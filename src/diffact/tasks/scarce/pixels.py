@@ -1,8 +1,9 @@
 """Per-pixel training data for the label-scarce pixel classifier, streamed from a feature store.
 
 Protocol (paper §2.10; DDPM-seg ``train_interpreter.py`` / the paper's ``task-pixel.py``): every activation is
-bilinear-resized to S×S (paper: 256²), labels are nearest-resized to S×S, and in each *training* image a class
-with fewer than 20 pixels is set to the ignore label 255. Every labelled pixel is one training sample.
+bilinear-resized to S×S (paper: 256²; a multi-layer set first brought to its largest map, :mod:`.sources`), labels
+are nearest-resized to S×S, and in each *training* image a class with fewer than 20 pixels is set to the ignore
+label 255. Every labelled pixel is one training sample.
 
 The upstream code materialises all N×S²×C training pixels in RAM (30 × 65,536 × 3840 float32 ≈ 30 GB). Here:
 
