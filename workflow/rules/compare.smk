@@ -66,7 +66,7 @@ rule scarce_screen:
         store=lambda w, input: os.path.dirname(input.store),
         layers=lambda w, input: csv_layers_arg(input.filter, "layer", "kept", "True"),
         dataset=lambda w: scarce_dataset_args(w.scene),
-        protocol=scarce_protocol_args(SCARCE_SCREEN.get("splits", 5)) if SCARCE else "",
+        protocol=scarce_protocol_args(SCARCE_SCREEN.get("splits", 5), sets=False) if SCARCE else "",
     log:
         f"{LOGS}/compare/{{model}}/screen-{{scene}}.log",
     threads: stage_threads("screen", fallback=scarce_protocol()["threads"])

@@ -7,12 +7,13 @@ def scarce_protocol():
     return {**SCARCE_PROTOCOL_DEFAULTS, **(SCARCE.get("protocol") or {})}
 
 
-def scarce_protocol_args(splits):
-    """`diffact scarce` / `scarce-screen` protocol flags (everything but store, dataset, layers and threads)."""
+def scarce_protocol_args(splits, sets=True):
+    """`diffact scarce` / `scarce-screen` protocol flags (everything but store, dataset, layers and threads).
+    ``sets=False`` (a screen: every activation alone) leaves out --upsample, which only acts on multi-layer sets."""
     p = scarce_protocol()
     return (f"--splits {int(splits)} --seed {p['seed']} --size {p['size']} --models {p['members']} "
             f"--epochs {p['epochs']} --batch-size {p['batch_size']} --lr {p['lr']} --pixel-rate {p['pixel_rate']} "
-            f"--buffer-mb {p['buffer_mb']} --device {p['device']} --upsample {p['upsample']}")
+            f"--buffer-mb {p['buffer_mb']} --device {p['device']}" + (f" --upsample {p['upsample']}" if sets else ""))
 
 
 def scarce_dataset(scene):
