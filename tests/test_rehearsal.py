@@ -9,7 +9,7 @@ from diffact import workflow as wf
 from diffact.utils.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-# What a rehearsal may change: counts (images, pairs, epochs, iterations, draws, splits, members, shards), the
+# What a rehearsal may change: counts (images, pairs, pixels, epochs, iterations, draws, splits, members, shards), the
 # dtype and threads for CPU, devices, resources, and where things live. Everything else must be the paper's.
 REHEARSAL_KEYS = {
     "profile", "results", "paper_figures", "hub_cache",
@@ -18,7 +18,7 @@ REHEARSAL_KEYS = {
     "correspondence.table1.device", "figures.pca_images",
     "properties.images", "properties.draws", "properties.pairs", "properties.control.steps",
     "scarce.protocol.members", "scarce.protocol.epochs", "scarce.protocol.threads", "scarce.protocol.device",
-    "scarce.protocol.buffer_mb", "scarce.table2.splits", "scarce.table3.splits",
+    "scarce.protocol.buffer_mb", "scarce.protocol.pixel_rate", "scarce.table2.splits", "scarce.table3.splits",
     "segmentation.iters", "segmentation.threads", "segmentation.dtype", "segmentation.workers",
     # the one job that cannot fit 24 GiB as the paper runs it runs its largest variant that does, and says so
     "segmentation.combined.xl-t.cfg_options", "segmentation.combined.xl-t.note",
