@@ -64,6 +64,13 @@ def test_screen_then_compare(demo):
     assert good > noise
     assert main(["scarce-screen", *_protocol(demo, splits=1), "--out", str(screen)]) == 0  # resumes: nothing recomputed
     assert pd.read_csv(screen)["miou_mean"].tolist() == table["miou_mean"].tolist()
+    # other protocol settings (here the ensemble size) recompute every activation instead of mixing rows
+    other = [*_protocol(demo, splits=1)]
+    other[other.index("--models") + 1] = "2"
+    assert main(["scarce-screen", *other, "--out", str(screen)]) == 0
+    assert pd.read_csv(screen)["protocol"].str.contains("members=2 ").all()
+    assert main(["scarce-screen", *_protocol(demo, splits=1), "--out", str(screen)]) == 0
+    assert pd.read_csv(screen)["miou_mean"].tolist() == table["miou_mean"].tolist()  # deterministic
     ranking = demo / "ranking.csv"
     assert main(["scarce-compare", "--simple", str(screen), "--complex", str(screen), "--paper-model", "sdxl",
                  "--out", str(ranking), "--budget", "12"]) == 0

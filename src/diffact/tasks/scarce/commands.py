@@ -185,7 +185,7 @@ def cmd_screen(args) -> int:
     rows: list[dict] = []
     if Path(args.out).is_file() and not args.no_resume:
         previous = pd.read_csv(args.out)
-        same = (previous.get("size") == config.size).all() and (previous.get("seed") == config.seed).all()
+        same = "protocol" in previous and (previous["protocol"] == config.protocol_key()).all()
         if same:
             rows = previous[previous["activation"].isin(layers)].to_dict("records")
             log.info("resuming: %d of %d activations already in %s", len(rows), len(layers), args.out)

@@ -79,6 +79,16 @@ class ScarceConfig:
         if self.train.members < 1 or self.train.batch_size < 2 or self.train.max_epochs < 1:
             raise ConfigError("scarce training needs members ≥ 1, batch_size ≥ 2 (BatchNorm) and max_epochs ≥ 1")
 
+    def protocol_key(self) -> str:
+        """Every setting that decides a result (not the buffer or chunk sizes, which only bound memory), as one
+        string: a screen resumes only rows made with the same key."""
+        t = self.train
+        return (f"size={self.size} splits={self.splits} shuffle={self.shuffle} seed={self.seed} "
+                f"min_pixels={self.min_pixels} pixel_rate={self.pixel_rate} upsample={self.upsample} "
+                f"absent={self.absent} ignored={self.ignored_pixels} members={t.members} batch={t.batch_size} "
+                f"lr={t.lr} epochs={t.max_epochs} stop_after={t.stop_after_epoch} patience={t.patience} "
+                f"max_batches={t.max_batches_per_epoch}")
+
     def buffer_pixels(self, channels: int) -> int:
         """Pixels per streaming buffer: ``buffer_mb`` of rows (C float32 features + one int64 label), at least
         one batch."""
@@ -240,5 +250,5 @@ def summary_row(results: Sequence[SplitResult], layers: Sequence[str], channels:
         "activation": "+".join(layers), "channels": channels, "miou_mean": round(mean, 4), "miou_std": round(std, 4),
         "n_splits": len(results), "miou_splits": ";".join(f"{r.miou:.4f}" for r in results),
         "size": config.size, "upsample": config.upsample, "seed": config.seed, "pixel_rate": config.pixel_rate,
-        "class_iou": {name: round(float(v), 4) for name, v in zip(class_names, per_class)},
+        "protocol": config.protocol_key(), "class_iou": {name: round(float(v), 4) for name, v in zip(class_names, per_class)},
     }
