@@ -23,7 +23,8 @@ epoch repeats that (``--full-epoch`` runs it all: ~30k batches per member, about
 The synthetic data is deleted afterwards. Goal: peak RSS ≤ 8 GiB; the exit status is 1 when it is exceeded.
 
 Results go to ``--out`` (default ``results/bench``): ``scarce_memory.{csv,md}`` (small scale) and
-``scarce_memory_paper.{json,md}`` (paper scale).
+``scarce_memory_paper.{json,md}`` (paper scale). ``diffact budget`` reads the paper-scale file from beside its
+benchmark file (``--out benchmarks/results``; the committed one is from the 2026-12-02 rehearsal).
 """
 
 from __future__ import annotations

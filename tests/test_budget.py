@@ -273,3 +273,26 @@ def test_bench_paper_scale_on_the_demo_architectures(tmp_path):
     assert out.with_suffix(".md").is_file()
     loaded = bd.Bench(bd.load_bench(out))
     assert loaded.data["models"]["demo-sd15"]["image_size"] == 64
+
+
+def test_label_scarce_peak_rss_comes_from_the_paper_scale_benchmark_beside_the_bench_file(tmp_path, monkeypatch):
+    """benchmarks/bench_scarce_memory.py --paper-scale writes scarce_memory_paper.json; the budget reports its peak
+    for the label-scarce stages when it ran with the profile's stream buffer, and 'not measured' otherwise."""
+    monkeypatch.chdir(tmp_path)
+    bench = tmp_path / "paper_scale.json"
+    bench.write_text(json.dumps(bench_data(sd15=(512, 2.0, 4 * 10**9))))
+    config = small_config()
+    buffer_mb = config["scarce"]["protocol"]["buffer_mb"]
+
+    def scarce_stages(buffer):
+        (tmp_path / bd.SCARCE_BENCH_NAME).write_text(json.dumps({
+            "n_train": 30, "size": 256, "channels": 3840, "peak_rss_bytes": 4_460_064_768, "measured": "2026-12-02",
+            "protocol": {"members": 10, "buffer_mb": buffer}}))
+        budget = bd.compute_budget(config, bench=json.loads(bench.read_text()), sizes=SMALL_SIZES,
+                                   bench_path=str(bench))
+        return [s for s in budget["stages"] if s["name"].startswith("scarce")]
+
+    for stage in scarce_stages(buffer_mb):
+        assert stage["peak_rss_bytes"] == 4_460_064_768 and "3840 channels" in stage["peak_rss_source"]
+    for stage in scarce_stages(buffer_mb / 2):  # another buffer: another memory bound
+        assert stage["peak_rss_bytes"] is None and "buffer_mb" in stage["peak_rss_not_measured"][0]

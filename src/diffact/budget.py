@@ -43,6 +43,7 @@ from diffact.utils.errors import ConfigError, DataError
 
 REFERENCE_SIZES = "dataset_sizes.yaml"
 DEFAULT_BENCH = "benchmarks/results/paper_scale.json"
+SCARCE_BENCH_NAME = "scarce_memory_paper.json"  # beside the benchmark file: the label-scarce job at paper scale
 TEXT_TOKENS = 77  # CLIP's padded prompt length, all four paper models
 STORAGE_BYTES = {"float16": 2, "float32": 4, "bfloat16": 2}
 SAFETENSORS_DTYPES = {"float16": "F16", "float32": "F32", "bfloat16": "BF16"}
@@ -252,6 +253,21 @@ class Bench:
     def __init__(self, data: dict | None, path: str | None = None):
         self.data = data or {"models": {}}
         self.path = path
+        # The label-scarce job at the paper's scale (benchmarks/bench_scarce_memory.py --paper-scale), beside it.
+        scarce = Path(path).with_name(SCARCE_BENCH_NAME) if path else None
+        self.scarce = json.loads(scarce.read_text()) if scarce is not None and scarce.is_file() else None
+        self.scarce_path = str(scarce) if self.scarce else None
+
+    def scarce_rss(self, buffer_mb: float) -> tuple[int, str] | None:
+        """Peak RSS of ``diffact scarce`` at the paper's scale when measured with this stream buffer (the buffer,
+        not the number of images, bounds it: pixels stream from the store), and a line saying what was measured."""
+        found = self.scarce
+        if not found or float((found.get("protocol") or {}).get("buffer_mb", -1)) != float(buffer_mb):
+            return None
+        p = found["protocol"]
+        return int(found["peak_rss_bytes"]), (
+            f"measured: diffact scarce, {found['n_train']} × {found['size']}² px, {found['channels']} channels, "
+            f"{p['members']} members, buffer {p['buffer_mb']:g} MiB ({self.scarce_path}, {found.get('measured')})")
 
     def entry(self, config: dict, model: str, image_size: int) -> dict | None:
         """The benchmark entry of a config model at ``image_size``: by name, else by the same source."""
@@ -740,7 +756,12 @@ class Planner:
         p = self.scarce_protocol()
         stage.notes.append(f"steps ≤ splits × {p['epochs']} epochs × (train images × {p['size']}² px × "
                            f"{p['pixel_rate']} / batch {p['batch_size']}); each step trains {p['members']} members")
-        stage.rss_missing.append(f"{NOT_MEASURED} (label-scarce runs are not benchmarked)")
+        measured = self.bench.scarce_rss(p["buffer_mb"])
+        if measured:
+            self.note_rss(stage, *measured)
+        else:
+            stage.rss_missing.append(f"{NOT_MEASURED} (no label-scarce benchmark with buffer_mb {p['buffer_mb']:g}: "
+                                     f"benchmarks/bench_scarce_memory.py --paper-scale --out benchmarks/results)")
 
     # semantic segmentation
     def segmentation_stage(self) -> Stage:
