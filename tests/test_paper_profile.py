@@ -279,6 +279,16 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     assert re.search(r"extract --model \S+ --family sdxl --layers pool .*--image-size 1024 ", printed.stdout)
     assert re.search(r"pck-screen .*--split test --subset test-90 --eval-size 512 ", printed.stdout)
     assert "--shard 4/4" in printed.stdout and "extract-merge --shards 4" in printed.stdout
+    # Table 3's paper-generic rows: the paper's Ours-XL layers, channels from the SDXL screen store (complete.json);
+    # only for Table 3's models (pgv2's and sd15's compositions have none)
+    printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
+                            *[f"results/paper/compare/{m}/composition.csv" for m in ("sdxl", "pgv2")], cwd=paper_tree)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    compare = [line for line in printed.stdout.splitlines() if "scarce-compare" in line]
+    sdxl = next(line for line in compare if "compare/sdxl/" in line)
+    assert re.search(r"--paper-generic practical=up-level0-repeat0-vit-block7-out,\S+ "
+                     r"--store-layers \S+/horse21/sdxl/pool-\w+/complete\.json ", sdxl)
+    assert "--paper-generic" not in next(line for line in compare if "compare/pgv2/" in line)
 
 
 def test_rehearsal_dag_has_every_rule_of_the_paper_dag(paper_tree):

@@ -61,6 +61,8 @@ def cmp_paper_generic_set(model):
 def cmp_paper_generic_unavailable(model):
     """Why the paper-generic row cannot run for this model ('' = it runs): the set's layers are the Table 2 set's,
     so the reason a demo model lacks them is scarce.table2.unavailable's."""
+    if model not in cmp_t3_models():
+        return "not a Table 3 model (scarce.table3.models)"
     name = cmp_paper_generic_set(model)
     return scarce_t2_unavailable(model, name) if name else "no paper_generic set in scarce.table3"
 
@@ -83,7 +85,8 @@ def cmp_paper_generic_arg(model, stores):
     if "layers" not in spec:
         raise ValueError(f"scarce.table3.paper_generic: {spec['_path']} selects layers by rule; "
                          "the paper's fixed set needs an explicit 'layers' list")
-    return f"--paper-generic {name}={','.join(spec['layers'])} --store-layers {stores[0]}"
+    store = stores if isinstance(stores, str) else stores[0]  # one input file is a plain string in snakemake
+    return f"--paper-generic {name}={','.join(spec['layers'])} --store-layers {store}"
 
 
 def cmp_t3_plan_json():
