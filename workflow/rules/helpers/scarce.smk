@@ -97,9 +97,8 @@ def scarce_t2_stores(model, layer_set):
 def scarce_t2_sources_arg(model, layer_set, stores):
     """--store/--layers of `diffact scarce`: every layer of each store (its complete.json), one pair per part."""
     parts = scarce_t2_parts(model, layer_set)
-    if len(parts) == 1:
-        return f"--store {os.path.dirname(stores[0])} --layers {store_layers_arg(stores[0])}"
-    return " ".join(f"--store {label}={os.path.dirname(done)} --layers {store_layers_arg(done)}"
+    labelled = len(parts) > 1  # one store needs no label (its layers keep their names)
+    return " ".join(f"--store {label + '=' if labelled else ''}{os.path.dirname(done)} --layers {store_layers_arg(done)}"
                     for (label, _, _), done in zip(parts, stores))
 
 

@@ -111,14 +111,16 @@ def _open(args):
     from diffact.tasks.scarce.sources import CombinedStores
 
     dataset = open_ddpmseg(args.dataset, args.dataset_name, args.num_classes)
-    if len(args.store) == 1:
-        return FeatureStore.open(args.store[0].partition("=")[2] or args.store[0]), dataset
-    parts = []
-    for value in args.store:
-        label, sep, root = value.partition("=")
-        label, root = (label, root) if sep else (Path(value).name, value)
-        parts.append((label, FeatureStore.open(root)))
-    return CombinedStores(parts), dataset
+    stores = [_store_arg(value) for value in args.store]
+    if len(stores) == 1:
+        return FeatureStore.open(stores[0][1]), dataset
+    return CombinedStores([(label or Path(root).name, FeatureStore.open(root)) for label, root in stores]), dataset
+
+
+def _store_arg(value: str) -> tuple[str, str]:
+    """``LABEL=DIR`` or ``DIR`` → (label, '' without one; folder)."""
+    label, sep, root = value.partition("=")
+    return (label, root) if sep else ("", value)
 
 
 def _set_layers(args, store) -> list[str]:
@@ -173,9 +175,8 @@ def cmd_screen(args) -> int:
     import pandas as pd
 
     from diffact.tasks.scarce.pipeline import check_layers, load_labels, run_scarce, summary_row
-    from diffact.utils.io import write_csv
-
     from diffact.utils.errors import ConfigError
+    from diffact.utils.io import write_csv
 
     config = _config(args)
     if len(args.store) != 1:
