@@ -280,7 +280,7 @@ def computed_sets(name: str, image_size: int, storage_dtype: str = "float16") ->
     for layer_set in available_sets(family):
         try:
             names = resolve_set(unet, family, layer_set)
-        except LayerError as err:  # the demo's tiny SDXL lacks blocks 4-9
+        except LayerError as err:  # a set naming layers this model lacks
             out[layer_set] = {"unavailable": str(err)}
             continue
         shapes = stored_shapes(unet, names, image_size, vae_factor(name))

@@ -51,6 +51,12 @@ for key, group in df.groupby(keys, sort=False, dropna=False):
     # A subset drawn by rule because DHF's file was absent (subset_fallback: draw) is named, e.g. val-360-drawn.
     drawn = sorted({str(s) for s in group.get("eval_subset", pd.Series(dtype=str)).dropna() if str(s).endswith("-drawn")})
     notes += [f"evaluated on {', '.join(drawn)} (no DHF subset file)"] if drawn else []
+    # How the trained conv saw the diffusion noise: K stored draws sampled per visit (GDF: fresh each visit) or one.
+    trained = group[group["method"] == "trained"]
+    if len(trained) and "noise" in trained:
+        k = int(trained["noise_draws"].iloc[0]) if "noise_draws" in trained else 1
+        notes += [f"trained on {k} noise draws per image" if trained["noise"].iloc[0] == "draws"
+                  else "trained on one noise draw"]
     row["note"] = "; ".join(notes)
     rows.append(row)
 ours = pd.DataFrame(rows)

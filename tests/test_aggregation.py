@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -186,3 +187,31 @@ def test_store_features_concatenate_models_and_bound_the_cache(tmp_path):
     assert features.image("toy", Path("x.jpg")) is out  # cached
     features.image("toy", Path("z.jpg"))  # evicts y, the least recently used
     assert list(features._cache) == ["toy/x", "toy/z"]
+
+
+class _FakeDraw:
+    """A StorePairFeatures stand-in: every image of draw k is a constant map of value k."""
+
+    def __init__(self, k, layers=(("a",),), channels=2):
+        self.k, self.layers, self.channels, self.n_models, self.resize = k, [list(x) for x in layers], channels, 1, None
+        self.stores = [SimpleNamespace(root=f"store-draw{k}")]  # error messages name the stores
+
+    def image(self, category, path):
+        return torch.full((self.channels, 4, 4), float(self.k))
+
+
+def test_noise_draws_are_chosen_per_image_from_a_seeded_stream():
+    from diffact.tasks.correspondence.aggregation import NoiseDrawFeatures
+
+    pair = SimpleNamespace(category="cat", src_path="a.jpg", trg_path="b.jpg")
+
+    def chosen(seed, stream, visits=40):
+        features = NoiseDrawFeatures([_FakeDraw(k) for k in range(3)], seed, stream)
+        return [int(t[0, 0, 0]) for _ in range(visits) for t in features(pair)], features.visits
+
+    draws, visits = chosen(0, "trn")
+    assert set(draws) == {0, 1, 2} and sum(visits) == 80 and visits == [draws.count(k) for k in range(3)]
+    assert chosen(0, "trn")[0] == draws  # same seed and stream: same draws
+    assert chosen(0, "val")[0] != draws and chosen(1, "trn")[0] != draws
+    with pytest.raises(DataError, match="different layers"):
+        NoiseDrawFeatures([_FakeDraw(0), _FakeDraw(1, layers=(("b",),))], 0, "trn")

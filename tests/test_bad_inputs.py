@@ -272,13 +272,22 @@ def test_unknown_layer_name(cli, tiny_pipeline_dirs, spair, tmp_path):
     assert_nothing_written(out, tmp_path)
 
 
-def test_layer_set_naming_a_layer_the_model_does_not_have(cli, tiny_pipeline_dirs, spair, tmp_path):
-    # The paper's Ours-XL names up-level0 ViT blocks 5 and 7; the tiny SDXL U-Net has blocks 0-3 there.
+def test_layer_set_naming_a_layer_the_model_does_not_have(cli, tiny_pipeline_dirs, spair, tmp_path, monkeypatch):
+    # A set written for a deeper model: block 12 of an up-level0 ViT, which has blocks 0-9 in SDXL (and the demo's).
+    import shutil
+
+    from diffact.extract import layersets
+
+    layers = tmp_path / "layers"
+    shutil.copytree(layersets.LAYER_DIR, layers)
+    (layers / "sdxl" / "deeper.yaml").write_text(
+        "name: deeper\nfamily: sdxl\nlayers:\n  - up-level0-repeat0-vit-block12-out\n  - up-level1-upsampler-out\n")
+    monkeypatch.setattr(layersets, "LAYER_DIR", layers)
     out = tmp_path / "features" / "store"
-    done = cli(*extract_args(tiny_pipeline_dirs["sdxl"], "spair", spair, out, "practical", "sdxl"))
-    message = assert_fails(done, "unknown layer 'up-level0-repeat", "config/layers/sdxl/practical.yaml")
-    assert re.search(r"vit-block[57]-", message)
-    assert_nothing_written(out, tmp_path)
+    done = cli(*extract_args(tiny_pipeline_dirs["sdxl"], "spair", spair, out, "deeper", "sdxl"))
+    message = assert_fails(done, "unknown layer 'up-level0-repeat0-vit-block12-out'", str(layers / "sdxl" / "deeper.yaml"))
+    assert "closest valid names: up-level0-repeat0-vit-block" in message
+    assert_nothing_written(out, tmp_path / "features")
 
 
 def test_store_does_not_hold_the_requested_layer(cli, spair_template, store, tmp_path):

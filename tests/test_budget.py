@@ -20,7 +20,7 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 156, "extract": 39, "pck_screen": 4, "pck_pixels": 1, "pck_table": 1,
+    "extract_shard": 300, "extract": 75, "pck_screen": 4, "pck_pixels": 1, "pck_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 8, "property_maps": 10,
     "properties_table": 5, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
     "properties_unavailable": 1, "scarce_set": 7, "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3,
@@ -90,7 +90,7 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 39 and extract["forward_passes"] == sum(s["images"] for s in stores)
+    assert len(stores) == 75 and extract["forward_passes"] == sum(s["images"] for s in stores)
 
 
 def test_paper_budget_jobs_match_the_dag(paper_budget):
@@ -131,7 +131,10 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # no dataset root exists: every count comes from SMALL_SIZES
     budget = bd.compute_budget(small_config(), bench=None, sizes=SMALL_SIZES)
     spair_screen, trn, val, test, horse, bedroom = 3, 10, 4, 8, 4, 4
-    table1 = trn + val + test  # each Table 1 part is stored on the trn, val(-360) and test datasets
+    draws = small_config()["correspondence"]["table1"]["noise_draws"]
+    assert draws == 4
+    # each Table 1 part is stored on the trn, val(-360) and test datasets, trn and val once per noise draw
+    table1 = draws * (trn + val) + test
     extract = {
         # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + properties + Table 2 right
         # (+ horse: the SD1.5 and PGv2 amalgamation stores of Table 2's Ours-XL-t)

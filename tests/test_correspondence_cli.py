@@ -115,3 +115,57 @@ def test_screening_reports_throughput(tiny_setup):
     assert sorted(table["layer"]) == ["high", "low"]
     assert (table["keypoints_per_s"] > 0).all() and (table["seconds"] > 0).all()
     assert (table["keypoints_per_s"] * table["seconds"]).round().tolist() == table["n_keypoints"].tolist()
+
+
+def _draw_store(tmp, root, split, draw, noise_seed):
+    """A store of `split` whose values depend on the draw (as noise draws of one extraction would)."""
+    store = FeatureStore.create(tmp / f"store-{split}-draw{draw}", {"split": split, "extraction": {"noise_seed": noise_seed}},
+                                layers=LAYERS)
+    g = torch.Generator().manual_seed(100 + draw)
+    ids = [image_id for image_id, _ in dataset_images("spair", root, split)]
+    for image_id in ids:
+        store.write(image_id, {n: torch.randn(*shape, generator=g) for n, shape in LAYERS.items()})
+    store.finalize(ids)
+    return store.root
+
+
+def test_noise_draws_are_sampled_per_visit_and_recorded(tiny_setup, capsys):
+    """#16 point 3: with K stores per split (DIR,DIR,...), corr-train samples one draw per image and visit in
+    training and validation alike, says so in run.json and in the Table 1 row, and gives other results than
+    one draw; draws that are the same store, or counts that differ between models, are refused."""
+    tmp, root, stores = tiny_setup
+    draws = {split: [_draw_store(tmp, root, split, k, k) for k in range(3)] for split in ("trn", "val")}
+    common = ["--dataset-root", root, "--subset-fallback", "draw", "--feature-size", 8, "--eval-size", 16,
+              "--device", "cpu", "--epochs", 1, "--pairs-per-epoch", 12, "--eval-every", 4, "--seed", 0]
+
+    def train(out, trn, val):
+        run_cli("corr-train", "--train-store", ",".join(map(str, trn)), "--val-store", ",".join(map(str, val)),
+                *common, "--out-dir", out)
+        return json.loads((out / "run.json").read_text()), pd.read_csv(out / "evaluations.csv")
+
+    record, evaluations = train(tmp / "run-draws", draws["trn"], draws["val"])
+    assert (record["noise"], record["noise_draws"]) == ("draws", 3)
+    visits = record["images_read_per_draw"]
+    assert sum(visits["trn"]) == 2 * 12 and all(v > 0 for v in visits["trn"])  # two images per step
+    assert all(v > 0 for v in visits["val"])  # validation reads draws too, not draw 0 only
+    again, evaluations_again = train(tmp / "run-draws-again", draws["trn"], draws["val"])
+    assert again["images_read_per_draw"] == visits and evaluations_again.equals(evaluations)  # seeded
+    fixed, evaluations_fixed = train(tmp / "run-fixed", draws["trn"][:1], draws["val"][:1])
+    assert (fixed["noise"], fixed["noise_draws"]) == ("fixed", 1)
+    assert not evaluations_fixed["train_loss"].equals(evaluations["train_loss"])
+
+    out = tmp / "trained-paper-draws.csv"
+    run_cli("corr-evaluate", "--method", "trained", "--protocol", "paper", "--run", tmp / "run-draws",
+            "--dataset-root", root, "--feature-size", 8, "--eval-size", 16, "--device", "cpu", "--out", out)
+    row = pd.read_csv(out).iloc[0]
+    assert (row["noise"], row["noise_draws"]) == ("draws", 3)
+
+    same = ",".join([str(draws["trn"][0])] * 2)
+    assert main([str(a) for a in ["corr-train", "--train-store", same, "--val-store", same, *common,
+                                  "--out-dir", tmp / "bad-same"]]) == 2
+    assert "are not different draws" in capsys.readouterr().err
+    assert main([str(a) for a in ["corr-train", "--train-store", ",".join(map(str, draws["trn"])),
+                                  "--train-store", str(draws["trn"][0]), "--val-store", str(draws["val"][0]),
+                                  "--val-store", str(draws["val"][0]), *common, "--out-dir", tmp / "bad-count"]]) == 2
+    assert "the same number of noise-draw stores" in capsys.readouterr().err
+    assert not (tmp / "bad-same").exists() and not (tmp / "bad-count").exists()

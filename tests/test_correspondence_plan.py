@@ -27,10 +27,19 @@ def test_demo_grid_has_every_model_and_set_and_says_what_cannot_run():
     assert combo.n_models == 3 and combo.paper_method == "Ours-XL-t"
     # A combination that uses an unavailable part cannot run either, and says which part.
     assert combo.runs == (not any(part in declared for part in combo.parts))
-    assert not combo.runs and "sdxl-tiny/practical" in combo.unavailable
+    # The demo U-Nets have the paper's block counts: every set and the combination run (#16 point 8).
+    assert not declared and combo.runs
     runs = result_runs(CONFIG)
     assert len(runs) == sum(e.runs for e in entries.values()) * len(t1["methods"]) * len(t1["protocols"])
     assert split_dataset(CONFIG, "trn") == t1["datasets"]["trn"]
+
+
+def test_a_combination_with_an_unavailable_part_says_which_part():
+    config = copy.deepcopy(CONFIG)
+    config["correspondence"]["table1"]["unavailable"] = {"sdxl-tiny": {"practical": "no block 7"}}
+    combo = find_entry(config, "xl-t", "combined")
+    assert not combo.runs and "sdxl-tiny/practical" in combo.unavailable
+    assert not find_entry(config, "sdxl-tiny", "practical").runs and find_entry(config, "sdxl-tiny", "legacy").runs
 
 
 def test_substitutes_and_config_errors():

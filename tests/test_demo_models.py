@@ -112,15 +112,32 @@ def test_sdxl_layout_matches_sdxl():
     assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * 2
     assert [type(b).__name__ for b in unet.up_blocks] == ["CrossAttnUpBlock2D"] * 2 + ["UpBlock2D"]
     assert [len(b.resnets) for b in unet.up_blocks] == [3, 3, 3]
-    # several basic blocks per ViT (SDXL: 10 at up-level0 / mid, 2 at up-level1)
-    assert [len(v.transformer_blocks) for v in unet.up_blocks[0].attentions] == [4, 4, 4]
+    # SDXL's basic blocks per ViT: 10 at level 2 (down-level2, mid, up-level0) and 2 at level 1
+    assert [len(v.transformer_blocks) for v in unet.up_blocks[0].attentions] == [10, 10, 10]
     assert [len(v.transformer_blocks) for v in unet.up_blocks[1].attentions] == [2, 2, 2]
-    assert len(unet.mid_block.attentions[0].transformer_blocks) == 4
+    assert [len(v.transformer_blocks) for v in unet.down_blocks[2].attentions] == [10, 10]
+    assert len(unet.mid_block.attentions[0].transformer_blocks) == 10
     assert all(v.use_linear_projection for v in unet.up_blocks[0].attentions)
     vits = [m for m in unet.modules() if type(m).__name__ == "Transformer2DModel"]
     assert len(vits) == 11  # as SDXL (spec §2.3)
     assert unet.config.addition_embed_type == "text_time"
     assert unet.add_embedding.linear_1.in_features == demo.TEXT_HIDDEN_SIZE + 6 * demo.SDXL_TIME_EMBED_DIM
+
+
+def test_sdxl_catalog_has_the_real_sdxl_names_so_every_paper_set_runs_in_the_demo():
+    """The tiny SDXL U-Net holds every activation name of SDXL-base-1.0 (472 candidates, no maps), so each
+    SDXL layer set the paper names (Ours-XL: up-level0 blocks 5 and 7) resolves on it (#16 point 8)."""
+    from diffact.extract.catalog import catalog
+    from diffact.extract.layersets import available_sets, resolve_set
+    from diffact.models.configs import build_unet, reference_unet_config
+
+    tiny = demo.build_unet("sdxl")
+    real = build_unet(reference_unet_config("stabilityai/stable-diffusion-xl-base-1.0"))
+    names = [a.name for a in catalog(tiny, include_maps=True)]
+    assert names == [a.name for a in catalog(real, include_maps=True)]
+    assert len(catalog(tiny, include_maps=False)) == 472
+    for layer_set in available_sets("sdxl"):
+        assert resolve_set(tiny, "sdxl", layer_set) == resolve_set(real, "sdxl", layer_set), layer_set
 
 
 @pytest.mark.parametrize("arch", demo.ARCHS)

@@ -22,12 +22,13 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "notebooks", "src")
 
 # Jobs of the paper DAG per rule (config/paper.yaml; `segmentation` rules are counted by their own tests).
-# extract: 37 stores = NN screening (pool × 4 property models on spair-screen) 4 + Table 1 (sd15/sdxl legacy +
-# practical, sd15/pgv2 amalgamation, × trn/val/test) 18 + Fig 3 PCA (sdxl figure on horse21) 1 + properties
-# (pool × 4 models × 2 scenes) 8 + Table 2 right (legacy/practical × 3 models on horse21) 6; each in 4 shards.
+# extract: 75 stores = NN screening (pool × 4 property models on spair-screen) 4 + Table 1 (sd15/sdxl legacy +
+# practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws × trn/val + test)) 54 + Fig 3 PCA (sdxl figure on
+# horse21) 1 + properties (pool × 4 models × 2 scenes) 8 + Table 2 right (legacy/practical/amalgamation × 3 models
+# on horse21, less PGv2 practical) 8; each in 4 shards.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 156, "extract": 39,
+    "extract_shard": 300, "extract": 75,
     "pck_screen": 4, "pck_pixels": 1, "pck_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,
     "noise_share": 8, "property_maps": 10, "properties_table": 5, "qualitative_filter": 2,
@@ -279,6 +280,15 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     assert re.search(r"extract --model \S+ --family sdxl --layers pool .*--image-size 1024 ", printed.stdout)
     assert re.search(r"pck-screen .*--split test --subset test-90 --eval-size 512 ", printed.stdout)
     assert "--shard 4/4" in printed.stdout and "extract-merge --shards 4" in printed.stdout
+    # corr_train reads the 4 noise draws of each part's trn and val stores (correspondence.table1.noise: draws)
+    printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
+                            "results/paper/correspondence/table1/sdxl/practical/run/evaluations.csv", cwd=paper_tree)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    train = next(line for line in printed.stdout.splitlines() if "corr-train" in line)
+    for flag, dataset in (("--train-store", "spair-trn"), ("--val-store", "spair-val")):
+        (value,) = re.findall(rf"{flag} (\S+)", train)
+        assert [d.split("/features/")[1].split("/")[0] for d in value.split(",")] == [
+            dataset, *(f"{dataset}.draw{k}" for k in (1, 2, 3))]
     # Table 3's paper-generic rows: the paper's Ours-XL layers, channels from the SDXL screen store (complete.json);
     # only for Table 3's models (pgv2's and sd15's compositions have none)
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",

@@ -15,7 +15,7 @@ REHEARSAL_KEYS = {
     "profile", "results", "paper_figures", "hub_cache",
     "extraction.dtype", "extraction.torch_threads", "extraction.shards", "extraction.shards_by_store",
     "correspondence.table1.epochs", "correspondence.table1.pairs_per_epoch", "correspondence.table1.eval_every",
-    "correspondence.table1.device", "figures.pca_images",
+    "correspondence.table1.device", "correspondence.table1.noise_draws", "figures.pca_images",
     "properties.images", "properties.draws", "properties.pairs", "properties.control.steps",
     "scarce.protocol.members", "scarce.protocol.epochs", "scarce.protocol.threads", "scarce.protocol.device",
     "scarce.protocol.buffer_mb", "scarce.protocol.pixel_rate", "scarce.table2.splits", "scarce.table3.splits",

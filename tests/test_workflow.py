@@ -96,3 +96,56 @@ def test_pca_rgb_of_a_two_region_map():
     rgb = pca_rgb(feature, size=8)
     assert rgb.shape == (8, 8, 3) and rgb.min() >= 0 and rgb.max() <= 1
     assert np.allclose(rgb[:, :4, 0], rgb[0, 0, 0]) and not np.isclose(rgb[0, 0, 0], rgb[0, 7, 0])
+
+
+def test_noise_draws_are_datasets_with_a_shifted_noise_seed():
+    """#16 point 3: draw k of a dataset's stores is `<dataset>.draw<k>`: the same images and entry, noise_seed + k,
+    its own store folder; Table 1 reads K of them for trn and val, one for test."""
+    import copy
+
+    import pytest
+    import yaml
+
+    from diffact.tasks.correspondence import plan as corr_plan
+    from diffact.utils.errors import ConfigError
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert wf.dataset_entry(config, "spair-trn.draw2") is config["datasets"]["spair-trn"]
+    base = wf.extraction_settings(config, "spair-trn", "sd15-tiny").noise_seed
+    assert wf.extraction_settings(config, "spair-trn.draw2", "sd15-tiny").noise_seed == base + 2
+    first, third = (wf.store_dir(config, d, "sd15-tiny", "legacy") for d in ("spair-trn", "spair-trn.draw2"))
+    assert "/features/spair-trn.draw2/sd15-tiny/legacy-" in third and first.rsplit("-", 1)[1] != third.rsplit("-", 1)[1]
+    assert f"--noise-seed {base + 2} " in wf.extract_args(config, "spair-trn.draw2", "sd15-tiny", "legacy")
+    with pytest.raises(ConfigError, match="unknown dataset 'nope.draw1'"):
+        wf.dataset_entry(config, "nope.draw1")
+
+    t1 = config["correspondence"]["table1"]
+    k = t1["noise_draws"]
+    assert t1["noise"] == "draws" and k >= 2
+    assert corr_plan.role_datasets(config, "trn") == ["spair-trn"] + [f"spair-trn.draw{i}" for i in range(1, k)]
+    assert corr_plan.role_datasets(config, "test") == ["spair"]
+    fixed = copy.deepcopy(config)
+    fixed["correspondence"]["table1"]["noise"] = "fixed"
+    assert corr_plan.role_datasets(fixed, "val") == ["spair-val"]
+    for key, value, message in (("noise", "fresh", "noise = 'fresh'; expected one of fixed, draws"),
+                                ("noise_draws", 1, "noise_draws = 1; noise: draws needs an integer ≥ 2")):
+        bad = copy.deepcopy(config)
+        bad["correspondence"]["table1"][key] = value
+        with pytest.raises(ConfigError, match=message):
+            corr_plan.table1_settings(bad)
+
+
+def test_corr_train_job_reads_every_noise_draw_of_each_part():
+    import re
+
+    target = "results/correspondence/table1/xl-t/combined/run/evaluations.csv"
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--nolock", "--cores", "2", target],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    command = next(line for line in done.stdout.splitlines() if "corr-train" in line)
+    for flag, dataset in (("--train-store", "spair-trn"), ("--val-store", "spair-val")):
+        values = re.findall(rf"{flag} (\S+)", command)
+        assert len(values) == 3  # Ours-XL-t: three parts
+        for value in values:
+            draws = value.split(",")
+            assert [d.split("/features/")[1].split("/")[0] for d in draws] == [dataset, f"{dataset}.draw1", f"{dataset}.draw2"]

@@ -429,10 +429,13 @@ class Planner:
             for entry in corr_plan.table1_entries(cfg):
                 if not entry.runs:
                     continue
-                roles = self.table1_roles(settings)
-                for role in roles:
-                    for model, layer_set in entry.parts:
-                        out.append((corr_plan.split_dataset(cfg, role), model, layer_set, f"Table 1 ({role})"))
+                for role in self.table1_roles(settings):
+                    # corr_train reads every noise draw of trn and val (noise: draws); nn and heldout read draw 0
+                    datasets = (corr_plan.role_datasets(cfg, role) if "trained" in settings["methods"]
+                                else [corr_plan.split_dataset(cfg, role)])
+                    for draw, dataset in enumerate(datasets):
+                        who = f"Table 1 ({role}{f', noise draw {draw}' if draw else ''})"
+                        out.extend((dataset, model, layer_set, who) for model, layer_set in entry.parts)
         figures = self.section("figures")
         if figures.get("pca_model"):
             out.append((figures.get("pca_dataset", corr.get("dataset")), figures["pca_model"],

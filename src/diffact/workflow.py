@@ -6,6 +6,7 @@ name of a feature store ends with the same key that ``diffact extract --check-ke
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from diffact.extract.pipeline import ExtractionSettings
@@ -102,9 +103,29 @@ def model_input(config: dict, name: str) -> list[str]:
     return [f"{entry['source']}/model_index.json"] if entry.get("build") else []
 
 
+# Noise draw k > 0 of a dataset's stores is the dataset named ``<dataset>.draw<k>``: the same images, extracted with
+# noise_seed + k (a fresh VAE sample and fresh diffusion noise; correspondence.table1.noise: draws).
+NOISE_DRAW_SEPARATOR = ".draw"
+_NOISE_DRAW = re.compile(rf"^(?P<base>.+){re.escape(NOISE_DRAW_SEPARATOR)}(?P<draw>[1-9][0-9]*)$")
+
+
+def noise_draw_dataset(name: str, draw: int) -> str:
+    """The dataset name whose stores hold noise draw ``draw`` of ``name`` (draw 0: ``name`` itself)."""
+    return name if draw == 0 else f"{name}{NOISE_DRAW_SEPARATOR}{draw}"
+
+
+def split_noise_draw(config: dict, name: str) -> tuple[str, int]:
+    """(configured dataset, draw) of a dataset name; a configured name is draw 0 even if it looks like a draw."""
+    match = _NOISE_DRAW.match(name)
+    if name in config.get("datasets", {}) or not match:
+        return name, 0
+    return match["base"], int(match["draw"])
+
+
 def dataset_entry(config: dict, name: str) -> dict:
+    base, _ = split_noise_draw(config, name)
     try:
-        return config["datasets"][name]
+        return config["datasets"][base]
     except KeyError:
         raise ConfigError(f"unknown dataset {name!r}; config/datasets has {', '.join(config['datasets'])}") from None
 
@@ -130,10 +151,12 @@ def dataset_input(config: dict, name: str) -> list[str]:
 
 
 def extraction_settings(config: dict, dataset: str, model: str) -> ExtractionSettings:
-    """Global extraction settings, overridden by the model's and then the dataset's (e.g. prompt, image size)."""
+    """Global extraction settings, overridden by the model's and then the dataset's (e.g. prompt, image size);
+    noise draw k of a dataset (:func:`noise_draw_dataset`) adds k to the noise seed."""
     merged = dict(config.get("extraction", {}))
     for entry in (model_entry(config, model), dataset_entry(config, dataset)):
         merged.update(entry.get("extraction", {}))
+    merged["noise_seed"] = int(merged.get("noise_seed", ExtractionSettings.noise_seed)) + split_noise_draw(config, dataset)[1]
     fields = ExtractionSettings.__dataclass_fields__
     return ExtractionSettings(**{k: v for k, v in merged.items() if k in fields})
 

@@ -109,8 +109,7 @@ rule corr_train:
         entry="[A-Za-z0-9_.-]+",
         layerset="[A-Za-z0-9_-]+",
     params:
-        stores=lambda w, input: " ".join([t1_store_args("--train-store", input.train),
-                                          t1_store_args("--val-store", input.val)]),
+        stores=lambda w: " ".join([t1_draw_store_args("--train-store", w, "trn"), t1_draw_store_args("--val-store", w, "val")]),
         root=T1_ROOT,
         opts=lambda w: (f"--val-subset {T1.get('val_subset') or 'all'} {t1_subset_policy('val')} --feature-size {T1['feature_size']} "
                         f"--eval-size {T1['eval_size']} --epochs {T1['epochs']} --pairs-per-epoch {T1['pairs_per_epoch']} "

@@ -22,9 +22,17 @@ def t1_entry(w):
 
 
 def t1_stores(w, role):
-    """complete.json of each model's store of the dataset that holds split `role`, in concatenation order."""
-    dataset = corr_plan.split_dataset(config, role)
-    return [wf.store_done(config, dataset, model, layer_set) for model, layer_set in t1_entry(w).parts]
+    """complete.json of each model's store of the dataset that holds split `role`, in concatenation order; for trn
+    and val with `noise: draws`, one store per noise draw of each model."""
+    return [wf.store_done(config, dataset, model, layer_set) for model, layer_set in t1_entry(w).parts
+            for dataset in corr_plan.role_datasets(config, role)]
+
+
+def t1_draw_store_args(flag, w, role):
+    """`flag` once per model, in concatenation order; a model's noise-draw stores joined by commas."""
+    datasets = corr_plan.role_datasets(config, role)
+    return " ".join(f"{flag} " + ",".join(wf.store_dir(config, dataset, model, layer_set) for dataset in datasets)
+                    for model, layer_set in t1_entry(w).parts)
 
 
 def t1_store_args(flag, done_files):

@@ -14,6 +14,11 @@ are upsampled to 512² and matched by hard nearest neighbour (:mod:`.matching`),
 
 The ``nn`` algorithm is the same pipeline without the conv: the resized, concatenated maps are matched
 directly. Features come from feature stores, read lazily, one pair (two images) at a time.
+
+Diffusion noise: GDF (``task-corres.py``) extracts the two images of every training pair and every validation
+pair anew, each with a fresh VAE sample and fresh noise, so the conv trains on noise as augmentation and the
+paper's "max over 19 validations" is also a max over noise draws. :class:`NoiseDrawFeatures` reproduces that
+with K stored draws per image (one store per draw, noise_seed + k), one sampled per image and visit.
 """
 
 from __future__ import annotations
@@ -149,6 +154,54 @@ class StorePairFeatures:
             self._cached_bytes -= dropped.numel() * dropped.element_size()
         self._cache[image_id] = value
         self._cached_bytes += size
+
+    def __call__(self, pair) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.image(pair.category, pair.src_path), self.image(pair.category, pair.trg_path)
+
+
+class NoiseDrawFeatures:
+    """``features_of(pair)`` over K noise draws of the same stores: each image of each visit is read from one
+    draw, chosen by a seeded generator (``seed``, ``stream``), so a training run sees the diffusion noise as
+    augmentation and each validation pass scores other draws, as GDF's per-visit re-extraction does (module
+    docstring; ``correspondence.table1.noise: draws``).
+
+    ``draws``: one :class:`StorePairFeatures` per draw, all over the same models and layers. The choices depend
+    on the seed and on the order of the calls only, so a rerun visits the same draws."""
+
+    def __init__(self, draws: Sequence[StorePairFeatures], seed: int, stream: str):
+        if len(draws) < 1:
+            raise ConfigError("NoiseDrawFeatures needs at least one draw")
+        layers = {tuple(tuple(x) for x in d.layers) for d in draws}
+        if len(layers) > 1 or len({d.channels for d in draws}) > 1:
+            raise DataError("the noise draws of a store hold different layers: "
+                            + "; ".join(",".join(str(s.root) for s in d.stores) for d in draws))
+        self.draws = list(draws)
+        self._rng = numpy_rng(seed, "noise-draw", stream)
+        self.visits = [0] * len(self.draws)  # images read from each draw (logged, tested)
+
+    @property
+    def channels(self) -> int:
+        return self.draws[0].channels
+
+    @property
+    def n_models(self) -> int:
+        return self.draws[0].n_models
+
+    @property
+    def layers(self):
+        return self.draws[0].layers
+
+    @property
+    def resize(self):
+        policies = {d.resize for d in self.draws}
+        if len(policies) > 1:
+            raise ConfigError(f"the noise draws were extracted with different resize policies: {policies}")
+        return policies.pop()
+
+    def image(self, category: str, path) -> torch.Tensor:
+        draw = int(self._rng.integers(len(self.draws)))
+        self.visits[draw] += 1
+        return self.draws[draw].image(category, path)
 
     def __call__(self, pair) -> tuple[torch.Tensor, torch.Tensor]:
         return self.image(pair.category, pair.src_path), self.image(pair.category, pair.trg_path)

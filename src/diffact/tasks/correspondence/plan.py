@@ -6,8 +6,8 @@ the layer sets (paper Table 1: ``legacy``, ``practical``, ``amalgamation``; spec
 training settings. An *entry* is one row group of the table: a (model, layer set) or a named
 multi-model combination (Ours-XL-t: SDXL practical ⊕ SD1.5 amalgamation ⊕ PGv2 amalgamation; spec §5).
 
-Tiny demo models can lack layers a paper set names (the tiny SDXL U-Net has 4 blocks per up-level0 ViT,
-Ours-XL needs block5/block7). Such entries are declared under ``unavailable`` (model → set → reason) and
+A model can lack layers a paper set names (a smaller U-Net with fewer blocks per ViT than Ours-XL's
+block5/block7; the demo U-Nets have the paper's block counts and lack none). Such entries are declared under ``unavailable`` (model → set → reason) and
 appear in the table with the reason instead of running; ``substitutes`` (model → set → other set) runs a
 variant set instead, with a note. Checking this at DAG time would need diffusers (seconds per call), so
 the declaration is data and ``tests/test_correspondence_plan.py`` checks it against the demo U-Nets.
@@ -21,6 +21,8 @@ from diffact.utils.errors import ConfigError
 
 COMBINED_SET = "combined"  # the layer-set label of multi-model entries
 SPLIT_ROLES = ("trn", "val", "test")
+TRAINED_ROLES = ("trn", "val")  # the splits corr-train reads, with noise draws
+NOISE_MODES = ("fixed", "draws")
 
 # Paper values (spec §2.8) used when the config leaves a key out; the demo config overrides the sizes
 # and the schedule.
@@ -39,6 +41,12 @@ TABLE1_DEFAULTS: dict = {
     "lr": 5.0e-4,
     "weight_decay": 0.01,
     "device": "auto",
+    # GDF re-extracts every training and validation image with a new VAE sample and new noise at each visit
+    # (task-corres.py get_hyperfeats runs the extractor on both images of each pair), so noise acts as augmentation and the max over validations
+    # is also one over noise draws. ``draws`` approximates that with K stored draws per image, one sampled
+    # per visit (K = 4 is ours: GDF's draws are unbounded); ``fixed`` uses one draw throughout.
+    "noise": "draws",
+    "noise_draws": 4,
     "combined": {},
     "unavailable": {},
     "substitutes": {},
@@ -100,7 +108,29 @@ def table1_settings(config: dict) -> dict:
             raise ConfigError(
                 f"correspondence.table1.datasets.{role} = {name!r} must be an SPair dataset of split {role!r}, "
                 f"got kind {entry.get('kind')!r}, split {split!r}")
+    if merged["noise"] not in NOISE_MODES:
+        raise ConfigError(f"correspondence.table1.noise = {merged['noise']!r}; expected one of {', '.join(NOISE_MODES)}")
+    draws = merged["noise_draws"]
+    if merged["noise"] == "draws" and (not isinstance(draws, int) or isinstance(draws, bool) or draws < 2):
+        raise ConfigError(f"correspondence.table1.noise_draws = {draws!r}; noise: draws needs an integer ≥ 2 "
+                          "(noise: fixed is one draw)")
     return merged
+
+
+def noise_draws(settings: dict) -> int:
+    """Stored noise draws per training and validation image (1 with ``noise: fixed``)."""
+    return int(settings["noise_draws"]) if settings["noise"] == "draws" else 1
+
+
+def role_datasets(config: dict, role: str) -> list[str]:
+    """The datasets whose stores a Table 1 run reads for split ``role``: one per noise draw for trn and val
+    (``<dataset>``, ``<dataset>.draw1``, ...; :func:`diffact.workflow.noise_draw_dataset`), the test split's
+    only (heldout scores one fixed draw)."""
+    from diffact.workflow import noise_draw_dataset
+
+    dataset = split_dataset(config, role)
+    draws = noise_draws(table1_settings(config)) if role in TRAINED_ROLES else 1
+    return [noise_draw_dataset(dataset, k) for k in range(draws)]
 
 
 def _attention_note(family: str, layer_set: str) -> str:

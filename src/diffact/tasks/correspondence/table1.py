@@ -94,6 +94,6 @@ def build_table1(results: Sequence[pd.DataFrame], unavailable: pd.DataFrame | No
     ).reset_index(drop=True)
     # Each headline number (pooled over keypoints, the paper's) with its per-image twin (DIFT/GeoAware's) beside it.
     headline = [name for c in HEADLINE for name in (c, c + PER_IMAGE)]
-    first = [c for c in ROW_KEYS + ["status", "eval_split", "eval_subset", *headline, "paper_method",
+    first = [c for c in ROW_KEYS + ["status", "eval_split", "eval_subset", "noise", "noise_draws", *headline, "paper_method",
                                     *(f"paper_{c}" for c in HEADLINE)] if c in table.columns]
     return table[first + [c for c in table.columns if c not in first]]

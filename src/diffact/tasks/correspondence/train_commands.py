@@ -34,8 +34,11 @@ def register(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
 
     p = subparsers.add_parser("corr-train", help="train the correspondence aggregation conv (paper §2.8) on feature stores")
-    p.add_argument("--train-store", action="append", required=True, help="trn-split feature store; repeat once per model of a multi-model set")
-    p.add_argument("--val-store", action="append", required=True, help="val-split feature store(s), same models and order")
+    p.add_argument("--train-store", action="append", required=True,
+                   help="trn-split feature store; repeat once per model of a multi-model set; DIR,DIR,... = that "
+                        "store's noise draws (one sampled per image and visit, correspondence.table1.noise: draws)")
+    p.add_argument("--val-store", action="append", required=True,
+                   help="val-split feature store(s), same models and order; DIR,DIR,... = noise draws, as --train-store")
     p.add_argument("--dataset-root", required=True, help="SPair-71k-layout root")
     p.add_argument("--val-subset", default="val-360", help="validation subset (default val-360; 'all' for the whole split)")
     add_subset_policy_args(p)
@@ -91,6 +94,42 @@ def _open_stores(paths):
     return stores
 
 
+def _open_draws(values, flag: str) -> list[list]:
+    """``--train-store``/``--val-store`` values (one per model, each DIR or DIR,DIR,... for noise draws) → the
+    stores of each draw, each draw one store per model: [[model 1 draw k, model 2 draw k, ...] for k]."""
+    from diffact.utils.errors import ConfigError, DataError
+
+    per_model = [[d for d in value.split(",") if d] for value in values]
+    counts = {len(dirs) for dirs in per_model}
+    if len(counts) != 1 or 0 in counts:
+        raise ConfigError(f"{flag}: every model needs the same number of noise-draw stores, got "
+                          + ", ".join(f"{len(d)} for {v!r}" for d, v in zip(per_model, values)))
+    opened = [_open_stores(dirs) for dirs in per_model]
+    for stores in opened:
+        roots = [str(Path(s.root).resolve()) for s in stores]
+        seeds = [s.settings.get("extraction", {}).get("noise_seed") for s in stores]
+        known = [seed for seed in seeds if seed is not None]  # hand-made stores may not record one
+        if len(set(roots)) != len(roots) or len(set(known)) != len(known):
+            raise DataError(f"{flag}: the noise-draw stores {', '.join(str(s.root) for s in stores)} are not different "
+                            f"draws (noise seeds {seeds}); give each draw's own store")
+        for store in stores[1:]:
+            if store.meta["layers"] != stores[0].meta["layers"]:
+                raise DataError(f"{flag}: noise-draw stores {stores[0].root} and {store.root} hold different layers "
+                                "or shapes; draws must come from the same model and layer set")
+    return [list(draw) for draw in zip(*opened)]
+
+
+def _pair_features(draws, size: int, device, seed: int, stream: str):
+    """One draw: its StorePairFeatures; several: a NoiseDrawFeatures sampling one per image and visit, each
+    draw's resized-map cache a share of the one cache (the memory bound stays that of one store)."""
+    from diffact.tasks.correspondence.aggregation import DEFAULT_CACHE_BYTES, NoiseDrawFeatures, StorePairFeatures
+
+    if len(draws) == 1:
+        return StorePairFeatures(draws[0], size, device=device)
+    share = DEFAULT_CACHE_BYTES // len(draws)
+    return NoiseDrawFeatures([StorePairFeatures(d, size, device=device, cache_bytes=share) for d in draws], seed, stream)
+
+
 def _check_same_layers(train, val) -> None:
     from diffact.utils.errors import DataError
 
@@ -104,7 +143,7 @@ def _check_same_layers(train, val) -> None:
 def cmd_train(args) -> int:
     from diffact.data.spair import SPairDataset, subset_options_from_args
     from diffact.models.loading import pick_device
-    from diffact.tasks.correspondence.aggregation import StorePairFeatures, TrainSettings, train_aggregation
+    from diffact.tasks.correspondence.aggregation import TrainSettings, train_aggregation
     from diffact.tasks.correspondence.screen import without_timings
     from diffact.utils.io import atomic_dir, write_csv, write_json
 
@@ -113,17 +152,20 @@ def cmd_train(args) -> int:
                              lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                              feature_size=args.feature_size, eval_size=args.eval_size)
     device = pick_device(args.device)
-    train_stores, val_stores = _open_stores(args.train_store), _open_stores(args.val_store)
+    train_draws, val_draws = _open_draws(args.train_store, "--train-store"), _open_draws(args.val_store, "--val-store")
+    train_stores, val_stores = train_draws[0], val_draws[0]
     _check_same_layers(train_stores, val_stores)
     train_pairs = list(SPairDataset(args.dataset_root, split="trn"))
     val_set = SPairDataset(args.dataset_root, split="val", subset=args.val_subset, **subset_options_from_args(args))
     val_pairs = list(val_set)
-    train_features = StorePairFeatures(train_stores, settings.feature_size, device=device)
-    val_features = StorePairFeatures(val_stores, settings.feature_size, device=device)
-    log.info("training the aggregation conv: %d channels from %d model(s), %d trn pairs, %d val pairs, %d steps on %s",
-             train_features.channels, train_features.n_models, len(train_pairs), len(val_pairs), settings.steps, device)
+    train_features = _pair_features(train_draws, settings.feature_size, device, settings.seed, "trn")
+    val_features = _pair_features(val_draws, settings.feature_size, device, settings.seed, "val")
+    noise = noise_record(train_draws, val_draws)
+    log.info("training the aggregation conv: %d channels from %d model(s), %d trn pairs, %d val pairs, %d steps on %s, "
+             "noise %s", train_features.channels, train_features.n_models, len(train_pairs), len(val_pairs),
+             settings.steps, device, noise["noise"])
     meta = {"train_stores": [str(s.root) for s in train_stores], "layers": train_features.layers,
-            "n_models": train_features.n_models}
+            "n_models": train_features.n_models, **noise}
     out = Path(args.out_dir)
     with atomic_dir(out) as tmp:
         _, evaluations, train_log = train_aggregation(
@@ -134,12 +176,28 @@ def cmd_train(args) -> int:
         evaluations.insert(2, "split", "val")
         evaluations.insert(3, "subset", val_set.subset_label)  # e.g. val-360, or val-360-drawn
         write_csv(tmp / "train_log.csv", train_log)
+        visits = {role: list(f.visits) for role, f in (("trn", train_features), ("val", val_features))
+                  if hasattr(f, "visits")}
         write_json(tmp / "run.json", {**meta, "settings": settings.as_dict(), "val_subset": val_set.subset_label,
-                                      "n_train_pairs": len(train_pairs), "device": str(device)})
+                                      "n_train_pairs": len(train_pairs), "device": str(device),
+                                      "noise_draw_stores": {"trn": [[str(s.root) for s in d] for d in train_draws],
+                                                            "val": [[str(s.root) for s in d] for d in val_draws]},
+                                      "images_read_per_draw": visits})
         write_csv(tmp / "evaluations.csv", without_timings(evaluations))  # speeds are in the log
     best = evaluations["pck_img@0.10"].max() if not evaluations.empty else float("nan")
     log.info("wrote %s (%d evaluations, best val PCK@0.1 img %.2f)", out, len(evaluations), best)
     return 0
+
+
+def noise_record(train_draws, val_draws) -> dict:
+    """How the diffusion noise was drawn, for run.json and the Table 1 rows: ``fixed`` (one draw) or ``draws``
+    with their number (trn and val must agree: both come from correspondence.table1.noise_draws)."""
+    from diffact.utils.errors import ConfigError
+
+    if len(train_draws) != len(val_draws):
+        raise ConfigError(f"{len(train_draws)} noise draws of the training stores but {len(val_draws)} of the "
+                          "validation stores; give both the same number")
+    return {"noise": "fixed" if len(train_draws) == 1 else "draws", "noise_draws": len(train_draws)}
 
 
 def _evaluation_pairs(args, stores, split):
@@ -205,16 +263,25 @@ def cmd_evaluate(args) -> int:
         features = StorePairFeatures(stores, args.feature_size, device=device)
         row = evaluate(pairs, features, None, args.eval_size)
         row["channels"] = features.channels
+    noise = run_noise(Path(args.run)) if args.method == "trained" else {"noise": "fixed", "noise_draws": 1}
     labels = {"entry": args.entry, "layer_set": args.layer_set, "models": args.models, "families": args.families,
               "extracted_sets": args.extracted_sets, "method": args.method, "protocol": args.protocol,
               "eval_split": split, "eval_subset": subset, "status": "ok", "note": args.note,
-              "paper_method": args.paper_method, "feature_size": args.feature_size, "eval_size": args.eval_size}
+              "paper_method": args.paper_method, "feature_size": args.feature_size, "eval_size": args.eval_size,
+              **noise}
     frame = pd.DataFrame([{**labels, **row}])
     write_csv(args.out, without_timings(frame))
     log.info("%s %s/%s %s on %s/%s: PCK@0.1 img %.2f bbox %.2f (%s keypoints/s)", args.entry, args.layer_set, args.method,
              args.protocol, split, subset, row.get("pck_img@0.10", float("nan")), row.get("pck_bbox@0.10", float("nan")),
              f"{row.get('keypoints_per_s', float('nan')):.0f}")
     return 0
+
+
+def run_noise(run: Path) -> dict:
+    """The noise record of a corr-train run (run.json; runs written before noise draws existed used one draw)."""
+    path = run / "run.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    return {"noise": record.get("noise", "fixed"), "noise_draws": int(record.get("noise_draws", 1))}
 
 
 def cmd_table1(args) -> int:
