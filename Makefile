@@ -17,7 +17,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY := PASSIVE
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: rehearsal-scarce-paper-scale install reproduce test figures lint dry-run bench clean-results rehearsal
+.PHONY: rehearsal-scarce-paper-scale install reproduce test test-slurm figures lint dry-run bench clean-results rehearsal
 REHEARSAL_DATA := data/rehearsal
 # One SPair category and the fewest images each split and task can run on (every store still has two images:
 # a pair, or one DDPM-seg train + one test image, which the label-scarce re-splits pool).
@@ -38,6 +38,12 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The SLURM profile for real (README "Paper profile / cluster"): a one-node Slurm cluster on this machine
+# (installed from Debian's packages the first time; needs root), the tests marked `slurm`, then the cluster stopped.
+test-slurm: $(STAMP)
+	bash scripts/slurm-local.sh start
+	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS); status=$$?; bash scripts/slurm-local.sh stop; exit $$status
 
 # The paper profile on full-size random-weight stand-ins and real-size fixture datasets (README "Paper-scale
 # rehearsal"): about 20 GB of stand-ins, then every rule of the paper DAG once, on CPU.

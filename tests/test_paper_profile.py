@@ -213,6 +213,34 @@ def test_stage_resources_merge_and_threads():
         wf.stage_resources(config, "extrct")
 
 
+class _FakeWorkflow:
+    """What wf.total_cores reads of snakemake's workflow object: `cores` (raises without --cores, as snakemake's
+    does under a cluster executor) and resource_settings.max_threads."""
+
+    def __init__(self, cores=None, max_threads=None):
+        self._cores = cores
+        self.resource_settings = type("ResourceSettings", (), {"max_threads": max_threads})()
+
+    @property
+    def cores(self):
+        if self._cores is None:
+            raise RuntimeError("Workflow requires a total number of cores to be defined")
+        return self._cores
+
+
+def test_threads_all_on_a_cluster_executor_takes_max_threads():
+    # found by the first real Slurm run: the demo's `threads: all` stages asked workflow.cores, which a cluster
+    # executor (no --cores) does not have, and every extract job crashed before submission
+    assert wf.total_cores(_FakeWorkflow(cores=6)) == 6
+    assert wf.total_cores(_FakeWorkflow(max_threads=16)) == 16
+    per_job = wf.rule_threads({}, "extract", cores=lambda: wf.total_cores(_FakeWorkflow(max_threads=4)))
+    assert per_job("wildcards") == 4
+    with pytest.raises(ConfigError, match="--max-threads N"):
+        wf.total_cores(_FakeWorkflow())
+    rules = "".join((ROOT / "workflow" / "rules" / name).read_text() for name in ("common.smk", "extract.smk"))
+    assert "workflow.cores" not in rules.replace("wf.total_cores(workflow)", "")
+
+
 def test_schema_lists_every_resource_stage():
     schema = load_yaml(ROOT / "config" / "schema.yaml")
     assert schema["properties"]["resources"]["propertyNames"]["enum"] == list(wf.RESOURCE_STAGES)

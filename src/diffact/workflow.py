@@ -298,6 +298,21 @@ def stage_threads(config: dict, stage: str, cores, fallback: int | None = None) 
     return int(cores() if callable(cores) else cores) if value == "all" else value
 
 
+def total_cores(workflow) -> int:
+    """What ``threads: all`` means for snakemake's ``workflow``: the cores it was given (``--cores``); on a cluster
+    executor, which runs without --cores, ``--max-threads`` (the cores of one node). Neither: a ConfigError that
+    says which to set (snakemake's own message asks for --cores, which a cluster run does not take)."""
+    try:
+        return int(workflow.cores)
+    except Exception:  # snakemake's WorkflowError: no --cores given
+        max_threads = workflow.resource_settings.max_threads
+        if max_threads:
+            return int(max_threads)
+        raise ConfigError("a stage with `threads: all` (resources.<stage>.threads) needs the number of cores: give "
+                          "snakemake --cores N, or on a cluster executor --max-threads N (the cores of one node, e.g. "
+                          "`max-threads:` in the profile), or give the stage a number of threads") from None
+
+
 def rule_threads(config: dict, stage: str, cores, fallback: int | None = None):
     """A rule's ``threads:`` for ``stage``: :func:`stage_threads`, except that ``all`` is a function of the job,
     so snakemake asks ``cores()`` when it plans a job rather than when it reads the rules. Commands that plan

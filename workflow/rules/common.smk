@@ -39,7 +39,7 @@ ENV = "../envs/diffact.yaml"
 # Each job declares `threads: stage_threads("extract")` and `resources: **stage_resources("extract")`.
 # `threads: all` is asked of snakemake per job (wf.rule_threads), so `snakemake --unlock` needs no --cores.
 def stage_threads(stage, fallback=None):
-    return wf.rule_threads(config, stage, cores=lambda: workflow.cores, fallback=fallback)
+    return wf.rule_threads(config, stage, cores=lambda: wf.total_cores(workflow), fallback=fallback)
 
 
 def stage_resources(stage):

@@ -38,7 +38,7 @@ if EXTRACT_STAGE:
     EXTRACT_THREADS, EXTRACT_RESOURCES = stage_threads(EXTRACT_STAGE), stage_resources(EXTRACT_STAGE)
 else:
     EXTRACT_THREADS = lambda w: wf.stage_threads(config, wf.extract_stage(config, w.dataset, w.model, w.layerset),
-                                                 cores=lambda: workflow.cores)
+                                                 cores=lambda: wf.total_cores(workflow))
     EXTRACT_RESOURCES = wf.resources_by_stage(config, ("default", "extract"),
                                               lambda w: wf.extract_stage(config, w.dataset, w.model, w.layerset))
 
