@@ -34,7 +34,7 @@ install_if_absent() {
         || { log "apt-get install failed; see $DIR/log/apt.log"; exit 1; }
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }  # the daemon may remove its pid file meanwhile
 
 write_config() {
     local host cpus mem_mb user
