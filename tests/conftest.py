@@ -115,3 +115,17 @@ def assert_declared_unavailable_matches(config, section, models, layer_sets):
             except LayerError:
                 resolves = False
             assert resolves == ((model, layer_set) not in declared), (model, layer_set)
+
+
+# Checked-in parts of the workflow a run reads (rule files, layer sets, notebooks and theme as inputs).
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "notebooks", "src")
+
+
+def copy_workflow(dest):
+    """A copy of the workflow's checked-in parts in ``dest``, to run snakemake there without touching the checkout."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in WORKFLOW_PARTS:
+        (shutil.copytree if (root / name).is_dir() else shutil.copy)(root / name, Path(dest) / name)

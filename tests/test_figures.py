@@ -3,7 +3,6 @@ rebuilding only notebooks after a theme change."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -96,9 +95,9 @@ def _planned_rules(log: str) -> set[str]:
 def test_a_theme_change_reruns_notebooks_only(tmp_path):
     """After a completed run (simulated: every output created, then `--touch`ed in DAG order), changing the theme
     module makes `snakemake figures` plan notebook jobs (and the index) only: no extraction, training or scoring."""
-    for name in ("Snakefile", "workflow", "config", "notebooks", "src"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    from conftest import copy_workflow
+
+    copy_workflow(tmp_path)
     summary = _snakemake(tmp_path, "--detailed-summary", "--quiet", "all")
     rows = [line.split("\t") for line in summary.splitlines() if "\t" in line][1:]
     figure_rules = set()

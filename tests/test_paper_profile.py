@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import WORKFLOW_PARTS
 
 from diffact import workflow as wf
 from diffact.utils.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# Checked-in parts of the workflow a dry run reads (rule files, layer sets, notebooks and theme as inputs).
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "notebooks", "src")
 
 # Jobs of the paper DAG per rule (config/paper.yaml; `segmentation` rules are counted by their own tests).
 # extract: 75 stores = NN screening (pool × 4 property models on spair-screen) 4 + Table 1 (sd15/sdxl legacy +

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from conftest import copy_workflow
 
 from diffact import workflow as wf
 
@@ -99,9 +100,7 @@ def _through_slurm(workdir: Path, *args, timeout=1200) -> subprocess.CompletedPr
 
 def _copy_workflow(dest: Path) -> Path:
     dest.mkdir()
-    for name in ("Snakefile", "workflow", "config", "notebooks", "src"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, dest / name)
+    copy_workflow(dest)
     (dest / "slice.yaml").write_text(yaml.safe_dump(SLICE))
     return dest
 
