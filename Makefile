@@ -1,6 +1,8 @@
-# diffact: two commands for users.
+# diffact: three commands for users.
 #   make reproduce   install (first time only) and run the whole workflow of the active profile
 #   make test        install (first time only) and run the test suite
+#   make lab         install (first time only) and open JupyterLab on the repository: notebooks/*.py open as
+#                    notebooks (right-click → Open With → Notebook); LAB_ARGS=--no-browser (or any jupyter lab flag)
 # The venv is (re)installed only when requirements.lock or pyproject.toml change (stamp file).
 
 PYTHON ?= python3.11
@@ -11,13 +13,14 @@ WHEELHOUSE ?= $(HOME)/.cache/diffact/wheels
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
+LAB_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY := PASSIVE
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: rehearsal-scarce-paper-scale install reproduce test test-slurm figures lint dry-run bench clean-results rehearsal
+.PHONY: rehearsal-scarce-paper-scale install reproduce test lab test-slurm figures lint dry-run bench clean-results rehearsal
 REHEARSAL_DATA := data/rehearsal
 # One SPair category and the fewest images each split and task can run on (every store still has two images:
 # a pair, or one DDPM-seg train + one test image, which the label-scarce re-splits pool).
@@ -73,6 +76,10 @@ rehearsal: $(REHEARSAL_DATA)/.fixtures $(REHEARSAL_DATA)/.standins
 # exact layers and shapes of SDXL practical; its peak RSS (goal ≤ 8 GiB, exit 1 above) is what the real job holds.
 rehearsal-scarce-paper-scale: | $(STAMP)
 	$(BIN)/python benchmarks/bench_scarce_memory.py --paper-scale --threads 2 --out results/rehearsal/bench
+
+# JupyterLab with config/jupyter/ (README "Opening a figure's notebook"); tests/test_lab.py runs this recipe.
+lab: $(STAMP)
+	bash scripts/lab.sh $(BIN) $(LAB_ARGS)
 
 figures: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) figures $(SNAKEMAKE_ARGS)
