@@ -51,7 +51,7 @@ def build(model: str):
 
 
 def layers_for(variant: str, unet) -> tuple[list[str], bool]:
-    from diffact.extract.catalog import catalog
+    from diffact.families.unet import catalog
     from diffact.extract.layersets import resolve_set
 
     if variant == "hooks-all":

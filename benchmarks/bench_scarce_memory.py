@@ -191,7 +191,7 @@ def small_scale(args) -> int:
 def practical_layers(image_size: int = PAPER_IMAGE_SIZE) -> dict[str, tuple[int, int, int]]:
     """SDXL's ``practical`` set as the store holds it after extraction at ``image_size``: name → (C, H, W), in
     forward order, from the catalog walk of the real SDXL U-Net config (meta device: shapes only)."""
-    from diffact.extract.catalog_dit import walk_model
+    from diffact.families.registry import walk as walk_model
     from diffact.extract.layersets import channel_total, resolve_set
     from diffact.models.configs import build_unet, reference_unet_config
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import sd15_inputs, sdxl_inputs
-from diffact.extract.catalog import candidate_count, catalog
+from diffact.families.unet import candidate_count, catalog
 from diffact.extract.hooks import ActivationCapture
 from diffact.extract.layersets import available_sets, channel_total, resolve_layers_arg, resolve_set
 from diffact.models.configs import build_unet, reference_unet_config

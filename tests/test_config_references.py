@@ -92,7 +92,11 @@ CASES = [
                                                "seg-simple, seg-complex)"),
     ("properties.figure_scene", "horse21", "properties.figure_scene: no scene 'horse21' among properties.scenes"),
     ("properties.filter_models", {"sd16": "x"},
-     "properties.filter_models.sd16: no model family 'sd16'; did you mean 'sd15'? (known model families: sd15, sdxl)"),
+     "properties.filter_models.sd16: no model family 'sd16'; did you mean 'sd15'? (known model families: sd15, sdxl, "
+     "pixart, sd3, flux)"),
+    # a model's family: one of the registry's (diffact.families.registry), not a schema enum
+    ("models.sd15-tiny.family", "sd1.5", "models.sd15-tiny.family: no model family 'sd1.5'; did you mean 'sd15'? "
+                                         "(known model families: sd15, sdxl, pixart, sd3, flux)"),
     # segmentation models and datasets
     ("segmentation.datasets", ["ade-dem"], f"segmentation.datasets[0]: no dataset 'ade-dem'; did you mean 'ade-demo'? "
                                            f"{DATASETS}"),

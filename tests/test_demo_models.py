@@ -127,7 +127,7 @@ def test_sdxl_layout_matches_sdxl():
 def test_sdxl_catalog_has_the_real_sdxl_names_so_every_paper_set_runs_in_the_demo():
     """The tiny SDXL U-Net holds every activation name of SDXL-base-1.0 (472 candidates, no maps), so each
     SDXL layer set the paper names (Ours-XL: up-level0 blocks 5 and 7) resolves on it (#16 point 8)."""
-    from diffact.extract.catalog import catalog
+    from diffact.families.unet import catalog
     from diffact.extract.layersets import available_sets, resolve_set
     from diffact.models.configs import build_unet, reference_unet_config
 

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from diffact.extract.catalog import MAP_KINDS, walk_unet
-from diffact.extract.catalog_dit import walk_model
+from diffact.families.catalog import MAP_KINDS
+from diffact.families.unet import walk_unet
+from diffact.families.registry import walk as walk_model
 from diffact.extract.hooks import ActivationCapture
 from diffact.utils.errors import ModelError
 

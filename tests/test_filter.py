@@ -87,7 +87,7 @@ def test_parse_name_parts():
 
 
 def test_forward_key_restores_the_catalog_order(tiny_sd15_unet, tiny_sdxl_unet):
-    from diffact.extract.catalog import walk_unet
+    from diffact.families.unet import walk_unet
     from diffact.models.control_unet import ControlConfig, ControlUNet, control_catalog
 
     for unet in (tiny_sd15_unet, tiny_sdxl_unet):

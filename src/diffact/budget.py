@@ -176,9 +176,9 @@ def _denoiser(source: str, build: str | None) -> tuple:
         from diffact.models.configs import build_unet
 
         return build_unet(demo.unet_config(build)), TEXT_TOKENS, demo.VAE_DOWNSAMPLING_FACTOR
-    from diffact.extract.commands import _unet_for_listing
+    from diffact.models.configs import listing_denoiser
 
-    return _unet_for_listing(source)
+    return listing_denoiser(source)
 
 
 def model_unet(config: dict, model: str) -> tuple:
@@ -190,7 +190,8 @@ def stored_shapes(unet, names: Iterable[str], image_size: int, vae_factor: int =
                   text_tokens: int = TEXT_TOKENS) -> dict[str, tuple[int, int, int]]:
     """(C, H, W) of each activation as a feature store holds it at ``image_size`` (maps: keys × grid; aggregated
     maps: n_sizes × tokens on the latent grid), in the given order."""
-    from diffact.extract.catalog import AGGREGATE_KIND, walk_all
+    from diffact.families.catalog import AGGREGATE_KIND
+    from diffact.families.unet import walk_all_unet as walk_all
     from diffact.extract.layersets import channel_total
 
     by_name = {a.name: a for a in walk_all(unet)}

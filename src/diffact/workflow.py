@@ -360,10 +360,10 @@ def _family(config: dict, model: str) -> str | None:
 
 
 def _families() -> list[str]:
-    """Model families with layer sets (the folders of config/layers/)."""
-    from diffact.extract.layersets import layer_dir
+    """The registered model families (diffact.families.registry; their layer sets: config/layers/<family>/)."""
+    from diffact.families.registry import family_names
 
-    return sorted(p.name for p in layer_dir().iterdir() if p.is_dir())
+    return family_names()
 
 
 class _References:
@@ -413,7 +413,7 @@ class _References:
 
         family = _family(self.config, model)
         if family is None or family not in _families():
-            return False  # the model's own entry is wrong: the schema (family enum) says so
+            return False  # the model's own entry is wrong: _model_references says so
         sets = available_sets(family)
         if name in sets:
             return True
@@ -593,12 +593,19 @@ def _segmentation_references(refs: _References, config: dict) -> None:
     refs.set_map("segmentation.unavailable", unavailable)
 
 
+def _model_references(refs: _References, config: dict) -> None:
+    for model in refs.models:
+        family = _family(config, model)
+        if family is not None:
+            refs.family(f"models.{model}.family", family)
+
+
 def reference_problems(config: dict) -> list[str]:
     """Every cross-reference of a profile that names nothing (one line each; empty: all resolve): model names,
     dataset names (and the kinds the sections need), layer sets of the models' families, the layers of a listed
     figure set, properties scenes, combined parts, scarce and segmentation models, families."""
     refs = _References(config)
-    for check in (_shard_references, _correspondence_references, _figure_references, _property_references,
+    for check in (_model_references, _shard_references, _correspondence_references, _figure_references, _property_references,
                   _scarce_references, _segmentation_references):
         check(refs, config)
     return refs.problems

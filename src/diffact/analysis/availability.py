@@ -32,7 +32,10 @@ def _pick(models: Sequence[ModelInfo], ids: Sequence[str], family: str | None) -
     real = [m.name for m in models if m.source in ids]
     if real:
         return "produced", real
-    stand_ins = [m.name for m in models if family and m.family == family]
+    by_family: dict[str, list[str]] = {}
+    for m in models:
+        by_family.setdefault(m.family, []).append(m.name)
+    stand_ins = by_family.get(family, []) if family else []
     return ("analogue", stand_ins) if stand_ins else ("unavailable", [])
 
 

@@ -161,11 +161,11 @@ def cmd_filter(args) -> int:
     import pandas as pd
 
     from diffact.analysis.filter import filter_report
-    from diffact.extract.commands import _unet_for_listing
+    from diffact.models.configs import listing_denoiser
     from diffact.extract.layersets import resolve_set
     from diffact.utils.io import write_csv
 
-    unet, _, _ = _unet_for_listing(args.model)
+    unet, _, _ = listing_denoiser(args.model)
     candidates = resolve_set(unet, args.family, args.layer_set)
     report = pd.DataFrame(filter_report(candidates, args.family, args.n_up_levels))
     report.insert(0, "model", args.model)

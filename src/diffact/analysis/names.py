@@ -81,7 +81,7 @@ def forward_key(name: str) -> tuple:
     """A sort key that puts activation ids in forward-execution order without building the U-Net.
 
     Feature stores list their layers alphabetically (``meta.json`` is written with sorted keys), so the analyses
-    order layers with this key; it agrees with :func:`diffact.extract.catalog.walk_unet` (tests check both demo
+    order layers with this key; it agrees with :func:`diffact.families.unet.walk_unet` (tests check both demo
     layouts and the control U-Net). Within a level: each repeat's ResModule (increment, output), then its ViT
     (blocks in order, kinds in catalog order, then the ViT output); the level's sampler comes last. The mid block's
     ViT ``mid-vit`` / ``mid-repeat{R}-vit`` follows ResModule R (0 for ``mid-vit``).

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from diffact.extract.catalog import MAP_KINDS, Activation, walk_unet
+from diffact.families.catalog import MAP_KINDS, Activation
+from diffact.families.unet import walk_unet
 
 
 def qualifies(side: int, latent_side: int) -> bool:

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from diffact.utils.errors import ConfigError, ModelError
+from diffact.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -42,42 +42,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_extract_merge)
 
 
-def _dit_text_tokens(folder: Path) -> int:
-    """Text tokens a DiT pipeline feeds its transformer by default (the cross-map width): the
-    ``max_sequence_length`` default of its ``encode_prompt`` (PixArt-Σ 300, PixArt-α 120, Flux 512), plus
-    the CLIP tokens SD3 concatenates in front of its T5 tokens (77 + 256)."""
-    import inspect
-
-    import diffusers
-
-    index = json.loads((folder / "model_index.json").read_text()) if (folder / "model_index.json").is_file() else {}
-    pipeline = getattr(diffusers, index.get("_class_name", ""), None)
-    param = inspect.signature(pipeline.encode_prompt).parameters.get("max_sequence_length") if pipeline else None
-    tokens = param.default if param is not None and isinstance(param.default, int) else 77
-    if "text_encoder_3" in index:  # SD3: [CLIP-L ⊕ CLIP-G padded] tokens, then T5 tokens
-        tok_cfg = folder / "tokenizer" / "tokenizer_config.json"
-        tokens += int(json.loads(tok_cfg.read_text()).get("model_max_length", 77)) if tok_cfg.is_file() else 77
-    return tokens
-
-
-def _dit_for_listing(folder: Path):
-    """A supported DiT transformer on the meta device from a pipeline folder's transformer/config.json."""
-    import torch
-
-    import diffusers
-
-    from diffact.extract.catalog_dit import DIT_WALKERS
-
-    config = json.loads((folder / "transformer" / "config.json").read_text())
-    name = config.get("_class_name", "")
-    if name not in DIT_WALKERS:
-        raise ModelError(f"{folder}: unsupported transformer class {name or '?'} "
-                         f"(supported: UNet2DConditionModel, {', '.join(DIT_WALKERS)})")
-    cls = getattr(diffusers, name)
-    with torch.device("meta"):
-        return cls.from_config(cls.load_config(folder, subfolder="transformer"))
-
-
 def dataset_policy_from_args(args) -> dict:
     """The SPair subset policy of :func:`add_extraction_args` arguments (nothing for other dataset kinds)."""
     from diffact.data.spair import subset_options_from_args
@@ -96,7 +60,8 @@ def add_extraction_args(p) -> None:
     p.add_argument("--torch-threads", type=int, default=None,
                    help="CPU threads of torch; fixed by the workflow (extraction.torch_threads) because the CPU "
                         "kernels' float sums depend on the thread count (docs/determinism.md)")
-    p.add_argument("--family", required=True, help="layer-set family: sd15 or sdxl")
+    p.add_argument("--family", required=True,
+                   help="model family (config/layers/<family>/): sd15, sdxl, pixart, sd3 or flux")
     p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
     p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
     p.add_argument("--dataset-root", required=True)
@@ -121,61 +86,20 @@ def add_extraction_args(p) -> None:
     p.add_argument("--batch-size", type=int, default=1)
 
 
-def _unet_for_listing(model: str):
-    """The denoiser on the meta device for a known hub id or a local pipeline folder (no weights are read):
-    a U-Net, or a supported DiT (PixArt, SD3, Flux) for a folder with transformer/config.json."""
-    from diffusers import UNet2DConditionModel
-
-    from diffact.models.configs import build_unet, reference_unet_config
-
-    config = None if Path(model).exists() else reference_unet_config(model)
-    text_tokens, vae_factor = 77, 8
-    if config is None:
-        folder = Path(model)
-        dit = not (folder / "unet" / "config.json").is_file() and (folder / "transformer" / "config.json").is_file()
-        if not dit and not (folder / "unet" / "config.json").is_file():
-            raise ModelError(f"{model}: neither a known hub id nor a pipeline folder with unet/config.json "
-                             "or transformer/config.json")
-        vae_cfg = folder / "vae" / "config.json"
-        if vae_cfg.is_file():
-            vae_factor = 2 ** (len(json.loads(vae_cfg.read_text())["block_out_channels"]) - 1)
-        if dit:
-            return _dit_for_listing(folder), _dit_text_tokens(folder), vae_factor
-        config = UNet2DConditionModel.load_config(folder, subfolder="unet")
-        tok_cfg = folder / "tokenizer" / "tokenizer_config.json"
-        if tok_cfg.is_file():
-            text_tokens = int(json.loads(tok_cfg.read_text()).get("model_max_length", 77))
-    return build_unet(config), text_tokens, vae_factor
-
-
 def cmd_layers(args) -> int:
-    from diffact.extract.catalog import MAP_KINDS
-    from diffact.extract.catalog_dit import walk_model
-    from diffact.extract.layersets import resolve_set
-    from diffact.models.loading import unet_family
+    from diffact.api import catalog_table
 
-    unet, text_tokens, vae_factor = _unet_for_listing(args.model)
-    # FluxTransformer2DModel has no sample_size; FluxPipeline's default is 128 latents (1024 px).
-    resolution = args.resolution or unet.config.get("sample_size", 128) * vae_factor
-    if resolution % vae_factor:
-        raise ConfigError(f"--resolution {resolution} is not a multiple of the VAE factor {vae_factor}")
-    latent = (resolution // vae_factor,) * 2
-    entries = [a for a in walk_model(unet) if args.maps or a.kind not in MAP_KINDS]
-    patch = max((a.patch for a in entries), default=1)
-    if latent[0] % patch:
-        raise ConfigError(f"--resolution {resolution}: latent {latent[0]} is not a multiple of the patch size {patch}")
-    if args.layer_set:
-        keep = set(resolve_set(unet, args.family or unet_family(unet), args.layer_set))
-        entries = [a for a in entries if a.name in keep or (args.maps and a.kind in MAP_KINDS and a.name in keep)]
-    rows = [a.as_row(latent, text_tokens) for a in entries]
+    rows, resolution, latent = catalog_table(args.model, maps=args.maps, resolution=args.resolution,
+                                             layer_set=args.layer_set, family=args.family)
     if args.json:
         for row in rows:
-            print(json.dumps({k: row[k] for k in ("name", "kind", "channels", "height", "width", "module")}))
+            print(json.dumps(row))
         return 0
     width = max(len(r["name"]) for r in rows)
     for row in rows:
         print(f"{row['name']:<{width}}  {row['kind']:<16} {row['channels']:>6}  {row['height']}x{row['width']}")
-    print(f"# {len(rows)} activations, {sum(r['channels'] for r in rows)} channels, image {resolution}px, latent {latent[0]}")
+    print(f"# {len(rows)} activations, {sum(r['channels'] for r in rows)} channels, image {resolution}px, "
+          f"latent {latent}")
     return 0
 
 
@@ -219,9 +143,8 @@ def set_torch_threads(threads: int | None) -> None:
 
 
 def cmd_extract(args) -> int:
-    from diffact.extract.layersets import resolve_layers_arg
+    from diffact.api import FeatureExtractor
     from diffact.extract.run import extract_to_store, parse_shard, shard_images
-    from diffact.models.loading import denoiser, load_pipeline
     from diffact.utils.io import write_json
 
     shard = parse_shard(args.shard) if args.shard else None
@@ -236,12 +159,13 @@ def cmd_extract(args) -> int:
             write_json(args.receipt, {"store": str(Path(args.out)), "shard": args.shard, "image_ids": []}, sort_keys=False)
         return 0
     set_torch_threads(args.torch_threads)
-    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,
-                         variant=args.variant)
-    layers = resolve_layers_arg(denoiser(pipe), args.family, args.layers)
-    store = extract_to_store(pipe, layers, images, args.out, settings, extraction, batch_size=args.batch_size,
-                             storage_dtype=args.storage_dtype, early_exit=not args.no_early_exit, shard=shard,
-                             release_text_encoders=True)  # this command's own pipeline
+    # The Python API's extractor (diffact.api), so the CLI and a notebook extract the same way.
+    fx = FeatureExtractor.from_pretrained(args.model, args.layers, family=args.family, revision=args.revision,
+                                          variant=args.variant, device=args.device, early_exit=not args.no_early_exit,
+                                          release_text_encoders=True, **extraction.as_dict())
+    store = extract_to_store(fx.pipe, fx.layers, images, args.out, settings, extraction, batch_size=args.batch_size,
+                             storage_dtype=args.storage_dtype, shard=shard, extractor=fx.extractor)
+    layers = fx.layers
     written = [i for i, _ in mine]
     if args.receipt:
         write_json(args.receipt, {"store": str(store.root), "shard": args.shard, "image_ids": written}, sort_keys=False)

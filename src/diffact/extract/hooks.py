@@ -4,8 +4,8 @@ code patched and the hook that replaces each patch).
 
 Every captured tensor is returned as B×C×H×W. Token tensors (B×N×C inside a ViT) are reshaped with the
 H, W that the enclosing ``Transformer2DModel`` (in a DiT: the whole transformer) actually received
-(recorded by a pre-hook; see ``catalog_dit.input_grid``), not sqrt(N). In a DiT the image tokens may be part
-of a joint [image; text] sequence or of a tuple output; ``catalog_dit.DiTActivation`` says which part.
+(recorded by a pre-hook; see ``Family.token_grid``), not sqrt(N). In a DiT the image tokens may be part
+of a joint [image; text] sequence or of a tuple output; ``families.catalog.DiTActivation`` says which part.
 Attention maps are averaged over heads (as the paper's AttentionStore, §2.5) and laid out so that each
 query pixel's feature is its attention distribution over the keys: B×K×H×W.
 """
@@ -18,57 +18,13 @@ from typing import Callable, Iterable, Iterator
 import torch
 import torch.nn as nn
 
-from diffact.extract.catalog import AGGREGATE_KIND, MAP_KINDS, Activation, walk_all
-from diffact.extract.catalog_dit import dit_map_processor, image_part, input_grid, is_unet, map_part, walk_model
+from diffact.families.catalog import AGGREGATE_KIND, MAP_KINDS, Activation, image_part, map_part
+from diffact.families.registry import family_of, resolve_layers
 from diffact.utils.errors import LayerError
 
 
 class StopForward(Exception):
     """Raised from a hook once every requested activation is captured (early exit)."""
-
-
-class MapCaptureProcessor:
-    """Attention processor that materialises softmax(QKᵀ·scale) and hands the head-mean map to ``sink``.
-
-    The computation is diffusers' classic ``AttnProcessor`` (the default SDPA processor never forms the
-    probabilities); it is installed only on the Attention modules whose maps are requested, so every
-    other module keeps its fast processor.
-    """
-
-    def __init__(self, sink: Callable[[torch.Tensor], None]):
-        self.sink = sink
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
-        batch, seq_len, _ = (hidden_states if encoder_hidden_states is None else encoder_hidden_states).shape
-        attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        query = attn.to_q(hidden_states)
-        if encoder_hidden_states is None:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        key = attn.to_k(encoder_hidden_states)
-        value = attn.to_v(encoder_hidden_states)
-        query, key, value = (attn.head_to_batch_dim(x) for x in (query, key, value))
-        probs = attn.get_attention_scores(query, key, attention_mask)  # (B·heads, Nq, Nk)
-        out = attn.batch_to_head_dim(torch.bmm(probs, value))
-        out = attn.to_out[1](attn.to_out[0](out))
-        if input_ndim == 4:
-            out = out.transpose(-1, -2).reshape(batch, channel, height, width)
-        if attn.residual_connection:
-            out = out + residual
-        out = out / attn.rescale_output_factor
-        self.sink(probs.reshape(batch, attn.heads, *probs.shape[1:]))
-        return out
 
 
 def _tokens_to_map(tokens: torch.Tensor, hw: tuple[int, int], name: str) -> torch.Tensor:
@@ -88,23 +44,6 @@ def _output_tensor(output, index: int = 0) -> torch.Tensor:
     return output[index]
 
 
-def resolve_layers(unet: nn.Module, names: Iterable[str]) -> list[Activation]:
-    """Catalog entries for ``names`` in forward order; unknown names raise LayerError with suggestions.
-
-    ``unet`` is the denoiser: a U-Net (catalog + aggregated maps) or a supported DiT (its catalog).
-    """
-    from diffact.extract.layersets import unknown_layer_error
-
-    by_name = {a.name: a for a in (walk_all(unet) if is_unet(unet) else walk_model(unet))}
-    wanted = list(dict.fromkeys(names))
-    missing = [n for n in wanted if n not in by_name]
-    if missing:
-        raise unknown_layer_error(missing[0], list(by_name), where=f"{type(unet).__name__}",
-                                  others=len(missing) - 1)
-    order = {n: i for i, n in enumerate(by_name)}
-    return [by_name[n] for n in sorted(wanted, key=order.__getitem__)]
-
-
 class ActivationCapture:
     """Installs hooks for the requested activations of ``unet``; use as a context manager around one forward.
 
@@ -118,6 +57,7 @@ class ActivationCapture:
 
     def __init__(self, unet: nn.Module, names: Iterable[str], early_exit: bool = True):
         self.unet = unet
+        self.family = family_of(unet)
         self.activations = resolve_layers(unet, names)
         if not self.activations:
             raise LayerError("no activations requested")
@@ -173,7 +113,7 @@ class ActivationCapture:
         module = self.unet.get_submodule(path)
 
         def pre_hook(_module, args, kwargs, path=path):
-            self._grid_hw[path] = input_grid(args, kwargs, patch)
+            self._grid_hw[path] = self.family.token_grid(args, kwargs, patch)
 
         self._handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
 
@@ -187,7 +127,7 @@ class ActivationCapture:
                 self._store(act, probs)
 
         self._saved_processors[attn] = attn.processor
-        attn.set_processor(dit_map_processor(attn, sink) or MapCaptureProcessor(sink))
+        attn.set_processor(self.family.map_processor(attn, sink))
 
     def __enter__(self) -> "ActivationCapture":
         self.features = {}

@@ -15,29 +15,19 @@ Channel totals are computed against a model's catalog (:func:`channel_total`), n
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
-from diffact.extract.catalog import MAP_KINDS, Activation
-from diffact.extract.catalog_dit import walk_model
-from diffact.utils.errors import ConfigError, LayerError
+from diffact.families.catalog import AGGREGATE_NAMES, MAP_KINDS, Activation, unknown_layer_error
+from diffact.families.registry import resolve_layers, walk
+from diffact.utils.errors import ConfigError
 from diffact.utils.paths import checked_join
 
 LAYER_DIR = Path(__file__).resolve().parents[3] / "config" / "layers"
-_BLOCK = re.compile(r"-vit-block(\d+)-")
-
-
-def unknown_layer_error(name: str, valid: Iterable[str], where: str, others: int = 0) -> LayerError:
-    """A LayerError for ``name`` that lists the closest valid names."""
-    valid = list(valid)
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
-    hint = f"; closest valid names: {', '.join(close)}" if close else f"; {len(valid)} valid names (see `diffact layers`)"
-    more = f" (and {others} more unknown)" if others else ""
-    return LayerError(f"unknown layer {name!r} in {where}{more}{hint}")
+_BLOCK = re.compile(r"(?:^|-)vit-block(\d+)-")  # U-Net ...-vit-block3-..., DiT vit-block3-...
 
 
 def layer_dir(root: str | Path | None = None) -> Path:
@@ -91,7 +81,7 @@ def _selected(act: Activation, rule: dict) -> bool:
 def resolve_set(unet, family: str, name: str, root: str | Path | None = None) -> list[str]:
     """The layer names of set ``name`` for this U-Net, in forward order, checked against its catalog."""
     spec = load_set_spec(family, name, root)
-    entries = list(walk_model(unet))
+    entries = list(walk(unet))
     if "select" in spec:
         return [a.name for a in entries if _selected(a, spec["select"] or {})]
     valid = {a.name for a in entries}
@@ -102,8 +92,6 @@ def resolve_set(unet, family: str, name: str, root: str | Path | None = None) ->
     names = sorted(dict.fromkeys(spec["layers"]), key=order.__getitem__)
     if spec.get("attention"):  # e.g. ``up_cross`` → the aggregated maps ``attn-up-cross`` (paper_spec §2.5)
         aggregate = "attn-" + spec["attention"].replace("_", "-")
-        from diffact.extract.catalog import AGGREGATE_NAMES
-
         if aggregate not in AGGREGATE_NAMES:
             raise ConfigError(f"{spec['_path']}: attention {spec['attention']!r} is not one of "
                               f"{[n[5:].replace('-', '_') for n in AGGREGATE_NAMES]}")
@@ -116,8 +104,6 @@ def resolve_layers_arg(unet, family: str, value: str | list[str], root: str | Pa
     if isinstance(value, str) and "," not in value and set_path(family, value, root).is_file():
         return resolve_set(unet, family, value, root)
     names = value.split(",") if isinstance(value, str) else list(value)
-    from diffact.extract.hooks import resolve_layers
-
     return [a.name for a in resolve_layers(unet, [n.strip() for n in names if n.strip()])]
 
 
@@ -125,9 +111,9 @@ def channel_total(unet, names: Iterable[str], image_size: int | None = None, tex
                   vae_factor: int = 8) -> int:
     """Total channels of ``names``; aggregated maps count n_sizes × text_tokens at ``image_size``."""
     from diffact.extract.aggregate import member_maps, qualifies
-    from diffact.extract.catalog import AGGREGATE_KIND, aggregate_entries
+    from diffact.families.catalog import AGGREGATE_KIND, aggregate_entries
 
-    by_name = {a.name: a for a in [*walk_model(unet), *aggregate_entries()]}
+    by_name = {a.name: a for a in [*walk(unet), *aggregate_entries()]}
     total = 0
     for name in names:
         act = by_name[name]

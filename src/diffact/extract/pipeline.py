@@ -37,8 +37,8 @@ from typing import Sequence
 
 import torch
 
-from diffact.extract.catalog_dit import dit_family
 from diffact.extract.hooks import ActivationCapture
+from diffact.families.registry import denoiser_of, family_of
 from diffact.utils.errors import ConfigError
 from diffact.utils.seeding import torch_generator
 
@@ -113,9 +113,6 @@ INVERSIONS = ("none", "ddim")
 KEY_STABLE_DEFAULTS = {"resize": "square", "inversion": "none"}
 
 
-# Flux-dev's default guidance_scale (FluxPipeline); fed to guidance-distilled transformers only.
-FLUX_GUIDANCE = 3.5
-
 
 def is_flow_matching(scheduler) -> bool:
     """Flow-matching schedulers (SD3, Flux) noise with ``scale_noise``, not ``add_noise``."""
@@ -165,11 +162,8 @@ class DiffusionFeatureExtractor:
     release_text_encoders: bool = False
 
     def __post_init__(self):
-        from diffact.models.loading import denoiser
-
-        unet = getattr(self.pipe, "unet", None)
-        self.unet = unet if unet is not None else denoiser(self.pipe)  # the denoiser; pipe.transformer for a DiT
-        self.family = dit_family(self.unet)  # None for U-Nets
+        self.unet = denoiser_of(self.pipe)  # the denoiser: pipe.unet, or pipe.transformer for a DiT
+        self.family = family_of(self.unet)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
         self.layers = ActivationCapture(self.unet, self.layers).activations  # validates names, forward order
@@ -198,65 +192,16 @@ class DiffusionFeatureExtractor:
                 "model_dtype": str(self.dtype).removeprefix("torch.")}  # what `dtype: auto` resolved to
 
     def _timestep_shift(self) -> dict:
-        """Flux's resolution-dependent schedule shift ``mu`` (FluxPipeline's rule), for dynamic shifting."""
-        if not self.scheduler.config.get("use_dynamic_shifting", False):
-            return {}
-        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-
-        side = self.settings.image_size // getattr(self.pipe, "vae_scale_factor", 8) // 2
-        config = self.scheduler.config
-        return {"mu": calculate_shift(side * side, config.get("base_image_seq_len", 256),
-                                      config.get("max_image_seq_len", 4096), config.get("base_shift", 0.5),
-                                      config.get("max_shift", 1.15))}
+        return self.family.timestep_shift(self.pipe, self.scheduler, self.settings.image_size)
 
     # ---- conditioning ----------------------------------------------------------------------------
     @torch.no_grad()
     def _encode_prompt(self, prompt: str) -> dict:
-        if self.family == "pixart":
-            embeds, mask, *_ = self.pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=False,
-                                                       num_images_per_prompt=1, device=self.device)
-            size = self.settings.image_size
-            extra = {"resolution": None, "aspect_ratio": None}
-            if getattr(self.unet, "use_additional_conditions", False):  # PixArt-α 1024 (PixArtAlphaPipeline's rule)
-                extra = {"resolution": torch.tensor([[size, size]], dtype=embeds.dtype, device=self.device),
-                         "aspect_ratio": torch.tensor([[1.0]], dtype=embeds.dtype, device=self.device)}
-            return {"encoder_hidden_states": embeds, "encoder_attention_mask": mask, "added_cond_kwargs": extra}
-        if self.family == "sd3":
-            embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None,
-                                                           device=self.device, num_images_per_prompt=1,
-                                                           do_classifier_free_guidance=False)
-            return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
-        if self.family == "flux":
-            embeds, pooled, text_ids = self.pipe.encode_prompt(prompt=prompt, prompt_2=None, device=self.device,
-                                                               num_images_per_prompt=1)
-            cond = {"encoder_hidden_states": embeds, "pooled_projections": pooled, "txt_ids": text_ids}
-            if self.unet.config.guidance_embeds:
-                cond["guidance"] = torch.full([1], FLUX_GUIDANCE, dtype=torch.float32, device=self.device)
-            return cond
-        encoded = self.pipe.encode_prompt(prompt=prompt, device=self.device, num_images_per_prompt=1,
-                                          do_classifier_free_guidance=False)
-        cond = {"encoder_hidden_states": encoded[0]}
-        if self.unet.config.get("addition_embed_type") == "text_time":
-            size = self.settings.image_size
-            # SDXL micro-conditioning: original size, crop top-left, target size (paper_spec §2.1 step 2).
-            time_ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=encoded[0].dtype, device=self.device)
-            cond["added_cond_kwargs"] = {"text_embeds": encoded[2], "time_ids": time_ids}
-        return cond
+        return self.family.encode_prompt(self.pipe, self.unet, prompt, self.settings.image_size, self.device)
 
     def _batched_cond(self, batch: int) -> dict:
-        """The prompt conditioning repeated over the batch (Flux's positional ids have no batch axis)."""
-        def expand(v):
-            return v if v is None else v.expand(batch, *v.shape[1:])
-
-        cond = {}
-        for key, value in self._text.items():
-            if key == "txt_ids":
-                cond[key] = value
-            elif isinstance(value, dict):
-                cond[key] = {k: expand(v) for k, v in value.items()}
-            else:
-                cond[key] = expand(value)
-        return cond
+        """The prompt conditioning repeated over the batch."""
+        return self.family.batched_cond(self._text, batch)
 
     # ---- the recipe ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -282,24 +227,13 @@ class DiffusionFeatureExtractor:
         return (latents * vae.config.scaling_factor).to(self.dtype)
 
     def _forward(self, model_in: torch.Tensor, timestep: int | float, cond: dict):
-        """A zero-argument call of the denoiser on ``model_in`` at ``timestep`` (grid value), per family."""
+        """A zero-argument call of the denoiser on ``model_in`` at ``timestep`` (grid value), as its family calls it."""
         batch = model_in.shape[0]
         if self.flow:
             t = torch.full((batch,), timestep, dtype=self.scheduler.timesteps.dtype, device=self.device)
         else:
             t = torch.full((batch,), timestep, dtype=torch.long, device=self.device)
-        if self.family is None:
-            return lambda: self.unet(model_in, t, return_dict=False, **cond)
-        if self.family == "flux":
-            h, w = model_in.shape[-2:]
-            if h % 2 or w % 2:
-                raise ConfigError(f"Flux packs 2×2 latent patches; latent {h}×{w} is odd (change image_size)")
-            packed = self.pipe._pack_latents(model_in, batch, model_in.shape[1], h, w)
-            img_ids = self.pipe._prepare_latent_image_ids(batch, h // 2, w // 2, self.device, model_in.dtype)
-            return lambda: self.unet(hidden_states=packed, timestep=t.to(model_in.dtype) / 1000, img_ids=img_ids,
-                                     return_dict=False, **cond)
-        # PixArt, SD3: B×C×H×W latents, the timestep on the 1000 grid
-        return lambda: self.unet(hidden_states=model_in, timestep=t, return_dict=False, **cond)
+        return self.family.forward(self.pipe, self.unet, model_in, t, cond)
 
     def _noised(self, latents: torch.Tensor, image_ids: Sequence[str], draw: int) -> torch.Tensor:
         """The model input at the grid timestep: x_0 forward-noised with seeded Gaussian noise."""
@@ -318,7 +252,7 @@ class DiffusionFeatureExtractor:
         if self.flow or not hasattr(self.scheduler, "alphas_cumprod"):
             kind = "a flow-matching scheduler" if self.flow else "a scheduler without alphas_cumprod"
             raise ConfigError(f"extraction.inversion: ddim needs a noise-prediction scheduler with an ᾱ schedule; "
-                              f"this {self.family or 'U-Net'} model has {kind} ({type(self.scheduler).__name__})")
+                              f"this {self.family.name} model has {kind} ({type(self.scheduler).__name__})")
         prediction = self.scheduler.config.get("prediction_type", "epsilon")
         if prediction not in ("epsilon", "v_prediction"):
             raise ConfigError("extraction.inversion: ddim supports epsilon and v_prediction models, "

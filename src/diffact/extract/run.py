@@ -65,9 +65,9 @@ def store_key(**kwargs) -> str:
 
 
 # The code that decides a shard's bytes besides the settings, relative to the diffact package: the extraction
-# (the recipe, hooks, layer catalog, store format), the model loading (dtype, scheduler, text encoders), the image
+# (the recipe, hooks, store format), the model families (catalog, conditioning, forward call), the model loading (dtype, scheduler, text encoders), the image
 # loading and resizing (diffact.data.images) and the noise seeds (diffact.utils.seeding).
-EXTRACTION_SOURCES = ("extract/*.py", "models/loading.py", "data/images.py", "utils/seeding.py")
+EXTRACTION_SOURCES = ("extract/*.py", "families/*.py", "models/loading.py", "data/images.py", "utils/seeding.py")
 # Libraries whose kernels or model code compute the features (transformers: the text encoders' conditioning).
 EXTRACTION_LIBRARIES = ("torch", "diffusers", "transformers")
 
@@ -144,20 +144,24 @@ def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Pa
                      settings: dict, extraction: ExtractionSettings, batch_size: int = 1,
                      storage_dtype: str = "float32", early_exit: bool = True,
                      shard: tuple[int, int] | None = None, release_text_encoders: bool = False,
-                     code: dict | None = None) -> FeatureStore:
+                     code: dict | None = None, extractor: DiffusionFeatureExtractor | None = None) -> FeatureStore:
     """Extract ``layers`` for every (id, path) in ``images`` into the store at ``out``; returns the store.
 
     With ``shard=(I, N)``, N > 1, only that shard's images are extracted and the store is not finalised
     (see the module docstring). Shards already written by this ``code`` (default :func:`extraction_code`) are
-    kept; shards written by other code are extracted again."""
+    kept; shards written by other code are extracted again. ``extractor``: one already built for ``pipe``,
+    ``layers`` and ``extraction`` (``diffact extract`` builds it with the Python API), instead of a new one."""
     from diffact.data.images import load_image_tensor
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
     sharded = shard is not None and shard[1] > 1
     mine = shard_images(images, shard, batch_size) if sharded else list(images)
-    extractor = DiffusionFeatureExtractor(pipe, layers, extraction, early_exit=early_exit,
-                                          release_text_encoders=release_text_encoders)
+    if extractor is None:
+        extractor = DiffusionFeatureExtractor(pipe, layers, extraction, early_exit=early_exit,
+                                              release_text_encoders=release_text_encoders)
+    elif list(extractor.layer_names) != list(layers) or extractor.settings != extraction:
+        raise ConfigError("extract_to_store: the extractor given was built for other layers or settings")
     code = extraction_code() if code is None else code
     store = FeatureStore.create(out, {**settings, "grid_timestep": extractor.timestep}, storage_dtype=storage_dtype,
                                 recipe=extractor.recipe(), code=code)

@@ -161,7 +161,7 @@ class FeatureStore:
         try:
             return tuple(self.meta["layers"][name])
         except KeyError:
-            from diffact.extract.layersets import unknown_layer_error
+            from diffact.families.catalog import unknown_layer_error
 
             raise unknown_layer_error(name, self.layers, where=f"feature store {self.root}") from None
 

@@ -185,7 +185,7 @@ def capture_activations(model: ControlUNet, images: torch.Tensor, names: Sequenc
     names = list(catalog) if names is None else list(names)
     unknown = [n for n in names if n not in catalog]
     if unknown:
-        from diffact.extract.layersets import unknown_layer_error
+        from diffact.families.catalog import unknown_layer_error
 
         raise unknown_layer_error(unknown[0], catalog, where="the control U-Net", others=len(unknown) - 1)
     captured: dict[str, torch.Tensor] = {}

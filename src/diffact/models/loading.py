@@ -12,8 +12,8 @@ A reference (``models.<name>.source`` in the config, ``--model`` on the CLI) is 
   pipeline folder or hub id) or, when not given, from the hub model diffusers infers from the checkpoint.
 
 :func:`reference_problems` checks a reference without loading any weights (``diffact check-data`` uses it).
-Supported denoisers: a ``UNet2DConditionModel`` (``pipe.unet``) or a DiT whose class ``extract.catalog_dit``
-walks (``pipe.transformer``: PixArt-α/Σ, SD3/SD3.5, Flux); :func:`denoiser` returns it.
+Supported denoisers: those of the model families (:mod:`diffact.families`: U-Nets in ``pipe.unet``, DiTs in
+``pipe.transformer``: PixArt-α/Σ, SD3/SD3.5, Flux); :func:`denoiser` returns it.
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
-# Pipeline class of a single-file checkpoint, by the model type diffusers infers from its keys (types that
-# start with "xl" or "playground" are SDXL-architecture U-Nets; every other SD type loads as SD1.x/2.x).
-SINGLE_FILE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -186,17 +183,26 @@ def reference_problems(ref: str, revision: str | None = None, config: str | None
 
 
 def _single_file_class(ref: str, family: str | None, offline: bool):
-    """The pipeline class for a single-file checkpoint: from the family, else from the checkpoint's keys."""
+    """The pipeline class for a single-file checkpoint: from the family, else from the model type diffusers
+    infers from the checkpoint's keys (the family that claims it, :meth:`Family.claims_single_file`)."""
     import diffusers
+
+    from diffact.families.registry import FAMILIES, get_family, single_file_family
 
     if family is None:
         from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
 
         model_type = infer_diffusers_model_type(load_single_file_checkpoint(ref, local_files_only=offline))
-        family = "sdxl" if model_type.startswith(("xl", "playground")) else "sd15"
-    if family not in SINGLE_FILE_CLASSES:
-        raise ModelError(f"{ref}: single-file checkpoints load as {', '.join(SINGLE_FILE_CLASSES)}, not {family!r}")
-    return getattr(diffusers, SINGLE_FILE_CLASSES[family])
+        chosen = single_file_family(model_type)
+        if chosen is None:
+            raise ModelError(f"{ref}: a single-file checkpoint of type {model_type!r}, which no family loads; "
+                             "save the pipeline with save_pretrained and give the folder instead")
+    else:
+        chosen = get_family(family)
+    if chosen.single_file_pipeline is None:
+        able = [f.name for f in FAMILIES.values() if f.single_file_pipeline]
+        raise ModelError(f"{ref}: single-file checkpoints load as {', '.join(able)}, not {family!r}")
+    return getattr(diffusers, chosen.single_file_pipeline)
 
 
 def _load_single_file(ref: str, kwargs: dict, family: str | None, config: str | None, offline: bool):
@@ -323,28 +329,16 @@ def warn_if_standin(ref: str, revision: str | None = None) -> dict | None:
 
 
 def denoiser(pipe, where: str | None = None):
-    """The network whose activations are extracted: ``pipe.unet`` (a UNet2DConditionModel) or
-    ``pipe.transformer`` (a supported DiT); ModelError naming the classes otherwise."""
-    from diffact.extract.catalog_dit import DIT_WALKERS
+    """The network whose activations are extracted (its family says where: ``pipe.unet`` or
+    ``pipe.transformer``); ModelError naming the supported classes otherwise."""
+    from diffact.families.registry import denoiser_of
 
-    unet = getattr(pipe, "unet", None)
-    if unet is not None and type(unet).__name__ == "UNet2DConditionModel":
-        return unet
-    transformer = getattr(pipe, "transformer", None)
-    if transformer is not None and type(transformer).__name__ in DIT_WALKERS:
-        return transformer
-    found = next((type(m).__name__ for m in (unet, transformer) if m is not None), "none")
-    raise ModelError(f"{where or 'pipeline'}: unsupported model class {type(pipe).__name__} with denoiser {found} "
-                     f"(expected a pipeline with a UNet2DConditionModel or a transformer of class "
-                     f"{', '.join(DIT_WALKERS)})")
+    return denoiser_of(pipe, where)
 
 
 def unet_family(unet) -> str:
-    """Layer-set family of a denoiser: ``sdxl`` for text_time-conditioned U-Nets (SDXL, Playground v2),
-    ``sd15`` for other U-Nets (SD1.5 / SD2.1 layout), ``pixart`` / ``sd3`` / ``flux`` for DiTs."""
-    from diffact.extract.catalog_dit import dit_family
+    """Layer-set family of a denoiser (``sdxl`` for SDXL / Playground v2, ``sd15`` for SD1.5 / SD2.1, ``pixart`` /
+    ``sd3`` / ``flux`` for DiTs): the name of the family that recognises it."""
+    from diffact.families.registry import family_of
 
-    family = dit_family(unet)
-    if family:
-        return family
-    return "sdxl" if unet.config.get("addition_embed_type") == "text_time" else "sd15"
+    return family_of(unet).name

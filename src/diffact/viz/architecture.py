@@ -3,7 +3,7 @@
 The paper's Figure 2 is a diagram of the SDXL U-Net: down / mid / up stages, one column per resolution, each holding
 ResModules, ViT modules (several basic blocks each) and a down- or upsampler; beside it, the inside of one ViT basic
 block (self-attention, cross-attention, FFN, residuals). Here the columns and their contents come from walking the
-U-Net (:func:`diffact.extract.catalog.walk_unet`, on the meta device, so no weights are needed) and the inside of
+U-Net (:func:`diffact.families.unet.walk_unet`, on the meta device, so no weights are needed) and the inside of
 the basic block from the activation kinds the catalog finds in the first one.
 """
 
@@ -61,7 +61,7 @@ def unet_config(reference: str | Path) -> dict:
 
 def unet_columns(unet) -> list[Column]:
     """Group the catalog of ``unet`` into resolution columns (paper Fig. 2 layout), in forward order."""
-    from diffact.extract.catalog import walk_unet
+    from diffact.families.unet import walk_unet
 
     columns: list[Column] = []
     for act in walk_unet(unet):
@@ -94,7 +94,7 @@ def _add_module(column: Column, parsed, channels: int) -> None:
 
 def block_kinds(unet) -> list[str]:
     """Activation kinds inside the first ViT basic block, in forward order (self-attn, cross-attn, FFN, output)."""
-    from diffact.extract.catalog import walk_all
+    from diffact.families.unet import walk_all_unet as walk_all
 
     kinds, prefix = [], None
     for act in walk_all(unet):

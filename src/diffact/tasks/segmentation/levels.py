@@ -34,8 +34,8 @@ class LayerInfo:
 
 def layer_infos(unet, names: Iterable[str], image_size: int, vae_factor: int, text_tokens: int = 77) -> list[LayerInfo]:
     """Channels and spatial side of each layer at ``image_size`` (aggregated maps: on the latent grid)."""
-    from diffact.extract.catalog import AGGREGATE_KIND, aggregate_entries
-    from diffact.extract.catalog_dit import walk_model
+    from diffact.families.catalog import AGGREGATE_KIND, aggregate_entries
+    from diffact.families.registry import walk as walk_model
     from diffact.extract.layersets import channel_total
 
     by_name = {a.name: a for a in [*walk_model(unet), *aggregate_entries()]}

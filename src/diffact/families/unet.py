@@ -1,76 +1,32 @@
-"""The activation catalog: every candidate feature of a diffusion U-Net, named as the paper's code names it.
+"""What the U-Net families (SD1.5/SD2.1 and SDXL/Playground v2) share: the catalog walk of a
+``UNet2DConditionModel``, the prompt encoding of ``StableDiffusion[XL]Pipeline`` and the forward call.
 
-Names follow ``components/feature_extractor.py`` of the paper's code (paper_spec §2.2; paper App. B):
+Names follow ``components/feature_extractor.py`` of the paper's code (paper App. B; docs/paper.md):
 ``<module_id>-<feat_id>`` with module ids ``down-level{L}-repeat{R}``, ``mid-repeat{R}`` / ``mid-vit``,
 ``up-level{L}-repeat{R}``, ``...-vit-block{B}`` and ``{down,up}-level{L}-{down,up}sampler``. Levels count
-resolutions in forward order within a stage, so ``up-level0`` is the lowest resolution.
-
-One walk over the module tree (:func:`walk_unet`) yields, in forward-execution order, each activation's
-name, kind, the module to hook and its channel count and spatial scale. The same walk serves listing
-(``diffact layers``), counting (tests against the paper's 164/197 and 472/612) and the extractor's hooks,
-so the names cannot drift apart.
-
-Spatial sizes are derived from the module structure (a down block with a downsampler halves the
-resolution after it, an up block with an upsampler doubles it), never from sqrt(tokens).
+resolutions in forward order within a stage, so ``up-level0`` is the lowest resolution. Spatial sizes are
+derived from the module structure (a down block with a downsampler halves the resolution after it, an up
+block with an upsampler doubles it), never from sqrt(tokens).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
+import torch
 import torch.nn as nn
 
-# Activation kinds, as the suffix of the name (paper_spec §2.2–2.5).
-RES_KINDS = ("res-increment", "res-out")
-AGGREGATE_KIND = "attn-aggregate"
-# Aggregated attention maps (paper_spec §2.5, the paper's ``--attention up_cross``): ``attn-<stage>-<type>``.
-AGGREGATE_NAMES = tuple(f"attn-{stage}-{kind}" for stage in ("down", "mid", "up") for kind in ("cross", "self"))
-BLOCK_KINDS = ("self-q", "self-k", "self-v", "self-map", "cross-q", "cross-map", "ffn-inner", "out")
-MAP_KINDS = ("self-map", "cross-map")
+from diffact.families.attention import MapCaptureProcessor
+from diffact.families.base import Family
+from diffact.families.catalog import BLOCK_KINDS, MAP_KINDS, Activation, aggregate_entries
+from diffact.utils.errors import ModelError
+
+UNET_PARTS = ("conv_in", "down_blocks", "mid_block", "up_blocks", "conv_out")
 
 
-@dataclass(frozen=True)
-class Activation:
-    """One catalog entry.
-
-    name:     paper-style id, e.g. ``up-level1-repeat1-vit-block0-cross-q``
-    kind:     e.g. ``res-out``, ``vit-out``, ``block-out``, ``self-q``, ``cross-map``, ``upsampler-out``
-    module:   dotted path of the module whose output is hooked (``unet.get_submodule(module)``);
-              for maps the ``Attention`` module that gets the map-capturing processor
-    channels: C of the B×C×H×W feature (maps: number of keys, i.e. H·W for self-maps, text tokens for cross-maps)
-    scale:    spatial downsampling relative to the latent (1, 2, 4, ...)
-    tokens:   True where the raw activation is B×(H·W)×C and must be reshaped
-    grid:     for token activations, the module whose input (B×C×H×W) fixes the token grid: the
-              enclosing Transformer2DModel in a U-Net, the whole transformer in a DiT
-    patch:    the grid is the input's H×W divided by this (DiT patch size; 1 in U-Nets)
-    """
-
-    name: str
-    kind: str
-    module: str
-    channels: int
-    scale: int
-    tokens: bool = False
-    grid: str = ""
-    patch: int = 1
-
-    def spatial(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
-        """(H, W) at a latent size, with the ceil rounding of diffusers' stride-2 convolutions."""
-        h, w = latent_hw
-        return (-(-h // self.scale), -(-w // self.scale))
-
-    def as_row(self, latent_hw: tuple[int, int] | None = None, text_tokens: int | None = None) -> dict:
-        row = asdict(self)
-        row.pop("grid"), row.pop("patch")
-        if latent_hw is not None:
-            h, w = self.spatial(latent_hw)
-            row["height"], row["width"] = h, w
-            if self.kind == "self-map":
-                row["channels"] = h * w
-        if self.kind == "cross-map" and text_tokens is not None:
-            row["channels"] = text_tokens
-        return row
+def is_unet(model: nn.Module) -> bool:
+    """A ``UNet2DConditionModel``-style U-Net (what :func:`walk_unet` walks)."""
+    return all(hasattr(model, a) for a in UNET_PARTS)
 
 
 def _block_kind(kind: str) -> str:
@@ -110,9 +66,7 @@ def _transformer_entries(prefix: str, path: str, vit: nn.Module, scale: int) -> 
 
 def walk_unet(unet: nn.Module) -> Iterator[Activation]:
     """Every activation of a ``UNet2DConditionModel`` in forward-execution order (maps included)."""
-    if not all(hasattr(unet, a) for a in ("conv_in", "down_blocks", "mid_block", "up_blocks", "conv_out")):
-        from diffact.utils.errors import ModelError
-
+    if not is_unet(unet):
         raise ModelError(f"{type(unet).__name__} is not a UNet2DConditionModel-style U-Net "
                          "(needs conv_in, down_blocks, mid_block, up_blocks, conv_out)")
     yield Activation("unet-in", "unet-in", "conv_in", unet.conv_in.in_channels, 1)
@@ -153,17 +107,7 @@ def _stage_block_entries(prefix: str, path: str, block: nn.Module, scale: int) -
             yield from _transformer_entries(f"{prefix}-repeat{r}", f"{path}.attentions.{r}", attentions[r], scale)
 
 
-def aggregate_entries() -> Iterator[Activation]:
-    """The aggregated attention-map features (not candidates; requested by name, e.g. ``attn-up-cross``).
-
-    Channels depend on the prompt length and on how many map sizes qualify (see
-    :mod:`diffact.extract.aggregate`); scale 1 = the latent grid, where the paper resizes them to.
-    """
-    for name in AGGREGATE_NAMES:
-        yield Activation(name, AGGREGATE_KIND, "", 0, 1, tokens=True)
-
-
-def walk_all(unet: nn.Module) -> Iterator[Activation]:
+def walk_all_unet(unet: nn.Module) -> Iterator[Activation]:
     """The catalog plus the aggregated attention-map entries (what a layer list may name)."""
     yield from walk_unet(unet)
     yield from aggregate_entries()
@@ -183,3 +127,42 @@ def candidate_count(unet: nn.Module, include_maps: bool = False, include_unet_ou
     """
     return sum(1 for a in walk_unet(unet)
                if (include_maps or a.kind not in MAP_KINDS) and (include_unet_out or a.kind != "unet-out"))
+
+
+class UNetFamily(Family):
+    """A ``UNet2DConditionModel`` in a StableDiffusion(XL)Pipeline; subclasses say which U-Nets are theirs and
+    what conditioning they add."""
+
+    denoiser_attr = "unet"
+    denoiser_classes = ("UNet2DConditionModel",)
+
+    def recognises(self, model: nn.Module) -> bool:
+        return type(model).__name__ in self.denoiser_classes and self._is_mine(model.config)
+
+    def _is_mine(self, config) -> bool:
+        raise NotImplementedError
+
+    def walk(self, model: nn.Module) -> Iterator[Activation]:
+        return walk_unet(model)
+
+    def nameable(self, model: nn.Module) -> Iterator[Activation]:
+        return walk_all_unet(model)
+
+    def map_processor(self, attn: nn.Module, sink: Callable[[torch.Tensor], None]):
+        return MapCaptureProcessor(sink)
+
+    def encode_prompt(self, pipe, model, prompt: str, image_size: int, device) -> dict:
+        encoded = pipe.encode_prompt(prompt=prompt, device=device, num_images_per_prompt=1,
+                                     do_classifier_free_guidance=False)
+        return {"encoder_hidden_states": encoded[0], **self._added_conditions(model, encoded, image_size, device)}
+
+    def _added_conditions(self, model, encoded, image_size: int, device) -> dict:
+        return {}
+
+    def forward(self, pipe, model, model_in: torch.Tensor, t: torch.Tensor, cond: dict) -> Callable[[], object]:
+        return lambda: model(model_in, t, return_dict=False, **cond)
+
+    def text_tokens(self, read_config: Callable[[str], dict | None]) -> int:
+        """CLIP's 77 positions, or what the pipeline's tokenizer says."""
+        tokenizer = read_config("tokenizer") or {}
+        return int(tokenizer.get("model_max_length", 77))
