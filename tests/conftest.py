@@ -98,8 +98,7 @@ def assert_declared_unavailable_matches(config, section, models, layer_sets):
     """``section['unavailable']`` must list exactly the (demo model, layer set) pairs whose layers the demo
     U-Net lacks: a declared gap that resolves, or an undeclared one that does not, fails."""
     from diffact.extract.layersets import resolve_set
-    from diffact.models.configs import build_unet
-    from diffact.models.demo import unet_config
+    from diffact.models.demo import listing_denoiser
     from diffact.utils.errors import LayerError
 
     declared = {(m, s) for m, sets in section.get("unavailable", {}).items() for s in sets}
@@ -107,7 +106,7 @@ def assert_declared_unavailable_matches(config, section, models, layer_sets):
         entry = config["models"][model]
         if not entry.get("build"):
             continue
-        unet = build_unet(unet_config(entry["build"]))  # meta device: structure only
+        unet = listing_denoiser(entry["build"])[0]  # meta device: structure only
         for layer_set in layer_sets:
             try:
                 resolve_set(unet, entry["family"], layer_set)

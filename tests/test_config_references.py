@@ -13,7 +13,7 @@ from diffact import workflow as wf
 from diffact.utils.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = "(known models: sd15-tiny, sdxl-tiny)"
+MODELS = "(known models: sd15-tiny, sdxl-tiny, sd3-tiny)"
 DATASETS = "(known datasets: spair, spair-trn, spair-val, seg-simple, seg-complex, ade-demo)"
 SD15_SETS = "(known layer sets: amalgamation, analysis, figure, full, full-maps, legacy, pool, practical, screen)"
 

@@ -1,4 +1,5 @@
-"""The tiny SD1.5/SDXL-layout demo pipelines: layout, offline save/load, deterministic training, CLI.
+"""The tiny SD1.5/SDXL-layout demo pipelines: layout, offline save/load, deterministic training, CLI
+(the SD3-layout DiT: tests/test_demo_dit.py).
 
 Training here runs for 2–3 steps on 32-px crops: enough to exercise every code path, not to learn.
 """
@@ -47,13 +48,13 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Path]:
-    """Both archs trained for a few steps and saved, with their loss CSVs and plots."""
+    """Both U-Net archs trained for a few steps and saved, with their loss CSVs and plots."""
     root = tmp_path_factory.mktemp("demo_models")
-    for arch in demo.ARCHS:
+    for arch in demo.UNET_ARCHS:
         build_demo_model(
             arch, root / arch, FAST, loss_csv=root / f"{arch}.csv", loss_png=root / f"{arch}.png", progress=False
         )
-    return {"root": root, **{arch: root / arch for arch in demo.ARCHS}}
+    return {"root": root, **{arch: root / arch for arch in demo.UNET_ARCHS}}
 
 
 # --- tokenizer -----------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_sdxl_catalog_has_the_real_sdxl_names_so_every_paper_set_runs_in_the_dem
         assert resolve_set(tiny, "sdxl", layer_set) == resolve_set(real, "sdxl", layer_set), layer_set
 
 
-@pytest.mark.parametrize("arch", demo.ARCHS)
+@pytest.mark.parametrize("arch", demo.UNET_ARCHS)
 def test_unet_forward_shape_at_64px(arch):
     """64-px images -> 32×32 latents; the U-Net maps them to a same-shaped noise prediction."""
     unet = demo.build_unet(arch).eval()
@@ -159,13 +160,13 @@ def test_same_seed_same_random_weights_other_seed_differs():
 
 def test_unknown_arch_is_a_config_error():
     with pytest.raises(ConfigError):
-        demo.random_init_pipeline("sd3")
+        demo.random_init_pipeline("sd21")
 
 
 # --- build / save / load ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", demo.ARCHS)
+@pytest.mark.parametrize("arch", demo.UNET_ARCHS)
 def test_saved_pipeline_loads_offline_like_a_hub_model(built, arch):
     from diffusers import DiffusionPipeline
 
@@ -192,7 +193,7 @@ def test_saved_pipeline_loads_offline_like_a_hub_model(built, arch):
         assert embeds.shape == (1, 77, 32)
 
 
-@pytest.mark.parametrize("arch", demo.ARCHS)
+@pytest.mark.parametrize("arch", demo.UNET_ARCHS)
 def test_saved_pipeline_loads_as_img2img(built, arch):
     """The upstream extractor loads every model as an img2img pipeline (spec §2.1)."""
     from diffusers import AutoPipelineForImage2Image
@@ -202,7 +203,7 @@ def test_saved_pipeline_loads_as_img2img(built, arch):
     assert type(pipe).__name__ == expected
 
 
-@pytest.mark.parametrize("arch", demo.ARCHS)
+@pytest.mark.parametrize("arch", demo.UNET_ARCHS)
 def test_training_is_deterministic(built, tmp_path, arch):
     """Same settings and seed => byte-identical saved folder (weights, configs, tokenizers)."""
     build_demo_model(arch, tmp_path / arch, FAST, progress=False)
@@ -223,7 +224,7 @@ def test_training_changes_weights_and_other_seed_differs(built, tmp_path):
     assert not all(torch.equal(trained[k], reseeded[k]) for k in trained)
 
 
-@pytest.mark.parametrize("arch", demo.ARCHS)
+@pytest.mark.parametrize("arch", demo.UNET_ARCHS)
 def test_loss_csv_has_one_row_per_step_and_component(built, arch):
     losses = pd.read_csv(built["root"] / f"{arch}.csv")
     assert list(losses.columns) == ["step", "component", "loss"]
@@ -274,4 +275,4 @@ def test_cli_bad_settings_fail_cleanly(tmp_path, capsys):
     assert rc == 2 and "image_size" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
-        main(["build-demo-model", "--arch", "sd3", "--out", str(tmp_path / "y")])
+        main(["build-demo-model", "--arch", "sd21", "--out", str(tmp_path / "y")])

@@ -136,3 +136,41 @@ def test_dit_layer_sets_resolve_on_the_real_catalogs(hub_id, family, pool):
     # every block is in the pool: the block filter reads DiT names (vit-block<i>-...) too
     blocks = {r["name"].split("-")[1] for r in list_activations(hub_id, layer_set="pool")}
     assert len(blocks) == {"flux": 57, "sd3": 24, "pixart": 28}[family]
+
+
+def test_dit_names_parse_in_forward_order_with_catalog_kinds():
+    """The analyses order store layers by name (stores list them alphabetically): DiT names parse to the catalog's
+    kinds and sort into the walk's order, SD3.5's second attention included."""
+    import random
+
+    from diffact.analysis.names import forward_sorted, parse_name, resolution_label
+    from diffact.families import walk
+    from test_dit import _flux, _pixart, _sd3  # the tiny DiTs of tests/test_dit.py (pytest puts tests/ on the path)
+
+    for model in (_pixart(), _sd3(), _flux()):
+        catalog = list(walk(model))
+        names = [a.name for a in catalog]
+        shuffled = names[:]
+        random.Random(0).shuffle(shuffled)
+        assert forward_sorted(shuffled) == names
+        assert [parse_name(n).kind for n in names] == [a.kind for a in catalog]
+        assert {resolution_label(parse_name(n)) for n in names} == {"dit"}
+    assert parse_name("vit-block3-out").is_inter_module and not parse_name("vit-block3-self-q").is_inter_module
+
+
+def test_the_demo_plans_the_dits_screen_properties_and_comparison_but_no_unet_figures():
+    """The demo profile's DiT (sd3-tiny): its NN PCK screen, property analyses and the U-Net vs DiT figure are
+    planned; the figures drawn from U-Net stages and ViT levels (2, 3, 4, 5-13, 16-18) are not."""
+    import subprocess
+    import sys
+
+    root = SRC.parents[1]
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--nolock", "--cores", "1"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = done.stdout + done.stderr
+    for path in ("results/models/sd3-tiny.loss.csv", "results/correspondence/sd3-tiny/nn_pck.csv",
+                 "results/properties/sd3-tiny/seg-simple/noise_share.csv", "results/properties/sd3-tiny/properties.csv",
+                 "paper_figures/properties_unet_vs_dit.png"):
+        assert path in plan, path
+    assert not re.search(r"paper_figures/fig\d+[a-z0-9_]*_sd3-tiny", plan)

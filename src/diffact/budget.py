@@ -173,9 +173,8 @@ def _denoiser(source: str, build: str | None) -> tuple:
     or a demo architecture the workflow builds."""
     if build:
         from diffact.models import demo
-        from diffact.models.configs import build_unet
 
-        return build_unet(demo.unet_config(build)), TEXT_TOKENS, demo.VAE_DOWNSAMPLING_FACTOR
+        return demo.listing_denoiser(build)
     from diffact.models.configs import listing_denoiser
 
     return listing_denoiser(source)

@@ -359,6 +359,14 @@ def _family(config: dict, model: str) -> str | None:
     return entry.get("family") if isinstance(entry, dict) else None
 
 
+def is_transformer(config: dict, model: str) -> bool:
+    """Whether a profile model is a DiT (its family's denoiser is ``pipe.transformer``): the U-Net-only figures
+    (stages, levels, ViTs per resolution) are not planned for it."""
+    from diffact.families.registry import get_family
+
+    return get_family(model_entry(config, model)["family"]).denoiser_attr == "transformer"
+
+
 def _families() -> list[str]:
     """The registered model families (diffact.families.registry; their layer sets: config/layers/<family>/)."""
     from diffact.families.registry import family_names

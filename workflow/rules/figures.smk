@@ -10,7 +10,9 @@ if FIG.get("pca_model"):
     FIGURE_TARGETS.append(f"{PAPER_FIGURES}/fig03_pca_{FIG['pca_model']}.png")
 if any(m.get("build") for m in config["models"].values()):
     FIGURE_TARGETS.append(f"{PAPER_FIGURES}/demo_loss_curves.png")
-FIGURE_TARGETS.extend(f"{PAPER_FIGURES}/fig02_architecture_{m}.png" for m in config["models"])
+# Figure 2 draws a U-Net's levels and ViTs: not planned for DiTs (their catalog is `diffact layers`).
+FIGURE_TARGETS.extend(f"{PAPER_FIGURES}/fig02_architecture_{m}.png" for m in config["models"]
+                      if not wf.is_transformer(config, m))
 
 rule fig_demo_nn_pck:
     message: "table and plot of the demo NN PCK"

@@ -29,7 +29,9 @@ if PROP:
     FIGURE_TARGETS.append(f"{PROP_FIGURES}/properties_filter.csv")
     if _models:
         FIGURE_TARGETS.extend([f"{PROP_FIGURES}/properties_numbers.png", f"{PROP_FIGURES}/properties_summary.csv"])
-        for m in _models:
+        if len({wf.is_transformer(config, m) for m in _models}) == 2:  # U-Nets and DiTs: compare them
+            FIGURE_TARGETS.append(f"{PROP_FIGURES}/properties_unet_vs_dit.png")
+        for m in [m for m in _models if not wf.is_transformer(config, m)]:  # per-model figures: U-Net layouts
             FIGURE_TARGETS.extend([f"{PROP_FIGURES}/fig03_properties_{m}.png", f"{PROP_FIGURES}/fig05_13_scenes_{m}.png",
                                    f"{PROP_FIGURES}/fig16_increments_{m}.png", f"{PROP_FIGURES}/fig17_resolution_{m}.png",
                                    f"{PROP_FIGURES}/fig18_vits_{m}.png"])
@@ -109,7 +111,9 @@ rule properties_table:
         noise=lambda w, input: " ".join(f"{s}={p}" for s, p in zip(prop_scenes(), input.noise)),
         maps=lambda w, input: " ".join(f"{s}={p}" for s, p in zip(prop_scenes(), input.maps)),
         pck=lambda w, input: f"--pck {input.pck}" if input.pck else "",
-        family=lambda w: "" if w.any_prop_model == CONTROL else f"--family {wf.model_entry(config, w.any_prop_model)['family']}",
+        # the §5.1 qualitative filter is a rule over U-Net stages: no verdict for the control or a DiT
+        family=lambda w: "" if w.any_prop_model == CONTROL or wf.is_transformer(config, w.any_prop_model)
+        else f"--family {wf.model_entry(config, w.any_prop_model)['family']}",
     log:
         f"{LOGS}/properties/{{any_prop_model}}/table.log",
     threads: stage_threads("default")
@@ -245,6 +249,32 @@ rule fig_properties_numbers:
         "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
         "-p 'tables={params.tables}' -p out_stem={params.out_stem} "
         "-p summary_stem={params.summary_stem}"
+
+
+rule fig_properties_unet_vs_dit:
+    message: "the three properties along depth, U-Nets vs DiTs"
+    input:
+        tables=lambda w: [f"{PROP_DIR}/{m}/properties.csv" for m in prop_models()],
+        nb="notebooks/properties_unet_vs_dit.py",
+        theme="src/diffact/viz/theme.py",
+    output:
+        png=report(f"{PROP_FIGURES}/properties_unet_vs_dit.png", caption="../report/fig_properties_unet_vs_dit.rst", category="Properties"),
+        pdf=f"{PROP_FIGURES}/properties_unet_vs_dit.pdf",
+        csv=f"{PROP_FIGURES}/properties_unet_vs_dit.csv",
+        md=f"{PROP_FIGURES}/properties_unet_vs_dit.md",
+    params:
+        tables=lambda w, input: wf.list_param(input.tables),
+        rulename="fig_properties_unet_vs_dit",
+        executed=f"{RESULTS}/notebooks/properties_unet_vs_dit.ipynb",
+        out_stem=lambda w, output: output.png.removesuffix(".png"),
+    log:
+        f"{LOGS}/figures/properties_unet_vs_dit.log",
+    threads: stage_threads("notebook")
+    resources: **stage_resources("notebook")
+    conda: ENV
+    shell:
+        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
+        "-p 'tables={params.tables}' -p out_stem={params.out_stem}"
 
 
 rule fig_properties_filter:

@@ -107,7 +107,7 @@ def cmd_noise_share(args) -> int:
     from diffact.data.registry import dataset_images
     from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args, set_torch_threads
     from diffact.extract.layersets import resolve_layers_arg
-    from diffact.models.loading import load_pipeline
+    from diffact.models.loading import denoiser, load_pipeline
     from diffact.utils.errors import ConfigError
     from diffact.utils.io import write_csv
 
@@ -122,7 +122,7 @@ def cmd_noise_share(args) -> int:
         images = images[: args.images]
     pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,
                          variant=args.variant)
-    layers = resolve_layers_arg(pipe.unet, args.family, args.layers)
+    layers = resolve_layers_arg(denoiser(pipe), args.family, args.layers)
     table = diffusion_noise_share(pipe, layers, images, settings, args.draws, args.batch_size,
                                   release_text_encoders=True)  # this command's own pipeline
     write_csv(args.out, table)

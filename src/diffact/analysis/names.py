@@ -5,6 +5,10 @@ The names are the ones :mod:`diffact.extract.catalog` gives (paper_spec §2.2, p
 Kinds are the catalog's (``res-out``, ``res-increment``, ``vit-out``, ``block-out``, ``self-q``, ``cross-q``,
 ``ffn-inner``, ``upsampler-out``, ...), so the analysis code can reason about names without building a U-Net.
 The control U-Net (:mod:`diffact.models.control_unet`) names its blocks in the same scheme.
+
+DiT names (``vit-block{i}-<kind>``, :mod:`diffact.families.dit`) parse as stage ``dit``, block ``i``, no level or
+repeat: a DiT has one resolution, so its only position is the depth. Their inter-module activations (what runs
+between modules, as ResModule/ViT outputs do in a U-Net) are the block outputs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ _NAME = re.compile(
     r"(?P<vit>-vit(?:-block(?P<block>\d+))?)?"
     r"-(?P<rest>[a-z-]+)$"
 )
+_DIT_NAME = re.compile(r"^vit-block(?P<block>\d+)-(?P<rest>[a-z0-9-]+)$")
+# Every DiT family's in-block names in forward order (PixArt, SD3/SD3.5 and Flux each use a subsequence).
+DIT_REST_ORDER = ("norm-out", "q", "k", "v", "self-q", "self-k", "self-v", "self-map", "cross-q", "cross-map",
+                  "attn-out", "self2-q", "self2-k", "self2-v", "self2-map", "ffn-inner", "out")
 _UNET_KINDS = {"unet-in": "unet-in", "unet-after-conv-in": "after-conv-in", "unet-out": "unet-out"}
 INTER_MODULE_KINDS = ("res-out", "vit-out", "downsampler-out", "upsampler-out")
 SELF_QK_KINDS = ("self-q", "self-k")
@@ -45,14 +53,24 @@ class ActivationName:
 
     @property
     def is_inter_module(self) -> bool:
-        """Inter-module activations: what earlier work (DDPM-seg) evaluated (paper §3, Fig 1 upper)."""
-        return self.kind in INTER_MODULE_KINDS
+        """Inter-module activations: what earlier work (DDPM-seg) evaluated (paper §3, Fig 1 upper); in a DiT the
+        block outputs."""
+        return self.kind in INTER_MODULE_KINDS or (self.stage == "dit" and self.kind == "block-out")
 
 
 def parse_name(name: str) -> ActivationName:
     """Split a paper-style activation id; unknown shapes raise :class:`LayerError` naming the id."""
     if name in _UNET_KINDS:
         return ActivationName(name, "unet", None, None, None, _UNET_KINDS[name])
+    dit = _DIT_NAME.match(name)
+    if dit:
+        rest = dit.group("rest")
+        if rest not in DIT_REST_ORDER:
+            raise LayerError(f"cannot parse DiT activation name {name!r}: unknown kind {rest!r} "
+                             f"(known: {', '.join(DIT_REST_ORDER)})")
+        # the catalog's kinds: `out` is a block output, SD3.5's second attention has the self-attention kinds
+        kind = "block-out" if rest == "out" else rest.replace("self2-", "self-")
+        return ActivationName(name, "dit", None, None, int(dit.group("block")), kind)
     match = _NAME.match(name)
     if not match:
         raise LayerError(f"cannot parse activation name {name!r} (expected e.g. 'up-level1-repeat0-vit-block0-cross-q')")
@@ -89,6 +107,8 @@ def forward_key(name: str) -> tuple:
     p = parse_name(name)
     if p.stage == "unet":
         return (_UNET_RANK[p.kind],)
+    if p.stage == "dit":  # depth, then the block's own order
+        return (1, p.block, DIT_REST_ORDER.index(name.split("-", 2)[2]))
     repeat = p.repeat if p.repeat is not None else 0
     if p.kind in _RES_RANK:
         inner = (repeat, 0, _RES_RANK[p.kind])
@@ -107,6 +127,6 @@ def forward_sorted(names) -> list[str]:
 
 def resolution_label(parsed: ActivationName) -> str:
     """Short label of an activation's resolution group, e.g. ``up-level1`` or ``mid``."""
-    if parsed.stage in ("mid", "unet"):
+    if parsed.stage in ("mid", "unet", "dit"):
         return parsed.stage
     return f"{parsed.stage}-level{parsed.level}"

@@ -18,7 +18,7 @@ def kind_group(kind: str) -> str:
     """The activation families the paper contrasts (Fig 1 upper, §4.3, Fig 16)."""
     if kind in INTER_MODULE_KINDS:
         return "inter-module"
-    if kind in SELF_QK_KINDS:
+    if kind in SELF_QK_KINDS or kind in ("q", "k"):  # Flux's joint attention q/k (its image part)
         return "self-attn q/k"
     if kind == "cross-q":
         return "cross-attn q"
@@ -134,8 +134,10 @@ def within_resolution_trend(layers: pd.DataFrame, column: str = "granularity", s
     from diffact.analysis.properties import rank_correlation
 
     values = []
-    # Samplers are left out: their map has the next resolution's size, so they do not belong to the trend.
-    inter = layers[layers["kind"].isin(["res-out", "vit-out"])]
+    # Samplers are left out: their map has the next resolution's size, so they do not belong to the trend. A DiT has
+    # one resolution: its block outputs along the depth are the trend.
+    inter = layers[layers["kind"].isin(["res-out", "vit-out"]) | ((layers["stage"] == "dit")
+                                                                  & (layers["kind"] == "block-out"))]
     if stage is not None:
         inter = inter[inter["stage"] == stage]
     for _, group in inter.groupby("resolution", sort=False):
@@ -154,8 +156,11 @@ def locality_column(layers: pd.DataFrame) -> str:
 def summary_row(layers: pd.DataFrame) -> dict:
     """The three properties of one model in a few numbers (paper §4.1–4.3 expectations in the comments)."""
     inter = layers[layers["group"] == "inter-module"]
+    if "stage" in layers and (layers["stage"] == "dit").any():  # a DiT's inter-module activations: block outputs
+        inter = layers[(layers["stage"] == "dit") & (layers["kind"] == "block-out")]
     up = inter[inter["stage"] == "up"]
     half = up["forward_index"].median() if len(up) else np.nan
+    depth_half = inter["forward_index"].median() if len(inter) else np.nan
 
     def mean(frame, column):
         return float(frame[column].mean()) if len(frame) else float("nan")
@@ -167,6 +172,9 @@ def summary_row(layers: pd.DataFrame) -> dict:
         "noise_mid": mean(inter[inter["stage"] == "mid"], "noise_share"),
         "noise_up_early": mean(up[up["forward_index"] <= half], "noise_share"),
         "noise_up_late": mean(up[up["forward_index"] > half], "noise_share"),
+        # the same along the whole depth (the only axis of a DiT): first and second half of the forward order
+        "noise_depth_early": mean(inter[inter["forward_index"] <= depth_half], "noise_share"),
+        "noise_depth_late": mean(inter[inter["forward_index"] > depth_half], "noise_share"),
         # P2: granularity rises within each resolution (the paper shows it in the up-stage, Figs 17-18).
         "granularity_trend": within_resolution_trend(layers),
         "granularity_trend_up": within_resolution_trend(layers, stage="up"),

@@ -1,4 +1,4 @@
-"""CLI: ``diffact build-demo-model`` — build (and train) a tiny SD1.5- or SDXL-layout pipeline."""
+"""CLI: ``diffact build-demo-model`` — build (and train) a tiny SD1.5-, SDXL- or SD3-layout pipeline."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ def register(subparsers) -> None:
     defaults = TrainSettings()
     parser = subparsers.add_parser(
         "build-demo-model",
-        help="build a tiny SD1.5/SDXL-layout diffusers pipeline, train it on CPU, save it as a folder",
+        help="build a tiny SD1.5/SDXL/SD3-layout diffusers pipeline, train it on CPU, save it as a folder",
         description=(
-            "Build a tiny latent-diffusion pipeline with the block layout of Stable Diffusion 1.5 (sd15) or "
-            "SDXL (sdxl), train its VAE and U-Net on crops of images shipped with scikit-image, and save it "
-            "as a standard diffusers folder loadable with DiffusionPipeline.from_pretrained (offline)."
+            "Build a tiny latent-diffusion pipeline with the block layout of Stable Diffusion 1.5 (sd15), "
+            "SDXL (sdxl) or SD3-medium (sd3, a diffusion transformer), train its VAE and denoiser (U-Net: "
+            "epsilon prediction; transformer: rectified flow) on crops of images shipped with scikit-image, and "
+            "save it as a standard diffusers folder loadable with DiffusionPipeline.from_pretrained (offline; sd3 "
+            "has no T5: pass text_encoder_3=None, tokenizer_3=None, as diffusers does for SD3 without T5)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -28,7 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--image-size", type=int, default=defaults.image_size, help="training crop size (pixels)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per step")
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help="VAE training steps")
-    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps, help="U-Net training steps")
+    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps,
+                        help="denoiser (U-Net or transformer) training steps")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (both stages)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights, crops, noise")
     parser.add_argument("--prompt", default=defaults.prompt, help="fixed training prompt")

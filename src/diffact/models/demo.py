@@ -1,10 +1,12 @@
-"""Tiny latent-diffusion pipelines with the block layouts of Stable Diffusion 1.5 and SDXL.
+"""Tiny latent-diffusion pipelines with the block layouts of Stable Diffusion 1.5, SDXL and SD3-medium.
 
 The paper studies SD1.5 and SDXL (spec §2.3). The demo profile cannot download them, so it builds
 miniature versions from hand-written configs: the *same* diffusers classes, block types, block
 counts and pipeline classes, so every activation name of the paper's naming scheme (spec §2.2,
 e.g. ``up-level1-repeat2-res-out`` or ``up-level0-repeat0-vit-block3-out``) exists, but with
-channel widths of 16–64 instead of 320–1280 so that they train on a laptop CPU in minutes.
+channel widths of 16–64 instead of 320–1280 so that they train on a laptop CPU in minutes. ``sd3`` does
+the same for a diffusion transformer (DiT): SD3-medium's 24 MMDiT blocks (``vit-block0`` … ``vit-block23``)
+at width 32 instead of 1536.
 
 Layout at 64-px images (latents 4×32×32, VAE downsampling factor 2 instead of SD's 8):
 
@@ -17,6 +19,17 @@ Layout at 64-px images (latents 4×32×32, VAE downsampling factor 2 instead of 
   ViT at level 1 and 10 at level 2 / mid, as SDXL (``transformer_layers_per_block`` (1, 2, 10)), so
   the catalog holds SDXL's 472 candidates and every paper set (Ours-XL names blocks 5 and 7) resolves;
   linear projections; ``text_time`` added conditioning (11 ViTs, as SDXL).
+* ``sd3`` (0.91 M transformer parameters): ``StableDiffusion3Pipeline`` with an ``SD3Transformer2DModel`` of
+  SD3-medium's layout (``stabilityai/stable-diffusion-3-medium-diffusers`` transformer/config.json, also in
+  ``models/hub_configs/sd3-medium``): 24 ``JointTransformerBlock`` s, the last one ``context_pre_only`` (diffusers
+  sets that itself), patch size 2, no QK-norm, no dual attention; 2 heads of 16 dims (width 32; SD3-medium: 24
+  heads of 64, width 1536). The 4×32² latents become a 16×16 grid of 256 image tokens. Text: CLIP-L and CLIP-G
+  are two tiny CLIPs with projection (32 dims each; penultimate hidden states concatenated to 64 = the joint
+  attention width, pooled projections concatenated to 64 = ``pooled_projection_dim``), and there is no T5
+  (``text_encoder_3=None``): ``StableDiffusion3Pipeline.encode_prompt`` then appends ``max_sequence_length``
+  (default 256) zero tokens, as SD3 run without T5 does, so the text sequence is 77 + 256 = 333 tokens. The VAE
+  is the demo VAE with SD3's ``shift_factor`` (calibrated with the scale, see train.calibrate_latent_scale), the
+  scheduler SD3-medium's ``FlowMatchEulerDiscreteScheduler(shift=3.0)``.
 
 Everything is built from a seed, so a given (arch, seed) always yields the same random weights.
 """
@@ -33,7 +46,9 @@ from diffact.utils.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-ARCHS: tuple[str, ...] = ("sd15", "sdxl")
+ARCHS: tuple[str, ...] = ("sd15", "sdxl", "sd3")
+UNET_ARCHS: tuple[str, ...] = ("sd15", "sdxl")  # denoiser pipe.unet, epsilon prediction
+DIT_ARCHS: tuple[str, ...] = ("sd3",)  # denoiser pipe.transformer, flow matching
 
 # Text encoders: CLIP's architecture at toy size. 77 positions as in SD (the tokenizer pads to 77).
 TEXT_HIDDEN_SIZE = 32
@@ -70,6 +85,10 @@ VAE_CONFIG: dict[str, Any] = {
     "force_upcast": True,
 }
 VAE_DOWNSAMPLING_FACTOR = 2 ** (len(VAE_CONFIG["block_out_channels"]) - 1)
+# SD3's VAE normalises latents as (z − shift_factor) · scaling_factor (SD3-medium: 0.0609, 1.5305). The sd3 demo
+# VAE starts with shift 0.0, a placeholder that train.calibrate_latent_scale replaces by the latents' mean; the
+# U-Net archs keep shift_factor None (no shift), as SD1.5 and SDXL.
+SD3_VAE_SHIFT_PLACEHOLDER = 0.0
 
 # Shared by both U-Nets: GroupNorm over 8 groups (SD: 32 groups of 10-40 channels; 32 groups are
 # impossible at 16 channels) and 16-dim attention heads everywhere.
@@ -123,6 +142,30 @@ SDXL_UNET_CONFIG: dict[str, Any] = {
     "norm_num_groups": UNET_NORM_GROUPS,
 }
 
+# SD3-medium's transformer (transformer/config.json: 24 layers, 24 heads × 64 = 1536, patch 2, 16 latent channels,
+# joint_attention_dim 4096 = T5-XXL's width, pooled_projection_dim 2048 = 768 + 1280, pos_embed_max_size 192 =
+# 3 × its 64-token grid side) at toy width. Block count and patch size are SD3-medium's; the width is what CPU
+# training time is spent on: 2 heads × 16 at batch 16 take 1.37 s a training step on 2 threads (the sd15 U-Net
+# 0.95 s; measured 2026-12-03, AMD EPYC, beside another job), over 256 image + 333 text tokens in each of the 24
+# joint attentions. joint_attention_dim = the two CLIPs' concatenated hidden states (no T5, so nothing wider to
+# pad them to); pos_embed_max_size 48 = 3 × the 16-token grid at 64 px, as SD3-medium's ratio (images up to 192 px).
+SD3_TRANSFORMER_CONFIG: dict[str, Any] = {
+    "sample_size": 32,  # latent side at 64-px images
+    "patch_size": 2,
+    "in_channels": VAE_CONFIG["latent_channels"],
+    "out_channels": VAE_CONFIG["latent_channels"],
+    "num_layers": 24,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "joint_attention_dim": 2 * TEXT_HIDDEN_SIZE,  # CLIP-L ⊕ CLIP-G hidden states
+    "caption_projection_dim": 2 * 16,  # = the width, as SD3 (1536)
+    "pooled_projection_dim": 2 * TEXT_ENCODER_CONFIG["projection_dim"],  # CLIP-L ⊕ CLIP-G pooled projections
+    "pos_embed_max_size": 48,
+}
+
+# SD3-medium's scheduler/scheduler_config.json (rectified flow, timestep shift 3.0).
+SD3_SCHEDULER_CONFIG: dict[str, Any] = {"num_train_timesteps": 1000, "shift": 3.0}
+
 # SD1.5's scheduler_config.json (PNDM; the upstream extractor keeps it, spec §2.1).
 SD15_SCHEDULER_CONFIG: dict[str, Any] = {
     "beta_start": 0.00085,
@@ -169,8 +212,21 @@ def seeded_init(seed: int, *keys: object) -> Iterator[None]:
         yield
 
 
+def is_dit(arch: str) -> bool:
+    """Whether ``arch``'s denoiser is a diffusion transformer (``pipe.transformer``) rather than a U-Net."""
+    return check_arch(arch) in DIT_ARCHS
+
+
 def unet_config(arch: str) -> dict[str, Any]:
-    return dict(SD15_UNET_CONFIG if check_arch(arch) == "sd15" else SDXL_UNET_CONFIG)
+    if is_dit(arch):
+        raise ConfigError(f"demo architecture {arch!r} has a transformer, not a U-Net (see transformer_config)")
+    return dict(SD15_UNET_CONFIG if arch == "sd15" else SDXL_UNET_CONFIG)
+
+
+def transformer_config(arch: str) -> dict[str, Any]:
+    if not is_dit(arch):
+        raise ConfigError(f"demo architecture {arch!r} has a U-Net, not a transformer (see unet_config)")
+    return dict(SD3_TRANSFORMER_CONFIG)
 
 
 def build_unet(arch: str, seed: int = 0):
@@ -186,12 +242,50 @@ def build_unet(arch: str, seed: int = 0):
         return UNet2DConditionModel(**unet_config(arch))
 
 
+def build_transformer(arch: str, seed: int = 0):
+    """A randomly initialised ``SD3Transformer2DModel`` for ``arch`` (sd3).
+
+    Input ``hidden_states`` (B, 4, h, w) latents (h = w = image_size / 2, a multiple of 2), ``timestep`` (B,)
+    float σ·1000, ``encoder_hidden_states`` (B, L, 64) with L = 333 from the pipeline's encode_prompt,
+    ``pooled_projections`` (B, 64). Output (B, 4, h, w): the predicted velocity ε − x₀.
+    """
+    from diffusers import SD3Transformer2DModel
+
+    with seeded_init(seed, arch, "transformer"):
+        return SD3Transformer2DModel(**transformer_config(arch))
+
+
+def build_denoiser(arch: str, seed: int = 0):
+    """The denoiser of ``arch``: :func:`build_transformer` for DiT archs, else :func:`build_unet`."""
+    return build_transformer(arch, seed) if is_dit(arch) else build_unet(arch, seed)
+
+
+# The pipeline class of each demo architecture (random_init_pipeline builds these).
+PIPELINE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline",
+                    "sd3": "StableDiffusion3Pipeline"}
+
+
+def listing_denoiser(arch: str):
+    """(denoiser on the meta device, default text tokens, VAE factor) of a demo architecture, without building
+    or training anything: what :func:`diffact.models.configs.listing_denoiser` gives for a saved folder."""
+    import torch
+
+    from diffact.families.registry import family_of
+
+    with torch.device("meta"):
+        model = build_denoiser(arch)
+    configs = {"model_index": {"_class_name": PIPELINE_CLASSES[arch]}, "tokenizer": {"model_max_length": 77}}
+    return model, family_of(model).text_tokens(configs.get), VAE_DOWNSAMPLING_FACTOR
+
+
 def build_vae(arch: str, seed: int = 0):
-    """A randomly initialised ``AutoencoderKL``: (B, 3, 64, 64) in [-1, 1] <-> (B, 4, 32, 32) latents."""
+    """A randomly initialised ``AutoencoderKL``: (B, 3, 64, 64) in [-1, 1] <-> (B, 4, 32, 32) latents
+    (sd3: with SD3's ``shift_factor``, a placeholder until calibrated)."""
     from diffusers import AutoencoderKL
 
-    with seeded_init(seed, check_arch(arch), "vae"):
-        return AutoencoderKL(**VAE_CONFIG)
+    extra = {"shift_factor": SD3_VAE_SHIFT_PLACEHOLDER} if is_dit(arch) else {}
+    with seeded_init(seed, arch, "vae"):
+        return AutoencoderKL(**VAE_CONFIG, **extra)
 
 
 def text_encoder_config():
@@ -202,36 +296,54 @@ def text_encoder_config():
     return CLIPTextConfig(vocab_size=vocab_size(), **TEXT_ENCODER_CONFIG, **special_token_ids())
 
 
-def build_text_encoder(arch: str, seed: int = 0, with_projection: bool = False):
+def build_text_encoder(arch: str, seed: int = 0, with_projection: bool = False, name: str | None = None):
     """A randomly initialised tiny CLIP text encoder: token ids (B, 77) -> hidden states (B, 77, 32)
-    (and, ``with_projection``, a pooled (B, 32) ``text_embeds``, SDXL's ``text_encoder_2``)."""
+    (and, ``with_projection``, a pooled (B, 32) ``text_embeds``, SDXL's ``text_encoder_2`` and both of SD3's
+    CLIPs). ``name`` is the pipeline component it becomes (seeds it); default ``text_encoder_2`` with a
+    projection, else ``text_encoder``."""
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
-    with seeded_init(seed, check_arch(arch), "text_encoder_2" if with_projection else "text_encoder"):
+    name = name or ("text_encoder_2" if with_projection else "text_encoder")
+    with seeded_init(seed, check_arch(arch), name):
         model = cls(text_encoder_config())
     return model.eval()
 
 
 def build_scheduler(arch: str):
-    from diffusers import EulerDiscreteScheduler, PNDMScheduler
+    from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, PNDMScheduler
 
     if check_arch(arch) == "sd15":
         return PNDMScheduler(**SD15_SCHEDULER_CONFIG)
+    if arch == "sd3":
+        return FlowMatchEulerDiscreteScheduler(**SD3_SCHEDULER_CONFIG)
     return EulerDiscreteScheduler(**SDXL_SCHEDULER_CONFIG)
 
 
 def random_init_pipeline(arch: str, seed: int = 0):
     """The demo pipeline of ``arch`` with seeded random (untrained) weights, in memory, fp32, on CPU.
 
-    sd15 -> ``StableDiffusionPipeline``; sdxl -> ``StableDiffusionXLPipeline``. The VAE keeps the
-    placeholder scaling factor 0.18215 until ``train.calibrate_latent_scale`` sets it.
+    sd15 -> ``StableDiffusionPipeline``; sdxl -> ``StableDiffusionXLPipeline``; sd3 ->
+    ``StableDiffusion3Pipeline`` (no T5: ``text_encoder_3`` and ``tokenizer_3`` None). The VAE keeps the
+    placeholder scaling factor 0.18215 (and sd3's shift 0.0) until ``train.calibrate_latent_scale`` sets it.
     """
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import StableDiffusion3Pipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    from diffact.models.tokenizer import build_clip_tokenizer
+    from diffact.models.tokenizer import OPENCLIP_PAD_TOKEN, build_clip_tokenizer
 
-    check_arch(arch)
+    if is_dit(arch):
+        # SD3-medium's tokenizer pads with <|endoftext|>, its tokenizer_2 (OpenCLIP bigG) with "!" (hub configs).
+        return StableDiffusion3Pipeline(
+            transformer=build_transformer(arch, seed),
+            scheduler=build_scheduler(arch),
+            vae=build_vae(arch, seed),
+            text_encoder=build_text_encoder(arch, seed, with_projection=True, name="text_encoder"),
+            tokenizer=build_clip_tokenizer(),
+            text_encoder_2=build_text_encoder(arch, seed, with_projection=True, name="text_encoder_2"),
+            tokenizer_2=build_clip_tokenizer(OPENCLIP_PAD_TOKEN),
+            text_encoder_3=None,
+            tokenizer_3=None,
+        )
     common = dict(
         vae=build_vae(arch, seed),
         text_encoder=build_text_encoder(arch, seed),

@@ -6,7 +6,8 @@ A reference (``models.<name>.source`` in the config, ``--model`` on the CLI) is 
   ``revision`` and ``variant``; under ``HF_HUB_OFFLINE=1`` (the Makefile sets it) only the local Hugging Face
   cache is used, and a model that is not there is a :class:`ModelError` that says how to fetch it;
 * a **local pipeline folder** written by ``save_pretrained`` (the demo's tiny models go through exactly this
-  code): it must hold ``model_index.json`` and weights for every model component;
+  code): it must hold ``model_index.json`` and weights for every model component; components it was saved
+  without (``[null, null]``, e.g. SD3 without T5, the demo's ``sd3``) are loaded as None (:func:`saved_without`);
 * a **single-file checkpoint** (``.safetensors`` / ``.ckpt``, the original Stable Diffusion format):
   ``from_single_file`` of the matching pipeline class; the component configs come from ``config`` (a local
   pipeline folder or hub id) or, when not given, from the hub model diffusers infers from the checkpoint.
@@ -222,6 +223,24 @@ def _load_single_file(ref: str, kwargs: dict, family: str | None, config: str | 
                          f"{str(err).splitlines()[0] if str(err) else 'no detail'}).{hint}") from err
 
 
+def saved_without(folder: Path | None) -> dict:
+    """``{name: None}`` for the components a pipeline folder was saved without (``[null, null]`` in its
+    model_index.json) that its pipeline class does not list as optional: diffusers' ``from_pretrained`` refuses
+    to load such a folder unless they are passed as None, e.g. SD3 saved without T5 (``text_encoder_3`` and
+    ``tokenizer_3``, the demo's ``sd3``; diffusers' SD3 docs load it the same way, "Dropping the T5 Text
+    Encoder during Inference")."""
+    import diffusers
+
+    try:
+        index = json.loads((Path(folder) / "model_index.json").read_text())
+    except (TypeError, OSError, json.JSONDecodeError):
+        return {}
+    pipeline = getattr(diffusers, str(index.get("_class_name")), None)
+    optional = set(getattr(pipeline, "_optional_components", None) or ())
+    return {name: None for name, value in index.items()
+            if not name.startswith("_") and value in ([None, None], [None], None) and name not in optional}
+
+
 def _load_pretrained(ref: str, kwargs: dict, revision: str | None, variant: str | None, offline: bool):
     from diffusers import DiffusionPipeline
 
@@ -238,6 +257,7 @@ def _load_pretrained(ref: str, kwargs: dict, revision: str | None, variant: str 
         kwargs["revision"] = revision
     if variant:
         kwargs["variant"] = variant
+    kwargs = {**saved_without(Path(ref) if kind == "folder" else cached_snapshot(ref, revision)), **kwargs}
     try:
         return DiffusionPipeline.from_pretrained(ref, **kwargs)
     except (OSError, ValueError) as err:

@@ -4,11 +4,18 @@ Two stages, as latent diffusion itself is trained:
 
 1. the VAE, as an autoencoder: L1 + L2 reconstruction plus a small KL term towards N(0, I);
    afterwards its ``scaling_factor`` is set to 1/std of the latents (the rule SD's 0.18215 came from),
-   so that scaled latents have unit variance, as the noise schedule assumes;
-2. the U-Net, with the standard epsilon-prediction DDPM loss ``‖ε − ε_θ(√ᾱ_t·z₀ + √(1−ᾱ_t)·ε, t, c)‖²``
-   at uniformly drawn t ∈ [0, 1000) on the model's own scaled_linear schedule. The condition c is the
-   frozen text encoders' embedding of one fixed prompt (SDXL also gets its pooled embedding and the
-   size ids (H, W, 0, 0, H, W), spec §2.1), exactly what the feature extractor feeds it later.
+   so that scaled latents have unit variance, as the noise schedule assumes (sd3 also sets SD3's
+   ``shift_factor`` to their mean, so (z − shift)·scale has mean 0 too);
+2. the denoiser (:func:`train_denoiser`), with the frozen text encoders' embedding c of one fixed prompt as
+   condition, computed by the pipeline's own ``encode_prompt`` exactly as the feature extractor feeds it later:
+
+   * a U-Net (sd15, sdxl; :func:`train_unet`): the standard epsilon-prediction DDPM loss
+     ``‖ε − ε_θ(√ᾱ_t·z₀ + √(1−ᾱ_t)·ε, t, c)‖²`` at uniformly drawn t ∈ [0, 1000) on the model's own
+     scaled_linear schedule (SDXL also gets its pooled embedding and the size ids (H, W, 0, 0, H, W), spec §2.1);
+   * a diffusion transformer (sd3; :func:`train_dit`): SD3's rectified-flow loss
+     ``‖(ε − z₀) − v_θ((1−σ)·z₀ + σ·ε, 1000σ, c)‖²`` with σ logit-normal through the scheduler's shifted
+     schedule (Esser et al., "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis",
+     ICML 2024, §2 and §3.1; diffusers' examples/dreambooth/train_dreambooth_sd3.py).
 
 The data are random ``image_size`` crops (with horizontal flips) of the images shipped in
 scikit-image (:mod:`diffact.data.shipped`), shrunk first so that a crop sees a good part of the scene.
@@ -33,17 +40,20 @@ LOSS_COLUMNS = ("step", "component", "loss")
 # Components of the loss CSV, in the order they are trained.
 VAE_COMPONENTS = ("vae_recon", "vae_kl", "vae_total")
 UNET_COMPONENTS = ("unet_mse",)
+DIT_COMPONENTS = ("dit_flow_mse",)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Demo-model training settings (config/config.yaml ``demo_models``). The defaults cost ~400 CPU-seconds
-    per model (sd15 ~410, sdxl ~400; ~85% of it the U-Net), i.e. ≥ 3.5 min on 2 idle cores."""
+    per model (sd15 ~410, sdxl ~400; ~85% of it the U-Net), i.e. ≥ 3.5 min on 2 idle cores. sd3 takes ~1.4×
+    sd15's wall time: 227 s against 166 s (VAE 15 s each, DiT 205 s, U-Net 142 s), measured 2026-12-03 on
+    2 threads beside another job (load average ~1.9)."""
 
     image_size: int = 64  # training crop size in pixels; latents are image_size / 2
     batch_size: int = 16
     vae_steps: int = 60
-    unet_steps: int = 150
+    unet_steps: int = 150  # denoiser steps: the U-Net's, or sd3's transformer's
     lr: float = 1e-3  # AdamW, both stages
     seed: int = 0
     prompt: str = "a photo"  # the fixed training prompt; the default extraction prompt too
@@ -190,7 +200,11 @@ def train_vae(vae, images: list, settings: TrainSettings, progress: bool = True)
 def calibrate_latent_scale(vae, images: list, settings: TrainSettings, num_crops: int = 64) -> float:
     """Set ``vae.config.scaling_factor`` to 1/std of posterior-sampled latents of ``num_crops`` random
     crops (LDM's rule; SD's 0.18215 is this number for its VAE), so that the diffusion model sees
-    unit-variance latents whatever the VAE learnt. Returns the factor."""
+    unit-variance latents whatever the VAE learnt. Returns the factor.
+
+    A VAE with a ``shift_factor`` (SD3's: latents are (z − shift)·scale; SD3-medium's is 0.0609, the demo sd3's
+    starts at a placeholder 0.0) also gets its shift set, to the mean of the same latents, so the flow starts
+    from zero-mean unit-variance latents. A VAE whose shift_factor is None (sd15, sdxl) keeps it None."""
     import torch
 
     from diffact.utils.seeding import torch_generator
@@ -202,23 +216,44 @@ def calibrate_latent_scale(vae, images: list, settings: TrainSettings, num_crops
         z = vae.encode(x).latent_dist.sample(generator=noise_gen)
     # Round so the JSON config (and hence the saved folder) is stable under float printing.
     factor = float(f"{1.0 / float(z.std()):.5g}")
-    vae.register_to_config(scaling_factor=factor)
-    log.info("VAE latent std %.4f -> scaling_factor %.5g", float(z.std()), factor)
+    if vae.config.get("shift_factor") is None:
+        vae.register_to_config(scaling_factor=factor)
+        log.info("VAE latent std %.4f -> scaling_factor %.5g", float(z.std()), factor)
+        return factor
+    shift = float(f"{float(z.mean()):.5g}")
+    vae.register_to_config(scaling_factor=factor, shift_factor=shift)
+    log.info("VAE latent mean %.4f, std %.4f -> shift_factor %.5g, scaling_factor %.5g",
+             float(z.mean()), float(z.std()), shift, factor)
     return factor
 
 
+def scaled_latents(vae, z):
+    """Posterior latents ``z`` as the denoiser sees them: (z − shift_factor)·scaling_factor, the shift only
+    where the VAE has one (SD3), as the extractor's encode_latents and StableDiffusion3Pipeline do."""
+    shift = vae.config.get("shift_factor")
+    if shift is not None:
+        z = z - shift
+    return z * vae.config.scaling_factor
+
+
 # ---------------------------------------------------------------------------------------------------
-# Stage 2: U-Net
+# Stage 2: the denoiser (U-Net or diffusion transformer)
 
 
 def text_conditioning(pipe, prompt: str, image_size: int) -> dict:
-    """The U-Net's conditioning for one prompt, batch 1, computed by the pipeline's own ``encode_prompt``
+    """The denoiser's conditioning for one prompt, batch 1, computed by the pipeline's own ``encode_prompt``
     (so training matches extraction): ``encoder_hidden_states`` (1, 77, 32) for sd15 / (1, 77, 64) for
     sdxl, and for sdxl ``added_cond_kwargs`` = pooled ``text_embeds`` (1, 32) and ``time_ids`` (1, 6) =
-    (H, W, 0, 0, H, W) with H = W = image_size (spec §2.1)."""
+    (H, W, 0, 0, H, W) with H = W = image_size (spec §2.1). sd3: ``encoder_hidden_states`` (1, 333, 64) =
+    77 CLIP-L ⊕ CLIP-G tokens + 256 zero tokens in place of T5 (encode_prompt's default max_sequence_length,
+    the call :class:`diffact.families.sd3.SD3` makes) and ``pooled_projections`` (1, 64)."""
     import torch
 
     with torch.no_grad():
+        if is_dit(pipe):
+            embeds, _, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None, device="cpu",
+                                                      num_images_per_prompt=1, do_classifier_free_guidance=False)
+            return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
         if is_sdxl(pipe):
             embeds, _, pooled, _ = pipe.encode_prompt(
                 prompt=prompt, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
@@ -230,15 +265,28 @@ def text_conditioning(pipe, prompt: str, image_size: int) -> dict:
 
 
 def expand_conditioning(cond: dict, batch_size: int) -> dict:
-    """Repeat a batch-1 conditioning dict to ``batch_size`` along dim 0."""
-    out = {"encoder_hidden_states": cond["encoder_hidden_states"].expand(batch_size, -1, -1)}
-    if "added_cond_kwargs" in cond:
-        out["added_cond_kwargs"] = {k: v.expand(batch_size, -1) for k, v in cond["added_cond_kwargs"].items()}
-    return out
+    """Repeat a batch-1 conditioning dict (tensors, or dicts of tensors) to ``batch_size`` along dim 0."""
+    def expand(value):
+        if isinstance(value, dict):
+            return {k: expand(v) for k, v in value.items()}
+        return value.expand(batch_size, *[-1] * (value.ndim - 1))
+
+    return {k: expand(v) for k, v in cond.items()}
+
+
+def is_dit(pipe) -> bool:
+    """A pipeline whose denoiser is a transformer (``pipe.transformer``: the demo's sd3)."""
+    return getattr(pipe, "transformer", None) is not None
 
 
 def is_sdxl(pipe) -> bool:
-    return hasattr(pipe, "text_encoder_2")
+    return hasattr(pipe, "text_encoder_2") and not is_dit(pipe)
+
+
+def train_denoiser(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+    """Train the pipeline's denoiser for ``settings.unet_steps`` steps: :func:`train_dit` (flow matching) for a
+    transformer, :func:`train_unet` (epsilon prediction) for a U-Net. Returns loss rows."""
+    return (train_dit if is_dit(pipe) else train_unet)(pipe, images, settings, progress)
 
 
 def train_unet(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
@@ -285,14 +333,92 @@ def train_unet(pipe, images: list, settings: TrainSettings, progress: bool = Tru
     return rows
 
 
+def flow_sigmas(scheduler, batch_size: int, generator) -> tuple:
+    """(timesteps, σ) of a training batch, as SD3 draws them: u ~ logit-normal(0, 1) (sigmoid of N(0, 1); Esser
+    et al. 2024 §3.1, "rf/lognorm(0.00, 1.00)", their best sampler in §5.1), then entry ⌊1000·u⌋ of the
+    scheduler's 1000-step training schedule, which runs from σ = 1 down and applies SD3's timestep shift
+    σ = αs/(1 + (α−1)s), α = 3.0 (§5.3.2, resolution-dependent shifting), to s = 1 − ⌊1000·u⌋/1000 (distributed
+    as u: the logit-normal is symmetric about 1/2). This is diffusers' train_dreambooth_sd3.py (weighting_scheme
+    logit_normal, logit_mean 0, logit_std 1; training_utils.compute_density_for_timestep_sampling), seeded.
+    Timesteps are σ·1000 floats, as the extractor feeds them."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    # the schedule as constructed (a pipeline's scheduler may have been set_timesteps'd to another length)
+    schedule = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
+    n = schedule.config.num_train_timesteps
+    u = torch.sigmoid(torch.randn(batch_size, generator=generator))
+    index = (u * n).long().clamp(max=n - 1)
+    return schedule.timesteps[index].to(torch.float32), schedule.sigmas[index].to(torch.float32)
+
+
+def train_dit(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+    """Train ``pipe.transformer`` in place for ``settings.unet_steps`` AdamW steps (VAE, text encoders frozen)
+    with SD3's rectified-flow objective (Esser et al. 2024, §2 and §3.1: z_t = (1−σ)·z₀ + σ·ε, the network
+    predicts the velocity v = ε − z₀; unweighted MSE, as train_dreambooth_sd3.py with ``--precondition_outputs 0``
+    and logit-normal sampling, whose loss weight is 1). σ from :func:`flow_sigmas`; latents z₀ = (VAE posterior
+    sample − shift_factor) × scaling_factor, (B, 4, S/2, S/2). Returns loss rows (component ``dit_flow_mse``)."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from diffact.utils.seeding import torch_generator
+
+    vae, model = pipe.vae, pipe.transformer
+    cond = expand_conditioning(text_conditioning(pipe, settings.prompt, settings.image_size), settings.batch_size)
+    data_gen = torch_generator(settings.seed, "dit", "crops")
+    latent_gen = torch_generator(settings.seed, "dit", "posterior")
+    sigma_gen = torch_generator(settings.seed, "dit", "sigma")
+    noise_gen = torch_generator(settings.seed, "dit", "noise")
+
+    model.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
+    rows: list[dict] = []
+    bar = tqdm(range(1, settings.unet_steps + 1), desc="train DiT", disable=not progress, leave=False)
+    for step in bar:
+        x = sample_crops(images, settings.batch_size, settings.image_size, data_gen)
+        with torch.no_grad():
+            z0 = scaled_latents(vae, vae.encode(x).latent_dist.sample(generator=latent_gen))
+        timesteps, sigmas = flow_sigmas(pipe.scheduler, settings.batch_size, sigma_gen)
+        eps = torch.randn(z0.shape, generator=noise_gen)
+        sigma = sigmas.view(-1, 1, 1, 1)
+        zt = (1 - sigma) * z0 + sigma * eps
+        pred = model(hidden_states=zt, timestep=timesteps, return_dict=False, **cond)[0]
+        loss = F.mse_loss(pred, eps - z0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        value = loss.item()
+        rows.append({"step": step, "component": "dit_flow_mse", "loss": value})
+        bar.set_postfix(mse=f"{value:.4f}")
+        if step == 1 or step % 25 == 0 or step == settings.unet_steps:
+            log.info("DiT step %d/%d: flow mse %.4f", step, settings.unet_steps, value)
+    model.eval().requires_grad_(False)
+    return rows
+
+
+def check_dit_image_size(pipe, image_size: int) -> None:
+    """A transformer's patch grid at ``image_size`` must fit its positional embedding (diffusers raises
+    deep inside the forward pass otherwise)."""
+    from diffact.models.demo import VAE_DOWNSAMPLING_FACTOR
+
+    config = pipe.transformer.config
+    grid = image_size // VAE_DOWNSAMPLING_FACTOR // config.patch_size
+    if config.pos_embed_max_size is not None and grid > config.pos_embed_max_size:
+        largest = config.pos_embed_max_size * config.patch_size * VAE_DOWNSAMPLING_FACTOR
+        raise ConfigError(f"image_size {image_size} gives a {grid}×{grid} token grid, more than the transformer's "
+                          f"pos_embed_max_size {config.pos_embed_max_size} (at most {largest} px)")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Whole pipeline
 
 
 def train_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings(), progress: bool = True):
     """Build the seeded random pipeline of ``arch`` (:func:`diffact.models.demo.random_init_pipeline`),
-    train VAE then U-Net, calibrate the latent scale in between. Returns (pipeline, loss DataFrame with
-    columns step, component, loss)."""
+    train VAE then the denoiser (U-Net or transformer, :func:`train_denoiser`), calibrate the latent scale in
+    between. Returns (pipeline, loss DataFrame with columns step, component, loss)."""
     import pandas as pd
 
     from diffact.models.demo import random_init_pipeline
@@ -301,18 +427,20 @@ def train_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings(), pr
     with deterministic_torch(settings.num_threads):
         images = load_training_images(settings.image_size, settings.context_scale)
         pipe = random_init_pipeline(arch, settings.seed)
-        pipe.text_encoder.requires_grad_(False)
-        if is_sdxl(pipe):
-            pipe.text_encoder_2.requires_grad_(False)
+        if is_dit(pipe):
+            check_dit_image_size(pipe, settings.image_size)
+        for name in ("text_encoder", "text_encoder_2"):
+            if getattr(pipe, name, None) is not None:
+                getattr(pipe, name).requires_grad_(False)
         started = time.perf_counter()
         rows = train_vae(pipe.vae, images, settings, progress)
         vae_seconds = time.perf_counter() - started
         calibrate_latent_scale(pipe.vae, images, settings)
         started = time.perf_counter()
-        rows += train_unet(pipe, images, settings, progress)
+        rows += train_denoiser(pipe, images, settings, progress)
         log.info(
-            "%s trained: VAE %d steps in %.1f s, U-Net %d steps in %.1f s",
-            arch, settings.vae_steps, vae_seconds, settings.unet_steps, time.perf_counter() - started,
+            "%s trained: VAE %d steps in %.1f s, %s %d steps in %.1f s", arch, settings.vae_steps, vae_seconds,
+            "DiT" if is_dit(pipe) else "U-Net", settings.unet_steps, time.perf_counter() - started,
         )
     return pipe, pd.DataFrame(rows, columns=list(LOSS_COLUMNS))
 
@@ -329,8 +457,11 @@ def untrained_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings()
     return pipe
 
 
-def save_loss_curve(losses, csv_path: str | Path | None = None, png_path: str | Path | None = None) -> None:
-    """Write the loss table (step, component, loss) as CSV and a log-scale plot, one panel per stage."""
+def save_loss_curve(losses, csv_path: str | Path | None = None, png_path: str | Path | None = None,
+                    dit: bool | None = None) -> None:
+    """Write the loss table (step, component, loss) as CSV and a log-scale plot, one panel per stage. The
+    second panel is the DiT's flow-matching loss when ``dit`` (default: when the table has its component),
+    else the U-Net's."""
     from diffact.utils.io import save_figure, write_csv
 
     if csv_path is not None:
@@ -342,8 +473,12 @@ def save_loss_curve(losses, csv_path: str | Path | None = None, png_path: str | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if dit is None:
+        dit = bool(losses["component"].isin(DIT_COMPONENTS).any())
+    denoiser_panel = (("DiT (flow-matching MSE)", DIT_COMPONENTS) if dit
+                      else ("U-Net (ε-prediction MSE)", UNET_COMPONENTS))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, (title, components) in zip(axes, (("VAE", VAE_COMPONENTS), ("U-Net (ε-prediction MSE)", UNET_COMPONENTS))):
+    for ax, (title, components) in zip(axes, (("VAE", VAE_COMPONENTS), denoiser_panel)):
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
@@ -379,16 +514,17 @@ def build_demo_model(
     empty table and a "not trained" plot, so workflow rules can treat both alike). Returns ``out``."""
     import pandas as pd
 
-    from diffact.models.demo import check_arch, save_pipeline
+    from diffact.models.demo import is_dit as is_dit_arch
+    from diffact.models.demo import save_pipeline
 
-    check_arch(arch)
+    dit = is_dit_arch(arch)  # checks arch
     started = time.perf_counter()
     if untrained:
         pipe, losses = untrained_demo_pipeline(arch, settings), pd.DataFrame(columns=list(LOSS_COLUMNS))
     else:
         pipe, losses = train_demo_pipeline(arch, settings, progress)
     save_pipeline(pipe, out)
-    save_loss_curve(losses, loss_csv, loss_png)
+    save_loss_curve(losses, loss_csv, loss_png, dit=dit)
     log.info(
         "built %s demo model (%s) at %s in %.1f s; settings %s",
         arch, "untrained" if untrained else "trained", out, time.perf_counter() - started, asdict(settings),
