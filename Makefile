@@ -1,6 +1,6 @@
 # diffact: three commands for users.
 #   make reproduce   install (first time only) and run the whole workflow of the active profile
-#   make test        install (first time only) and run the test suite
+#   make test        install (first time only), lint (ruff, snakemake --lint) and run the test suite
 #   make lab         install (first time only) and open JupyterLab on the repository: notebooks/*.py open as
 #                    notebooks (right-click → Open With → Notebook); LAB_ARGS=--no-browser (or any jupyter lab flag)
 # The venv is (re)installed only when requirements.lock or pyproject.toml change (stamp file).
@@ -39,7 +39,7 @@ $(STAMP): requirements.lock pyproject.toml scripts/install_mmcv.sh
 reproduce: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The SLURM profile for real (README "Paper profile / cluster"): a one-node Slurm cluster on this machine
@@ -87,7 +87,10 @@ figures: $(STAMP)
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_ARGS)
 
+# ruff (pinned in requirements.lock, rules in pyproject.toml's [tool.ruff]) and Snakemake's own lint; `make test`
+# runs it first.
 lint: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 
 bench: $(STAMP)

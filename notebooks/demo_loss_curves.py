@@ -19,7 +19,6 @@ out_stem = "paper_figures/demo_loss_curves"
 # %%
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 

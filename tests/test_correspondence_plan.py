@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from diffact.tasks.correspondence.plan import find_entry, result_runs, split_dataset, table1_entries, table1_settings
-from diffact.utils.errors import ConfigError, LayerError
+from diffact.utils.errors import ConfigError
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
 

@@ -208,7 +208,7 @@ def _head_mean_probs(q, k, heads, norm_q=None, norm_k=None, rope=None):
     """softmax(QKᵀ/√d) averaged over heads from B×N×C projections (optional per-head norms and RoPE)."""
     from diffusers.models.embeddings import apply_rotary_emb
 
-    b, d = q.shape[0], q.shape[-1] // heads
+    d = q.shape[-1] // heads
     q, k = q.unflatten(-1, (heads, d)), k.unflatten(-1, (heads, d))  # B×N×heads×d
     if norm_q is not None:
         q, k = norm_q(q), norm_k(k)

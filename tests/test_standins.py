@@ -7,7 +7,6 @@ on the meta device."""
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 

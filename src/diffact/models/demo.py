@@ -41,7 +41,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
-from diffact.utils.errors import ConfigError, ModelError
+from diffact.utils.errors import ConfigError
 from diffact.utils.seeding import derive_seed
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,12 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from diffact.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only; torch is imported inside the functions (a cheap CLI start)
+    import torch
 
 log = logging.getLogger(__name__)
 
