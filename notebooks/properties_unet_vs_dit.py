@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from diffact.analysis.plots import locality_column, per_layer, within_resolution_trend
+from diffact.analysis.plots import locality_column, per_layer, trunk_activations, within_resolution_trend
 from diffact.analysis.properties import rank_correlation
 from diffact.utils.io import write_csv, write_text
 from diffact.viz import theme
@@ -40,8 +40,7 @@ from diffact.viz import theme
 theme.apply()
 layers = pd.concat([per_layer(pd.read_csv(t)) for t in tables], ignore_index=True)
 layers["architecture"] = layers.groupby("model")["stage"].transform(lambda s: "DiT" if (s == "dit").any() else "U-Net")
-trunk = layers[((layers["architecture"] == "U-Net") & (layers["group"] == "inter-module"))
-               | ((layers["architecture"] == "DiT") & (layers["kind"] == "block-out"))].copy()
+trunk = trunk_activations(layers).copy()
 trunk["depth"] = trunk.groupby("model")["forward_index"].transform(lambda s: (s - s.min()) / max(s.max() - s.min(), 1))
 p3 = locality_column(layers)
 PROPERTIES = [("noise_share", "P1 noise share"), ("granularity", "P2 granularity"),

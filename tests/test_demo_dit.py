@@ -163,8 +163,9 @@ def test_training_lowers_the_flow_matching_loss(built):
     """The training loss falls, and so does the loss on a fixed held-out batch (same crops, σ, noise) from
     the seeded random transformer to the trained one."""
     from diffact.models.loading import load_pipeline
+    from diffact.models.loading import scaled_latents
     from diffact.models.train import (expand_conditioning, flow_sigmas, load_training_images, sample_crops,
-                                      scaled_latents, text_conditioning)
+                                      text_conditioning)
     from diffact.utils.seeding import torch_generator
 
     dit = pd.read_csv(built["root"] / "sd3.csv").query("component == 'dit_flow_mse'")["loss"].tolist()
@@ -178,7 +179,7 @@ def test_training_lowers_the_flow_matching_loss(built):
         timesteps, sigmas = flow_sigmas(trained.scheduler, 8, gen)
         eps = torch.randn(z0.shape, generator=gen)
         zt = (1 - sigmas.view(-1, 1, 1, 1)) * z0 + sigmas.view(-1, 1, 1, 1) * eps
-        cond = expand_conditioning(text_conditioning(trained, FAST.prompt, 32), 8)
+        cond = expand_conditioning(trained, text_conditioning(trained, FAST.prompt, 32), 8)
 
         def loss(model):
             pred = model(hidden_states=zt, timestep=timesteps, return_dict=False, **cond)[0]

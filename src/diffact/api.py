@@ -71,7 +71,7 @@ class FeatureExtractor:
 
         pipe = load_pipeline(source, dtype=dtype, device=device, revision=revision, variant=variant, family=family)
         if image_size is None:
-            image_size = native_image_size(pipe, denoiser_of(pipe, where=source))
+            image_size = native_image_size(denoiser_of(pipe, where=source), getattr(pipe, "vae_scale_factor", 8))
         settings = ExtractionSettings(t=t, prompt=prompt, image_size=image_size, noise_seed=noise_seed,
                                       ensemble=ensemble, vae_mode=vae_mode, dtype=dtype, resize=resize,
                                       inversion=inversion, inversion_steps=inversion_steps)
@@ -119,11 +119,10 @@ class FeatureExtractor:
         return {name: torch.cat(values) for name, values in parts.items()}
 
 
-def native_image_size(pipe, model) -> int:
-    """The image side a model was trained at: its latent ``sample_size`` × the VAE factor (Flux has no
+def native_image_size(model, vae_factor: int) -> int:
+    """The image side a denoiser was trained at: its latent ``sample_size`` × the VAE factor (Flux has no
     sample_size; FluxPipeline's default is 1024 px)."""
-    factor = getattr(pipe, "vae_scale_factor", 8)
-    return int(model.config.get("sample_size", 1024 // factor) * factor)
+    return int(model.config.get("sample_size", 1024 // vae_factor) * vae_factor)
 
 
 def list_activations(source: str, maps: bool = False, resolution: int | None = None,
@@ -144,7 +143,7 @@ def catalog_table(source: str, maps: bool = False, resolution: int | None = None
     from diffact.models.configs import listing_denoiser
 
     model, text_tokens, vae_factor = listing_denoiser(source)
-    resolution = resolution or model.config.get("sample_size", 1024 // vae_factor) * vae_factor
+    resolution = resolution or native_image_size(model, vae_factor)
     if resolution % vae_factor:
         raise ConfigError(f"resolution {resolution} is not a multiple of the VAE factor {vae_factor}")
     latent = (resolution // vae_factor,) * 2

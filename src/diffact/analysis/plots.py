@@ -146,6 +146,13 @@ def within_resolution_trend(layers: pd.DataFrame, column: str = "granularity", s
     return float(np.mean(values)) if values else float("nan")
 
 
+def trunk_activations(layers: pd.DataFrame) -> pd.DataFrame:
+    """What runs between a model's modules: the inter-module activations of a U-Net (ResModule/ViT outputs,
+    samplers), the block outputs of a DiT (stage ``dit``)."""
+    dit = layers["stage"] == "dit"
+    return layers[(~dit & (layers["group"] == "inter-module")) | (dit & (layers["kind"] == "block-out"))]
+
+
 def locality_column(layers: pd.DataFrame) -> str:
     """``locality_excess`` where the pixel baseline was measured, else the raw ``locality``."""
     if "locality_excess" in layers and layers["locality_excess"].notna().any():
@@ -155,9 +162,7 @@ def locality_column(layers: pd.DataFrame) -> str:
 
 def summary_row(layers: pd.DataFrame) -> dict:
     """The three properties of one model in a few numbers (paper §4.1–4.3 expectations in the comments)."""
-    inter = layers[layers["group"] == "inter-module"]
-    if "stage" in layers and (layers["stage"] == "dit").any():  # a DiT's inter-module activations: block outputs
-        inter = layers[(layers["stage"] == "dit") & (layers["kind"] == "block-out")]
+    inter = trunk_activations(layers)
     up = inter[inter["stage"] == "up"]
     half = up["forward_index"].median() if len(up) else np.nan
     depth_half = inter["forward_index"].median() if len(inter) else np.nan

@@ -39,6 +39,7 @@ import torch
 
 from diffact.extract.hooks import ActivationCapture
 from diffact.families.registry import denoiser_of, family_of
+from diffact.models.loading import scaled_latents
 from diffact.utils.errors import ConfigError
 from diffact.utils.seeding import torch_generator
 
@@ -221,10 +222,7 @@ class DiffusionFeatureExtractor:
             latents = dist.mean + dist.std * eps
         if upcast:
             vae.to(self.dtype)
-        shift = vae.config.get("shift_factor")  # SD3 / Flux VAEs: (z − shift) · scale
-        if shift is not None:
-            latents = latents - shift
-        return (latents * vae.config.scaling_factor).to(self.dtype)
+        return scaled_latents(vae, latents).to(self.dtype)  # SD3 / Flux VAEs: (z − shift) · scale
 
     def _forward(self, model_in: torch.Tensor, timestep: int | float, cond: dict):
         """A zero-argument call of the denoiser on ``model_in`` at ``timestep`` (grid value), as its family calls it."""

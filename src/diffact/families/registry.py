@@ -36,7 +36,13 @@ def get_family(name: str) -> Family:
         raise ConfigError(f"unknown model family {name!r}; known families: {', '.join(FAMILIES)}") from None
 
 
-def _supported_classes() -> str:
+def denoiser_attrs() -> list[str]:
+    """The pipeline attributes a denoiser may sit in (``unet``, ``transformer``), in registry order."""
+    return list(dict.fromkeys(f.denoiser_attr for f in FAMILIES.values()))
+
+
+def supported_classes() -> str:
+    """The denoiser classes some family recognises, for error messages."""
     return ", ".join(dict.fromkeys(c for f in FAMILIES.values() for c in f.denoiser_classes))
 
 
@@ -49,20 +55,20 @@ def family_of(model: nn.Module) -> Family:
     """The family of a denoiser; ModelError naming the supported classes otherwise."""
     family = find_family(model)
     if family is None:
-        raise ModelError(f"unsupported denoiser class {type(model).__name__}: expected one of {_supported_classes()}")
+        raise ModelError(f"unsupported denoiser class {type(model).__name__}: expected one of {supported_classes()}")
     return family
 
 
 def denoiser_of(pipe, where: str | None = None) -> nn.Module:
     """The network whose activations are extracted (``pipe.unet`` or ``pipe.transformer``, as its family says);
     ModelError naming the supported classes otherwise."""
-    candidates = [getattr(pipe, attr, None) for attr in dict.fromkeys(f.denoiser_attr for f in FAMILIES.values())]
+    candidates = [getattr(pipe, attr, None) for attr in denoiser_attrs()]
     for model in candidates:
         if model is not None and find_family(model) is not None:
             return model
     found = next((type(m).__name__ for m in candidates if m is not None), "none")
     raise ModelError(f"{where or 'pipeline'}: unsupported model class {type(pipe).__name__} with denoiser {found} "
-                     f"(expected a pipeline whose denoiser is one of {_supported_classes()})")
+                     f"(expected a pipeline whose denoiser is one of {supported_classes()})")
 
 
 def single_file_family(model_type: str) -> Family | None:

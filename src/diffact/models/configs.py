@@ -126,9 +126,9 @@ def build_denoiser(read: ConfigReader, where: str, device: str = "meta"):
 
     import diffusers
 
-    from diffact.families.registry import FAMILIES, find_family
+    from diffact.families.registry import denoiser_attrs, find_family, supported_classes
 
-    for component in dict.fromkeys(f.denoiser_attr for f in FAMILIES.values()):
+    for component in denoiser_attrs():
         config = read(component)
         cls = getattr(diffusers, (config or {}).get("_class_name", ""), None)
         if cls is None:
@@ -137,8 +137,7 @@ def build_denoiser(read: ConfigReader, where: str, device: str = "meta"):
             model = cls.from_config(config)
         if find_family(model) is not None:
             return model
-    classes = ", ".join(dict.fromkeys(c for f in FAMILIES.values() for c in f.denoiser_classes))
-    raise ModelError(f"{where}: no unet/ or transformer/ config of a supported class ({classes})")
+    raise ModelError(f"{where}: no unet/ or transformer/ config of a supported class ({supported_classes()})")
 
 
 def vae_factor(read: ConfigReader) -> int:

@@ -296,6 +296,16 @@ def load_pipeline(ref: str, dtype: str = "float32", device: str = "auto", revisi
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
 
 
+def scaled_latents(vae, z):
+    """Posterior latents ``z`` as the denoiser sees them: (z − shift_factor)·scaling_factor, the shift only where
+    the VAE has one (SD3, Flux), as StableDiffusion3Pipeline / FluxPipeline do. The extractor and the demo
+    models' training both use this, so what a model is trained on and what it is probed with cannot drift."""
+    shift = vae.config.get("shift_factor")
+    if shift is not None:
+        z = z - shift
+    return z * vae.config.scaling_factor
+
+
 def release_text_encoders(pipe) -> int:
     """Drop a pipeline's text encoders once every prompt it will need is encoded (an extractor encodes its fixed
     prompt once, when built): SDXL's two are 0.8 B parameters, 3.3 GB in float32, held for nothing otherwise

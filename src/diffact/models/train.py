@@ -230,60 +230,40 @@ def calibrate_latent_scale(vae, images: list, settings: TrainSettings, num_crops
     return factor
 
 
-def scaled_latents(vae, z):
-    """Posterior latents ``z`` as the denoiser sees them: (z − shift_factor)·scaling_factor, the shift only
-    where the VAE has one (SD3), as the extractor's encode_latents and StableDiffusion3Pipeline do."""
-    shift = vae.config.get("shift_factor")
-    if shift is not None:
-        z = z - shift
-    return z * vae.config.scaling_factor
-
-
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: the denoiser (U-Net or diffusion transformer)
 
 
 def text_conditioning(pipe, prompt: str, image_size: int) -> dict:
-    """The denoiser's conditioning for one prompt, batch 1, computed by the pipeline's own ``encode_prompt``
-    (so training matches extraction): ``encoder_hidden_states`` (1, 77, 32) for sd15 / (1, 77, 64) for
-    sdxl, and for sdxl ``added_cond_kwargs`` = pooled ``text_embeds`` (1, 32) and ``time_ids`` (1, 6) =
+    """The denoiser's conditioning for one prompt, batch 1: what its family feeds it at extraction
+    (:meth:`diffact.families.base.Family.encode_prompt`, the pipeline's own ``encode_prompt``), so training
+    matches extraction by construction. ``encoder_hidden_states`` (1, 77, 32) for sd15 / (1, 77, 64) for sdxl,
+    and for sdxl ``added_cond_kwargs`` = pooled ``text_embeds`` (1, 32) and ``time_ids`` (1, 6) =
     (H, W, 0, 0, H, W) with H = W = image_size (spec §2.1). sd3: ``encoder_hidden_states`` (1, 333, 64) =
-    77 CLIP-L ⊕ CLIP-G tokens + 256 zero tokens in place of T5 (encode_prompt's default max_sequence_length,
-    the call :class:`diffact.families.sd3.SD3` makes) and ``pooled_projections`` (1, 64)."""
+    77 CLIP-L ⊕ CLIP-G tokens + 256 zero tokens in place of T5 (encode_prompt's default max_sequence_length)
+    and ``pooled_projections`` (1, 64)."""
     import torch
 
+    from diffact.families.registry import denoiser_of, family_of
+
+    model = denoiser_of(pipe)
     with torch.no_grad():
-        if is_dit(pipe):
-            embeds, _, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None, device="cpu",
-                                                      num_images_per_prompt=1, do_classifier_free_guidance=False)
-            return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
-        if is_sdxl(pipe):
-            embeds, _, pooled, _ = pipe.encode_prompt(
-                prompt=prompt, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
-            )
-            time_ids = torch.tensor([[image_size, image_size, 0, 0, image_size, image_size]], dtype=embeds.dtype)
-            return {"encoder_hidden_states": embeds, "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
-        embeds, _ = pipe.encode_prompt(prompt, "cpu", 1, False)
-        return {"encoder_hidden_states": embeds}
+        return family_of(model).encode_prompt(pipe, model, prompt, image_size, "cpu")
 
 
-def expand_conditioning(cond: dict, batch_size: int) -> dict:
-    """Repeat a batch-1 conditioning dict (tensors, or dicts of tensors) to ``batch_size`` along dim 0."""
-    def expand(value):
-        if isinstance(value, dict):
-            return {k: expand(v) for k, v in value.items()}
-        return value.expand(batch_size, *[-1] * (value.ndim - 1))
+def expand_conditioning(pipe, cond: dict, batch_size: int) -> dict:
+    """Repeat a batch-1 conditioning dict to ``batch_size`` along dim 0, as the extractor does
+    (:meth:`diffact.families.base.Family.batched_cond`)."""
+    from diffact.families.registry import denoiser_of, family_of
 
-    return {k: expand(v) for k, v in cond.items()}
+    return family_of(denoiser_of(pipe)).batched_cond(cond, batch_size)
 
 
 def is_dit(pipe) -> bool:
-    """A pipeline whose denoiser is a transformer (``pipe.transformer``: the demo's sd3)."""
-    return getattr(pipe, "transformer", None) is not None
+    """A pipeline whose denoiser is a transformer (the demo's sd3), as its family says."""
+    from diffact.families.registry import denoiser_of, family_of
 
-
-def is_sdxl(pipe) -> bool:
-    return hasattr(pipe, "text_encoder_2") and not is_dit(pipe)
+    return family_of(denoiser_of(pipe)).denoiser_attr == "transformer"
 
 
 def train_denoiser(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
@@ -292,48 +272,61 @@ def train_denoiser(pipe, images: list, settings: TrainSettings, progress: bool =
     return (train_dit if is_dit(pipe) else train_unet)(pipe, images, settings, progress)
 
 
+def _optimise(model, settings: TrainSettings, step_loss, what: str, component: str, metric: str,
+              progress: bool) -> list[dict]:
+    """The AdamW loop both denoisers share: ``settings.unet_steps`` steps of ``step_loss()`` (which draws its
+    own batch from its seeded generators), gradient clipping, one loss row per step; ``model`` trained in place."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
+    rows: list[dict] = []
+    bar = tqdm(range(1, settings.unet_steps + 1), desc=f"train {what}", disable=not progress, leave=False)
+    for step in bar:
+        loss = step_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        value = loss.item()
+        rows.append({"step": step, "component": component, "loss": value})
+        bar.set_postfix(mse=f"{value:.4f}")
+        if step == 1 or step % 25 == 0 or step == settings.unet_steps:
+            log.info("%s step %d/%d: %s %.4f", what, step, settings.unet_steps, metric, value)
+    model.eval().requires_grad_(False)
+    return rows
+
+
 def train_unet(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
     """Train ``pipe.unet`` in place for ``settings.unet_steps`` AdamW steps (VAE, text encoders frozen);
     returns loss rows. Latents z₀ = VAE posterior sample × scaling_factor, (B, 4, S/2, S/2)."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
 
+    from diffact.models.loading import scaled_latents
     from diffact.utils.seeding import torch_generator
 
     vae, unet = pipe.vae, pipe.unet
-    cond = expand_conditioning(text_conditioning(pipe, settings.prompt, settings.image_size), settings.batch_size)
+    cond = expand_conditioning(pipe, text_conditioning(pipe, settings.prompt, settings.image_size),
+                               settings.batch_size)
     alphas_cumprod = pipe.scheduler.alphas_cumprod.to(torch.float32)  # ᾱ_t of the scaled_linear schedule
     num_train_timesteps = len(alphas_cumprod)
     data_gen = torch_generator(settings.seed, "unet", "crops")
     latent_gen = torch_generator(settings.seed, "unet", "posterior")
     noise_gen = torch_generator(settings.seed, "unet", "noise")
 
-    unet.train().requires_grad_(True)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.lr)
-    rows: list[dict] = []
-    bar = tqdm(range(1, settings.unet_steps + 1), desc="train U-Net", disable=not progress, leave=False)
-    for step in bar:
+    def step_loss():
         x = sample_crops(images, settings.batch_size, settings.image_size, data_gen)
         with torch.no_grad():
-            z0 = vae.encode(x).latent_dist.sample(generator=latent_gen) * vae.config.scaling_factor
+            z0 = scaled_latents(vae, vae.encode(x).latent_dist.sample(generator=latent_gen))
         t = torch.randint(num_train_timesteps, (settings.batch_size,), generator=noise_gen)
         eps = torch.randn(z0.shape, generator=noise_gen)
         abar = alphas_cumprod[t].view(-1, 1, 1, 1)
         zt = abar.sqrt() * z0 + (1 - abar).sqrt() * eps
-        pred = unet(zt, t, **cond).sample
-        loss = F.mse_loss(pred, eps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), settings.grad_clip)
-        optimizer.step()
-        value = loss.item()
-        rows.append({"step": step, "component": "unet_mse", "loss": value})
-        bar.set_postfix(mse=f"{value:.4f}")
-        if step == 1 or step % 25 == 0 or step == settings.unet_steps:
-            log.info("U-Net step %d/%d: mse %.4f", step, settings.unet_steps, value)
-    unet.eval().requires_grad_(False)
-    return rows
+        return F.mse_loss(unet(zt, t, **cond).sample, eps)
+
+    return _optimise(unet, settings, step_loss, "U-Net", "unet_mse", "mse", progress)
 
 
 def flow_sigmas(scheduler, batch_size: int, generator) -> tuple:
@@ -363,22 +356,19 @@ def train_dit(pipe, images: list, settings: TrainSettings, progress: bool = True
     sample − shift_factor) × scaling_factor, (B, 4, S/2, S/2). Returns loss rows (component ``dit_flow_mse``)."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
 
+    from diffact.models.loading import scaled_latents
     from diffact.utils.seeding import torch_generator
 
     vae, model = pipe.vae, pipe.transformer
-    cond = expand_conditioning(text_conditioning(pipe, settings.prompt, settings.image_size), settings.batch_size)
+    cond = expand_conditioning(pipe, text_conditioning(pipe, settings.prompt, settings.image_size),
+                               settings.batch_size)
     data_gen = torch_generator(settings.seed, "dit", "crops")
     latent_gen = torch_generator(settings.seed, "dit", "posterior")
     sigma_gen = torch_generator(settings.seed, "dit", "sigma")
     noise_gen = torch_generator(settings.seed, "dit", "noise")
 
-    model.train().requires_grad_(True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
-    rows: list[dict] = []
-    bar = tqdm(range(1, settings.unet_steps + 1), desc="train DiT", disable=not progress, leave=False)
-    for step in bar:
+    def step_loss():
         x = sample_crops(images, settings.batch_size, settings.image_size, data_gen)
         with torch.no_grad():
             z0 = scaled_latents(vae, vae.encode(x).latent_dist.sample(generator=latent_gen))
@@ -387,18 +377,9 @@ def train_dit(pipe, images: list, settings: TrainSettings, progress: bool = True
         sigma = sigmas.view(-1, 1, 1, 1)
         zt = (1 - sigma) * z0 + sigma * eps
         pred = model(hidden_states=zt, timestep=timesteps, return_dict=False, **cond)[0]
-        loss = F.mse_loss(pred, eps - z0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        value = loss.item()
-        rows.append({"step": step, "component": "dit_flow_mse", "loss": value})
-        bar.set_postfix(mse=f"{value:.4f}")
-        if step == 1 or step % 25 == 0 or step == settings.unet_steps:
-            log.info("DiT step %d/%d: flow mse %.4f", step, settings.unet_steps, value)
-    model.eval().requires_grad_(False)
-    return rows
+        return F.mse_loss(pred, eps - z0)
+
+    return _optimise(model, settings, step_loss, "DiT", "dit_flow_mse", "flow mse", progress)
 
 
 def check_dit_image_size(pipe, image_size: int) -> None:
@@ -425,6 +406,7 @@ def train_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings(), pr
     import pandas as pd
 
     from diffact.models.demo import random_init_pipeline
+    from diffact.models.loading import TEXT_ENCODERS
 
     settings = settings.validate()
     with deterministic_torch(settings.num_threads):
@@ -432,7 +414,7 @@ def train_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings(), pr
         pipe = random_init_pipeline(arch, settings.seed)
         if is_dit(pipe):
             check_dit_image_size(pipe, settings.image_size)
-        for name in ("text_encoder", "text_encoder_2"):
+        for name in TEXT_ENCODERS:
             if getattr(pipe, name, None) is not None:
                 getattr(pipe, name).requires_grad_(False)
         started = time.perf_counter()
