@@ -20,9 +20,10 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 300, "extract": 75, "pck_screen": 4, "pck_pixels": 1, "pck_table": 1,
-    "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 8, "property_maps": 10,
-    "properties_table": 5, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
+    "extract_shard": 348, "extract": 87, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
+    "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
+    "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 14, "property_maps": 16,
+    "properties_table": 8, "fig_properties_unet_vs_dit": 1, "fig02_architecture": 4, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
     "properties_unavailable": 1, "scarce_set": 7, "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3,
     "scarce_table3_run": 6, "fig03_properties": 4, "fig04_pck": 4, "fig05_13_scenes": 4, "fig16_18_within": 4,
     "fig15_control": 1, "fig03_pca": 1, "fig_demo_nn_pck": 1, "table1_notebook": 1, "fig01_notebook": 1,
@@ -85,12 +86,13 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
         for key, n in stage["forward_passes_by_model"].items():
             by_model[key] = by_model.get(key, 0) + n
     assert by_model == total["forward_passes_by_model"]
-    assert set(by_model) == {"sd15@512px", "sd21@512px", "sdxl@1024px", "pgv2@1024px"}
+    assert set(by_model) == {"sd15@512px", "sd21@512px", "sdxl@1024px", "pgv2@1024px",
+                             "pixart-sigma@1024px", "sd3-medium@1024px", "flux-dev@1024px"}
     # disk = bytes per image × images, store by store, plus the checkpoints of the training stages
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 75 and extract["forward_passes"] == sum(s["images"] for s in stores)
+    assert len(stores) == 87 and extract["forward_passes"] == sum(s["images"] for s in stores)
 
 
 def test_paper_budget_jobs_match_the_dag(paper_budget):
@@ -144,12 +146,19 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
         "sdxl": spair_screen + 2 * table1 + horse + (horse + bedroom) + 2 * horse,
         "pgv2": spair_screen + table1 + (horse + bedroom) + 2 * horse + horse,  # Table 1: amalgamation (Ours-XL-t)
     }
+    # the DiTs: screening store + the validation store that chooses their practical set (val-36 has no count
+    # in SMALL_SIZES: the split's 6 images bound it) + properties
+    val_screen = 6
+    for dit in ("pixart-sigma", "sd3-medium", "flux-dev"):
+        extract[dit] = spair_screen + val_screen + (horse + bedroom)
     noise = 4 * (horse + bedroom)  # 4 draws of min(20, n) images per scene
     # seg: 10 iterations × batch 2 + 10 // 10 validations × windows (ADE 2 images × 2, Cityscapes 1 × 3); the
     # final test is the last validation (seg-train reuses it), so no second pass over the windows
     ade, city = 10 * 2 + 1 * 2 * 2, 10 * 2 + 1 * 1 * 3
-    seg = {"sd15": 2 * (ade + city), "sdxl": 2 * (ade + city) + (ade + city), "pgv2": ade + city, "sd21": 0}
-    size = {"sd15": 512, "sd21": 512, "sdxl": 1024, "pgv2": 1024}
+    seg = {"sd15": 2 * (ade + city), "sdxl": 2 * (ade + city) + (ade + city), "pgv2": ade + city, "sd21": 0,
+           "pixart-sigma": 0, "sd3-medium": 0, "flux-dev": 0}
+    size = {"sd15": 512, "sd21": 512, "sdxl": 1024, "pgv2": 1024, "pixart-sigma": 1024, "sd3-medium": 1024,
+            "flux-dev": 1024}
     expected = {f"{m}@{size[m]}px": extract[m] + noise + seg[m] for m in size}
     assert budget["total"]["forward_passes_by_model"] == expected
     assert budget["total"]["forward_passes"] == sum(expected.values())

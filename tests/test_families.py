@@ -159,8 +159,8 @@ def test_dit_names_parse_in_forward_order_with_catalog_kinds():
 
 
 def test_the_demo_plans_the_dits_screen_properties_and_comparison_but_no_unet_figures():
-    """The demo profile's DiT (sd3-tiny): its NN PCK screen, property analyses and the U-Net vs DiT figure are
-    planned; the figures drawn from U-Net stages and ViT levels (2, 3, 4, 5-13, 16-18) are not."""
+    """The demo profile's DiT (sd3-tiny): its NN PCK screen, property analyses, the U-Net vs DiT figure and its
+    screen-chosen practical set are planned; the figures drawn from U-Net stages and ViT levels (2, 3, 4, 5-13, 16-18) are not."""
     import subprocess
     import sys
 
@@ -171,6 +171,10 @@ def test_the_demo_plans_the_dits_screen_properties_and_comparison_but_no_unet_fi
     plan = done.stdout + done.stderr
     for path in ("results/models/sd3-tiny.loss.csv", "results/correspondence/sd3-tiny/nn_pck.csv",
                  "results/properties/sd3-tiny/seg-simple/noise_share.csv", "results/properties/sd3-tiny/properties.csv",
-                 "paper_figures/properties_unet_vs_dit.png"):
+                 "paper_figures/properties_unet_vs_dit.png",
+                 # its practical set, chosen by a validation screen (ours) and scored on the test pairs
+                 "results/correspondence/practical/sd3-tiny/screen_val.csv",
+                 "results/correspondence/practical/sd3-tiny/practical.yaml",
+                 "results/correspondence/practical/practical_nn.csv"):
         assert path in plan, path
     assert not re.search(r"paper_figures/fig\d+[a-z0-9_]*_sd3-tiny", plan)

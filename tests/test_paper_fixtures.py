@@ -63,13 +63,15 @@ def test_check_data_accepts_every_tree_but_the_official_image_counts(tree, monke
     assert len(report.problems) == 6, report.problems
     assert all(COUNT_PROBLEM.search(p) or SUBSET_COUNT_PROBLEM.search(p) for p in report.problems), report.problems
     assert {p.split(" (")[0] for p in report.problems} == {"dataset ade20k", "dataset cityscapes",
-                                                           "dataset spair, spair-trn, spair-val, spair-screen"}
-    # DHF's val-360 file is there; only test-90 (no upstream file) is drawn by rule.
-    assert len(report.notes) == 1 and "subset test-90: no spair_71k_test-90.json" in report.notes[0], report.notes
+                                                           "dataset spair, spair-trn, spair-val, spair-screen, spair-val-screen"}
+    # DHF's val-360 file is there; only test-90 and val-36 (no upstream files) are drawn by rule.
+    assert len(report.notes) == 2, report.notes
+    for subset in ("test-90", "val-36"):
+        assert any(f"subset {subset}: no spair_71k_{subset}.json" in note for note in report.notes), report.notes
 
     # ... and with the counts check off, as the rehearsal profile does for these two entries: no problem at all
     config = paper_config(tree)
-    for name in ("ade20k", "cityscapes", "spair", "spair-trn", "spair-val", "spair-screen"):
+    for name in ("ade20k", "cityscapes", "spair", "spair-trn", "spair-val", "spair-screen", "spair-val-screen"):
         config["datasets"][name]["official_counts"] = False
     report = check_profile(config, schema_path=ROOT / "config" / "schema.yaml", models=False)
     assert report.problems == []

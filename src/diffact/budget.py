@@ -190,10 +190,10 @@ def stored_shapes(unet, names: Iterable[str], image_size: int, vae_factor: int =
     """(C, H, W) of each activation as a feature store holds it at ``image_size`` (maps: keys × grid; aggregated
     maps: n_sizes × tokens on the latent grid), in the given order."""
     from diffact.families.catalog import AGGREGATE_KIND
-    from diffact.families.unet import walk_all_unet as walk_all
+    from diffact.families.registry import family_of
     from diffact.extract.layersets import channel_total
 
-    by_name = {a.name: a for a in walk_all(unet)}
+    by_name = {a.name: a for a in family_of(unet).nameable(unet)}
     latent = image_size // vae_factor
     shapes = {}
     for name in names:
@@ -415,6 +415,10 @@ class Planner:
             stage.gpu_peak.append((int(peak), f"measured: {model} U-Net forward at {image_size} px on the GPU"))
 
     # ---- which feature stores the targets need (the rules' input functions, mirrored) ----
+    def practical_models(self) -> list[str]:
+        """Models whose practical set the workflow chooses by its validation screen (correspondence.practical)."""
+        return list((self.section("correspondence").get("practical") or {}).get("models", []))
+
     def store_requests(self) -> list[tuple[str, str, str, str]]:
         """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
         cfg, out = self.config, []
@@ -422,6 +426,9 @@ class Planner:
         if corr:
             for model in self.corr_screen_models():
                 out.append((corr["dataset"], model, corr["layer_set"], "NN screening (pck_screen)"))
+            for model in self.practical_models():
+                out.append((corr["practical"]["select_on"], model, corr["layer_set"], "practical set (practical_screen)"))
+                out.append((corr["dataset"], model, corr["layer_set"], "practical set (practical_nn)"))
         from diffact.tasks.correspondence import plan as corr_plan
 
         settings = corr_plan.table1_settings(cfg)
@@ -534,7 +541,7 @@ class Planner:
             if measured and measured.get("shard_bytes"):
                 per_image, source = int(measured["shard_bytes"]), "measured (benchmark store write)"
             else:
-                per_image, source = computed["shard_bytes"], "computed from the U-Net config"
+                per_image, source = computed["shard_bytes"], "computed from the model config"
             seen[path] = StorePlan(dataset, model, layer_set, size, path, self.count(dataset), len(shapes),
                                    sum(s[0] for s in shapes.values()), per_image, source)
         return list(seen.values())
@@ -627,6 +634,13 @@ class Planner:
         stage.add_jobs(self.config, "pck_table", 1, "default")
         n = self.count(corr["dataset"]).images
         stage.images += n * len(models)
+        practical = self.practical_models()
+        if practical:
+            stage.add_jobs(self.config, "practical_screen", len(practical), "analysis")
+            stage.add_jobs(self.config, "practical_set", len(practical), "default")
+            stage.add_jobs(self.config, "practical_nn", len(practical), "corr_eval")
+            stage.add_jobs(self.config, "practical_table", 1, "default")
+            stage.images += (self.count(corr["practical"]["select_on"]).images + n) * len(practical)
         stage.rss_missing.append(f"{NOT_MEASURED} (CPU analysis jobs are not benchmarked)")
         return stage
 
@@ -833,7 +847,9 @@ class Planner:
         cfg, prop, corr = self.config, self.section("properties"), self.section("correspondence")
         models = self.prop_models()
         control = bool(prop.get("control") and self.control_scene())
-        rules = {"fig02_architecture": len(cfg["models"]), "figures_index": 1}
+        unets = [m for m in models if not wf.is_transformer(cfg, m)]  # the U-Net-layout figures: U-Nets only
+        rules = {"fig02_architecture": len([m for m in cfg["models"] if not wf.is_transformer(cfg, m)]),
+                 "figures_index": 1}
         if corr:
             rules["fig_demo_nn_pck"] = 1
         from diffact.tasks.correspondence import plan as corr_plan
@@ -845,8 +861,9 @@ class Planner:
             if models:
                 rules["fig_properties_numbers"] = 1
                 for rule in ("fig03_properties", "fig05_13_scenes", "fig16_18_within"):
-                    rules[rule] = len(models)
-                rules["fig04_pck"] = len(models) if (prop.get("pck", True) and corr) else 0
+                    rules[rule] = len(unets)
+                rules["fig04_pck"] = len(unets) if (prop.get("pck", True) and corr) else 0
+                rules["fig_properties_unet_vs_dit"] = 1 if 0 < len(unets) < len(models) else 0
                 rules["fig15_control"] = 1 if control else 0
         if (self.section("figures") or {}).get("pca_model"):
             rules["fig03_pca"] = 1

@@ -483,6 +483,10 @@ def _correspondence_references(refs: _References, config: dict) -> None:
     models = refs.models_list("correspondence.models", corr.get("models"))
     if "layer_set" in corr:
         refs.layer_set_for("correspondence.layer_set", corr["layer_set"], models)
+    practical = _as_dict(corr.get("practical"))
+    if practical:
+        refs.models_list("correspondence.practical.models", practical.get("models"))
+        refs.dataset("correspondence.practical.select_on", practical.get("select_on"), ("spair",))
     table1 = _as_dict(corr.get("table1"))
     if not table1:
         return

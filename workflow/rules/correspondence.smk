@@ -78,6 +78,102 @@ rule pck_table:
         "diffact --log {log} pck-table {params.labels} --out {output}"
 
 
+# ---- A practical set chosen by our own screen, for families the paper gives none (the DiTs; ours) ----
+# diffact.tasks.correspondence.practical: screen every activation on a validation split, keep the best `top`
+# (at most one per block), score the concatenation with the hard NN on the correspondence screen's test images.
+
+PRACTICAL = CORR.get("practical", {})
+PRACTICAL_DIR = f"{RESULTS}/correspondence/practical"
+if practical_models():
+    TARGETS.append(f"{PRACTICAL_DIR}/practical_nn.csv")
+
+
+rule practical_screen:
+    message: "NN PCK of every {params.layerset} activation of {wildcards.model} on the validation split that chooses its practical set"
+    input:
+        store=lambda w: wf.store_done(config, PRACTICAL["select_on"], w.model, CORR["layer_set"]),
+    output:
+        f"{PRACTICAL_DIR}/{{model}}/screen_val.csv",
+    params:
+        layerset=CORR.get("layer_set"),
+        root=lambda w: wf.dataset_entry(config, PRACTICAL["select_on"])["root"],
+        split=lambda w: wf.dataset_entry(config, PRACTICAL["select_on"]).get("split", "val"),
+        subset=lambda w: corr_subset_arg(PRACTICAL["select_on"]),
+        eval_size=CORR.get("eval_size", 512),
+        store=lambda w, input: os.path.dirname(input.store),
+    log:
+        f"{LOGS}/correspondence/practical/{{model}}-screen.log",
+    threads: stage_threads("analysis")
+    resources: **stage_resources("analysis")
+    conda: ENV
+    shell:
+        "diffact --log {log} pck-screen --store {params.store} --dataset-root {params.root} --split {params.split} {params.subset} "
+        "--eval-size {params.eval_size} --model-name {wildcards.model} --threads {threads} --out {output}"
+
+
+rule practical_set:
+    message: "the practical set of {wildcards.model}, chosen by its validation screen (ours)"
+    input:
+        f"{PRACTICAL_DIR}/{{model}}/screen_val.csv",
+    output:
+        f"{PRACTICAL_DIR}/{{model}}/practical.yaml",
+    params:
+        family=lambda w: wf.model_entry(config, w.model)["family"],
+        top=PRACTICAL.get("top", 4),
+        metric=PRACTICAL.get("metric", "pck_img@0.10"),
+    log:
+        f"{LOGS}/correspondence/practical/{{model}}-set.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
+    conda: ENV
+    shell:
+        "diffact --log {log} practical-set --screen {input} --family {params.family} --model-name {wildcards.model} "
+        "--top {params.top} --metric {params.metric} --out {output}"
+
+
+rule practical_nn:
+    message: "NN PCK of {wildcards.model}'s practical set on the test images"
+    input:
+        layers=f"{PRACTICAL_DIR}/{{model}}/practical.yaml",
+        store=lambda w: wf.store_done(config, CORR["dataset"], w.model, CORR["layer_set"]),
+    output:
+        f"{PRACTICAL_DIR}/{{model}}/nn-test.csv",
+    params:
+        root=lambda w: wf.dataset_entry(config, CORR["dataset"])["root"],
+        split=lambda w: wf.dataset_entry(config, CORR["dataset"]).get("split", "test"),
+        subset=lambda w: corr_subset_arg() or "--subset all",
+        family=lambda w: wf.model_entry(config, w.model)["family"],
+        sizes=f"--feature-size {CORR.get('feature_size', (CORR.get('table1') or {}).get('feature_size', 128))} --eval-size {CORR.get('eval_size', 512)}",
+        store=lambda w, input: os.path.dirname(input.store),
+    log:
+        f"{LOGS}/correspondence/practical/{{model}}-nn.log",
+    threads: stage_threads("corr_eval")
+    resources: **stage_resources("corr_eval")
+    conda: ENV
+    shell:
+        "diffact --log {log} corr-evaluate --method nn --protocol heldout --store {params.store} --layers-file {input.layers} "
+        "--dataset-root {params.root} --split {params.split} {params.subset} {params.sizes} --entry {wildcards.model} "
+        "--layer-set practical --models {wildcards.model} --families {params.family} --note 'ours: chosen on the validation screen' "
+        "--threads {threads} --out {output}"
+
+
+rule practical_table:
+    message: "merge the screen-chosen practical sets' NN PCK"
+    input:
+        expand(f"{PRACTICAL_DIR}/{{model}}/nn-test.csv", model=practical_models()),
+    output:
+        f"{PRACTICAL_DIR}/practical_nn.csv",
+    params:
+        labels=lambda w, input: " ".join(f"{m}={p}" for m, p in zip(practical_models(), input)),
+    log:
+        f"{LOGS}/correspondence/practical/table.log",
+    threads: stage_threads("default")
+    resources: **stage_resources("default")
+    conda: ENV
+    shell:
+        "diffact --log {log} pck-table {params.labels} --out {output}"
+
+
 # ---- Table 1: NN and the trained aggregation on the paper's layer sets, paper and heldout protocols ----
 # Entries (model × layer set, plus multi-model combinations) come from correspondence.table1 via
 # diffact.tasks.correspondence.plan; features come from the `extract` rule's stores of the trn, val and

@@ -49,7 +49,16 @@ def load_set_spec(family: str, name: str, root: str | Path | None = None) -> dic
         sets = available_sets(family, root)
         raise ConfigError(f"no layer set {name!r} for model family {family!r} (looked for {path}); "
                           f"available: {', '.join(sets) or 'none'}")
+    return read_set_file(path)
+
+
+def read_set_file(path: str | Path) -> dict:
+    """A layer-set file anywhere (``config/layers`` or one the workflow wrote, e.g. a screen-chosen practical
+    set), checked for shape; ``_path`` records where it came from."""
+    path = Path(path)
     spec = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a layer set is a mapping with name, family and layers or select")
     if ("layers" in spec) == ("select" in spec):
         raise ConfigError(f"{path}: a layer set needs exactly one of 'layers' (a list) or 'select' (a rule)")
     if "layers" in spec and not (isinstance(spec["layers"], list) and all(isinstance(x, str) for x in spec["layers"])):
@@ -80,7 +89,25 @@ def _selected(act: Activation, rule: dict) -> bool:
 
 def resolve_set(unet, family: str, name: str, root: str | Path | None = None) -> list[str]:
     """The layer names of set ``name`` for this U-Net, in forward order, checked against its catalog."""
-    spec = load_set_spec(family, name, root)
+    return resolve_spec(unet, load_set_spec(family, name, root))
+
+
+def is_set_file(value) -> bool:
+    """True when a ``--layers`` value names a layer-set file rather than a set name or layer names."""
+    return isinstance(value, (str, Path)) and str(value).endswith((".yaml", ".yml")) and "," not in str(value)
+
+
+def resolve_set_file(unet, family: str, path: str | Path) -> list[str]:
+    """The layers of the set file at ``path`` for this denoiser; its ``family`` must be the model's."""
+    if not Path(path).is_file():
+        raise ConfigError(f"layer-set file {path} does not exist")
+    spec = read_set_file(path)
+    if spec.get("family") not in (None, family):
+        raise ConfigError(f"{path}: layer set of family {spec.get('family')!r}, but the model is of family {family!r}")
+    return resolve_spec(unet, spec)
+
+
+def resolve_spec(unet, spec: dict) -> list[str]:
     entries = list(walk(unet))
     if "select" in spec:
         return [a.name for a in entries if _selected(a, spec["select"] or {})]
@@ -100,7 +127,10 @@ def resolve_set(unet, family: str, name: str, root: str | Path | None = None) ->
 
 
 def resolve_layers_arg(unet, family: str, value: str | list[str], root: str | Path | None = None) -> list[str]:
-    """Accept a set name (``practical``) or an explicit list / comma-separated string of layer names."""
+    """Accept a set name (``practical``), a layer-set file (``results/.../practical.yaml``) or an explicit list /
+    comma-separated string of layer names."""
+    if is_set_file(value):
+        return resolve_set_file(unet, family, value)
     if isinstance(value, str) and "," not in value and set_path(family, value, root).is_file():
         return resolve_set(unet, family, value, root)
     names = value.split(",") if isinstance(value, str) else list(value)

@@ -3,11 +3,17 @@
 # that file's section constants when called.
 
 
-def corr_subset_arg():
-    """The screened dataset's named subset (its store holds only those images) and its subset policy
-    (--subset-fallback, --no-official-counts), as pck-screen flags."""
-    subset = wf.dataset_entry(config, CORR["dataset"]).get("subset")
-    return f"--subset {subset} {wf.spair_subset_args(config, CORR['dataset'])}".strip() if subset else ""
+def corr_subset_arg(dataset=None):
+    """The screened dataset's (default: correspondence.dataset) named subset (its store holds only those images)
+    and its subset policy (--subset-fallback, --no-official-counts), as pck-screen flags."""
+    dataset = dataset or CORR["dataset"]
+    subset = wf.dataset_entry(config, dataset).get("subset")
+    return f"--subset {subset} {wf.spair_subset_args(config, dataset)}".strip() if subset else ""
+
+
+def practical_models():
+    """Models whose practical set the workflow chooses by its own screen (correspondence.practical)."""
+    return list(PRACTICAL.get("models", []))
 
 
 def corr_models():

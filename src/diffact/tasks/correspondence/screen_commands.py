@@ -36,6 +36,18 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_pixels)
 
+    from diffact.tasks.correspondence.practical import DEFAULT_METRIC, DEFAULT_TOP
+
+    p = subparsers.add_parser("practical-set", help="a practical layer set chosen from a pck-screen CSV (ours; for "
+                                                    "families the paper gives none, e.g. DiTs)")
+    p.add_argument("--screen", required=True, help="pck-screen CSV of a validation split")
+    p.add_argument("--family", required=True, help="the model's family (written into the set file)")
+    p.add_argument("--model-name", required=True, help="the model the screen ran on (for the description)")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"activations in the set (default {DEFAULT_TOP})")
+    p.add_argument("--metric", default=DEFAULT_METRIC, help=f"screen column to rank by (default {DEFAULT_METRIC})")
+    p.add_argument("--out", required=True, help="layer-set YAML")
+    p.set_defaults(func=cmd_practical_set)
+
     p = subparsers.add_parser("pck-table", help="merge screening CSVs into one table (adds a 'source' column)")
     p.add_argument("inputs", nargs="+", metavar="LABEL=CSV")
     p.add_argument("--out", required=True)
@@ -68,6 +80,14 @@ def cmd_screen(args) -> int:
     table.insert(1, "protocol", protocol)
     write_csv(args.out, without_timings(table))
     log.info("wrote %s (%d activations)", args.out, len(table))
+    return 0
+
+
+def cmd_practical_set(args) -> int:
+    from diffact.tasks.correspondence.practical import write_practical_set
+
+    spec = write_practical_set(args.screen, args.family, args.model_name, args.out, args.top, args.metric)
+    log.info("wrote %s: %s", args.out, ", ".join(spec["layers"]))
     return 0
 
 

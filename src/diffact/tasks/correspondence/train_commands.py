@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--method", required=True, choices=["nn", "trained"])
     p.add_argument("--protocol", required=True, choices=["paper", "heldout"])
     p.add_argument("--store", action="append", default=[], help="feature store(s) of the evaluated split (val for paper, test for heldout); not needed for trained+paper")
+    p.add_argument("--layers-file", action="append", default=[],
+                   help="method nn: score only the layers of this layer-set file (one per --store, e.g. a screen-chosen "
+                        "practical.yaml); default: every layer of the store")
     p.add_argument("--run", help="corr-train run folder (method trained)")
     p.add_argument("--dataset-root", help="SPair-71k-layout root (default: the store's)")
     p.add_argument("--split", help="evaluated split (default: val for paper, test for heldout)")
@@ -213,6 +216,27 @@ def _evaluation_pairs(args, stores, split):
     return list(dataset), dataset.subset_label
 
 
+def _set_file_layers(paths: list[str], stores) -> list[list[str]] | None:
+    """The layers of each ``--layers-file`` (one per store), each checked against its store; None without files."""
+    from diffact.extract.layersets import read_set_file
+    from diffact.utils.errors import ConfigError, DataError
+
+    if not paths:
+        return None
+    if len(paths) != len(stores):
+        raise ConfigError(f"--layers-file: got {len(paths)} files for {len(stores)} stores (one per --store)")
+    layers = []
+    for path, store in zip(paths, stores):
+        names = read_set_file(path).get("layers")
+        if not names:
+            raise ConfigError(f"{path}: --layers-file needs an explicit 'layers' list")
+        missing = [n for n in names if n not in store.layers]
+        if missing:
+            raise DataError(f"{path}: layers {missing} are not in the feature store {store.root}")
+        layers.append(list(names))
+    return layers
+
+
 def cmd_evaluate(args) -> int:
     import pandas as pd
 
@@ -229,6 +253,8 @@ def cmd_evaluate(args) -> int:
     split = args.split or evaluation_split(args.protocol)
     row: dict = {}
     if args.method == "trained":
+        if args.layers_file:
+            raise ConfigError("--layers-file is for method 'nn' (a trained run fixes its layers when it trains)")
         if not args.run:
             raise ConfigError("--run (a corr-train folder) is needed for method 'trained'")
         evaluations_path = Path(args.run) / "evaluations.csv"
@@ -260,7 +286,8 @@ def cmd_evaluate(args) -> int:
         if not stores:
             raise ConfigError("--store is needed for method 'nn'")
         pairs, subset = _evaluation_pairs(args, stores, split)
-        features = StorePairFeatures(stores, args.feature_size, device=device)
+        features = StorePairFeatures(stores, args.feature_size, layers=_set_file_layers(args.layers_file, stores),
+                                     device=device)
         row = evaluate(pairs, features, None, args.eval_size)
         row["channels"] = features.channels
     noise = run_noise(Path(args.run)) if args.method == "trained" else {"noise": "fixed", "noise_draws": 1}
