@@ -1,4 +1,4 @@
-"""Peak memory of the label-scarce pipeline (paper §2.10, spec §7): bounded by the stream buffer, not by N.
+"""Peak memory of the label-scarce pipeline (paper §2.10, docs/paper.md §7): bounded by the stream buffer, not by N.
 
 The paper's code keeps every training pixel in RAM as an N×S²×C float32 matrix (30 × 256² × 3840 ≈ 30 GB for
 Ours-XL on Horse-21). diffact streams pixels from the feature store's shards through one buffer of
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GIB = 2**30
 PAPER_LIMIT_GIB = 8.0
 SDXL_ID = "stabilityai/stable-diffusion-xl-base-1.0"
-PAPER_IMAGE_SIZE = 1024  # SDXL extraction size (paper_spec §2.8)
+PAPER_IMAGE_SIZE = 1024  # SDXL extraction size (docs/paper.md §2.8)
 VAE_FACTOR = 8
 HORSE = {"name": "horse_21", "num_classes": 21, "train": 30}
 

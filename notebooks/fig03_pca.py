@@ -11,7 +11,7 @@
 # %% [markdown]
 # # Figure 3 style: PCA → RGB maps of activations
 # Each activation of one image is projected on its first three principal components and shown as RGB
-# (paper_spec §6). Reads a feature store from `results/` only.
+# (docs/paper.md §6). Reads a feature store from `results/` only.
 
 # %% tags=["parameters"]
 store = "results/features/spair/sd15-tiny/screen-000000000000"

@@ -22,7 +22,7 @@
 # with, the paper does not say. Its code (GDF: `segmentation/train.py` only trains; `configs/ade_sdxl.py` and the
 # others validate every 2000 of 80k iterations; no best-checkpoint selection, no separate test) leaves the numbers
 # in those validation logs: **last** compares with the paper if it reports the final model, **best** if it reports
-# the highest validation, as its correspondence code does (the maximum over evaluations, paper_spec §2.8).
+# the highest validation, as its correspondence code does (the maximum over evaluations, docs/paper.md §2.8).
 
 # %% tags=["parameters"]
 plan = []  # [{"dataset", "kind", "model", "family", "layer_set", "unavailable", "csv", "history", "baseline", ...}]

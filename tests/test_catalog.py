@@ -1,4 +1,4 @@
-"""Catalog names, counts and shapes (paper_spec §2.2, §2.3, §2.6)."""
+"""Catalog names, counts and shapes (docs/paper.md §2.2, §2.3, §2.6)."""
 
 import pytest
 import torch
@@ -87,7 +87,7 @@ def test_layers_arg_accepts_set_names_and_lists(tiny_sd15_unet):
 def test_amalgamation_adds_the_aggregated_up_cross_maps(full_sd15):
     names = resolve_set(full_sd15, "sd15", "amalgamation")
     assert names[-1] == "attn-up-cross"
-    assert channel_total(full_sd15, names, image_size=512) == 3034  # 2880 + 2 sizes × 77 tokens (paper_spec §2.6)
+    assert channel_total(full_sd15, names, image_size=512) == 3034  # 2880 + 2 sizes × 77 tokens (docs/paper.md §2.6)
 
 
 def test_aggregated_maps_average_per_size(tiny_sd15_unet):

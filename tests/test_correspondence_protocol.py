@@ -1,4 +1,4 @@
-"""The protocol switch (paper §2.8, spec §4): `paper` = max over checkpoints on val, taken per metric;
+"""The protocol switch (paper §2.8, docs/paper.md §4): `paper` = max over checkpoints on val, taken per metric;
 `heldout` = the checkpoint selected on val, reported once on test."""
 
 from __future__ import annotations

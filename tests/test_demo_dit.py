@@ -211,7 +211,7 @@ def test_saved_sd3_loads_offline_and_extracts_through_the_api(built):
     assert type(pipe).__name__ == "StableDiffusion3Pipeline" and pipe.text_encoder_3 is None
     vae = pipe.vae.config
     assert vae.shift_factor != demo.SD3_VAE_SHIFT_PLACEHOLDER and vae.scaling_factor != 0.18215  # calibrated
-    # the upstream extractor loads every model as an img2img pipeline (spec §2.1)
+    # the upstream extractor loads every model as an img2img pipeline (docs/paper.md §2.1)
     # (plain diffusers needs to be told the folder has no T5, as diffusers' SD3 docs load SD3 without T5)
     img2img = AutoPipelineForImage2Image.from_pretrained(built["sd3"], local_files_only=True, text_encoder_3=None,
                                                          tokenizer_3=None)

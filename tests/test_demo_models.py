@@ -104,7 +104,7 @@ def test_sd15_layout_matches_stable_diffusion_15():
     for block in unet.down_blocks:
         assert len(block.resnets) == 2
     vits = [m for m in unet.modules() if type(m).__name__ == "Transformer2DModel"]
-    assert len(vits) == 16  # as SD1.5 (spec §2.3)
+    assert len(vits) == 16  # as SD1.5 (docs/paper.md §2.3)
     assert demo.count_parameters(unet) <= 3_000_000
 
 
@@ -120,7 +120,7 @@ def test_sdxl_layout_matches_sdxl():
     assert len(unet.mid_block.attentions[0].transformer_blocks) == 10
     assert all(v.use_linear_projection for v in unet.up_blocks[0].attentions)
     vits = [m for m in unet.modules() if type(m).__name__ == "Transformer2DModel"]
-    assert len(vits) == 11  # as SDXL (spec §2.3)
+    assert len(vits) == 11  # as SDXL (docs/paper.md §2.3)
     assert unet.config.addition_embed_type == "text_time"
     assert unet.add_embedding.linear_1.in_features == demo.TEXT_HIDDEN_SIZE + 6 * demo.SDXL_TIME_EMBED_DIM
 
@@ -195,7 +195,7 @@ def test_saved_pipeline_loads_offline_like_a_hub_model(built, arch):
 
 @pytest.mark.parametrize("arch", demo.UNET_ARCHS)
 def test_saved_pipeline_loads_as_img2img(built, arch):
-    """The upstream extractor loads every model as an img2img pipeline (spec §2.1)."""
+    """The upstream extractor loads every model as an img2img pipeline (docs/paper.md §2.1)."""
     from diffusers import AutoPipelineForImage2Image
 
     pipe = AutoPipelineForImage2Image.from_pretrained(built[arch], local_files_only=True)

@@ -1,4 +1,4 @@
-"""DiT family (PixArt-Σ, SD3, Flux) through the same extraction mechanism as the U-Nets (paper_spec §2.2 HEAD
+"""DiT family (PixArt-Σ, SD3, Flux) through the same extraction mechanism as the U-Nets (docs/paper.md §2.2 HEAD
 names, §3 hooks): catalog names and shapes, captures equal independent recomputations, attention maps of
 joint attention, and saved tiny pipelines end to end (offline T5 / CLIP tokenizers, random weights)."""
 

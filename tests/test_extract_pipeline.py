@@ -1,4 +1,4 @@
-"""The extraction recipe and the feature store on saved tiny pipelines (paper §3, paper_spec §2.1)."""
+"""The extraction recipe and the feature store on saved tiny pipelines (paper §3, docs/paper.md §2.1)."""
 
 import json
 import pytest
@@ -29,7 +29,7 @@ def _images(n=2, size=32, seed=0):
 
 
 def test_grid_timestep_matches_the_paper_code(sd15, sdxl):
-    assert grid_timestep(sd15.scheduler, 50) == 51  # PNDM, leading + offset 1 (paper_spec §2.1: 51 for SD1.5)
+    assert grid_timestep(sd15.scheduler, 50) == 51  # PNDM, leading + offset 1 (docs/paper.md §2.1: 51 for SD1.5)
     assert grid_timestep(sdxl.scheduler, 50) == 50  # Euler, leading (SDXL: 50)
     with pytest.raises(ConfigError, match="outside the scheduler's range"):
         grid_timestep(sd15.scheduler, 1001)

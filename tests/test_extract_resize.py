@@ -118,7 +118,7 @@ def test_square_is_the_paper_stretch(tmp_path):
     image = (np.arange(30 * 50 * 3) % 251).astype(np.uint8).reshape(30, 50, 3)
     save_jpeg(image, tmp_path / "a.jpg")
     tensor, size = load_image_tensor(tmp_path / "a.jpg", 16)  # default policy
-    with Image.open(tmp_path / "a.jpg") as img:  # paper_spec §2.1 step 3: PIL resize((S, S)) → [-1, 1]
+    with Image.open(tmp_path / "a.jpg") as img:  # docs/paper.md §2.1 step 3: PIL resize((S, S)) → [-1, 1]
         expected = np.asarray(img.convert("RGB").resize((16, 16), Image.Resampling.BICUBIC), np.float32) / 255 * 2 - 1
     assert size == (50, 30)
     torch.testing.assert_close(tensor, torch.from_numpy(expected).permute(2, 0, 1))

@@ -27,7 +27,7 @@ def tables():
 
 def test_pool_sizes_are_the_papers(pools):
     assert len(pools["sdxl"]) == 279  # paper §5.1: 279 → 63 (−78%)
-    assert len(pools["sd15"]) == 164  # paper_spec §2.3
+    assert len(pools["sd15"]) == 164  # docs/paper.md §2.3
 
 
 def test_sdxl_pool_filters_to_tables_4_and_5(pools, tables):

@@ -1,4 +1,4 @@
-"""Captured activations equal independent recomputations (paper_spec §3: hooks replace the paper's patches)."""
+"""Captured activations equal independent recomputations (docs/paper.md §3: hooks replace the paper's patches)."""
 
 import pytest
 import torch

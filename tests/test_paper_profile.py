@@ -180,7 +180,7 @@ def test_both_profiles_validate_and_wrong_types_are_rejected():
 
 
 def test_paper_profile_values_follow_the_spec():
-    """Models by hub id, the paper's sizes, prompts and protocol (spec §2.1, §2.8-2.10)."""
+    """Models by hub id, the paper's sizes, prompts and protocol (docs/paper.md §2.1, §2.8-2.10)."""
     config = load_yaml(ROOT / "config" / "paper.yaml")
     sources = {name: entry["source"] for name, entry in config["models"].items()}
     dits = {"pixart-sigma": "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",  # beyond the paper (issue #17)

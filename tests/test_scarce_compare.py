@@ -10,7 +10,7 @@ from diffact.analysis.compare import (
 )
 from diffact.data.reference import paper_tables_4_6
 
-# Channels per resolution of the paper models (paper_spec §2.3): activations at a level have the level's width.
+# Channels per resolution of the paper models (docs/paper.md §2.3): activations at a level have the level's width.
 LEVEL_CHANNELS = {"sdxl": {"up-level0": 1280, "up-level1": 640}, "sd15": {"up-level1": 1280, "up-level2": 640,
                                                                           "up-level3": 320}}
 

@@ -120,7 +120,7 @@ def _paper_levels(family, layers, image_size=None, levels=None):
 
 
 @pytest.mark.parametrize("family, layer_set, widths, sides", [
-    ("sd15", "legacy", [1280, 1280, 960], [16, 32, 64]),        # paper_spec §2.9 Legacy-v1.5
+    ("sd15", "legacy", [1280, 1280, 960], [16, 32, 64]),        # docs/paper.md §2.9 Legacy-v1.5
     ("sd15", "practical", [2560, 640, 320], [16, 32, 64]),      # Ours-v1.5
     ("sdxl", "legacy", [1280, 960], [64, 128]),                 # Legacy-XL [1280, 640 + 320]
     ("sdxl", "practical", [2560, 1280], [32, 64]),              # Ours-XL

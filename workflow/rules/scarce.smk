@@ -22,7 +22,7 @@ COMPARE_DIR = f"{RESULTS}/compare"
 SCARCE_FIGURES = PAPER_FIGURES
 SCARCE_SCENES = ("simple", "complex")
 
-# The paper's protocol (spec §2.10); the config's `scarce.protocol` overrides any of these.
+# The paper's protocol (docs/paper.md §2.10); the config's `scarce.protocol` overrides any of these.
 SCARCE_PROTOCOL_DEFAULTS = {"size": 256, "members": 10, "epochs": 100, "pixel_rate": 1.0, "batch_size": 64,
                             "lr": 1e-3, "seed": 0, "threads": 1, "device": "cpu", "buffer_mb": 1024,
                             "upsample": "nearest-bilinear"}

@@ -1,5 +1,5 @@
 # ADE20K (ADEChallengeData2016, mmseg layout: images/{training,validation}, annotations/{training,validation}), the
-# paper's pipeline (paper_spec §2.9 = mmseg's ade20k base with batch 2): random resize of (2048, 512) by 0.5-2, random
+# paper's pipeline (docs/paper.md §2.9 = mmseg's ade20k base with batch 2): random resize of (2048, 512) by 0.5-2, random
 # 512² crop (cat_max 0.75), flip, photometric distortion; test: resize to (2048, 512), slide inference.
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ADEChallengeData2016'   # `diffact seg-train --data-root` sets it
@@ -42,6 +42,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])  # mmseg's IoUMetric + per-class values
 test_evaluator = val_evaluator
-# The paper's ADE20K prompt (paper_spec §2.9).
+# The paper's ADE20K prompt (docs/paper.md §2.9).
 prompt = ('a highly realistic photo of the real world. It can be an indoor scene, or an outdoor scene, '
           'or a photo of nature. high quality.')

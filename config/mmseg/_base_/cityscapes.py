@@ -1,5 +1,5 @@
 # Cityscapes (mmseg layout: leftImg8bit/{train,val}/<city>, gtFine/{train,val}/<city> with *_labelTrainIds.png), the
-# paper's pipeline (paper_spec §2.9; differs from mmseg's base): fixed resize to (2048, 1024), random 1024² crop
+# paper's pipeline (docs/paper.md §2.9; differs from mmseg's base): fixed resize to (2048, 1024), random 1024² crop
 # (cat_max 0.75), flip, photometric distortion; test: resize to (2048, 1024), slide inference with stride 512.
 dataset_type = 'CityscapesDataset'
 data_root = 'data/cityscapes'             # `diffact seg-train --data-root` sets it
@@ -42,6 +42,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
-# The paper's Cityscapes prompt (paper_spec §2.9).
+# The paper's Cityscapes prompt (docs/paper.md §2.9).
 prompt = ('An urban street scene with multiple lanes, various buildings, traffic lights, cars in the lanes, '
           'and pedestrians, highly realistic.')

@@ -1,4 +1,4 @@
-# The paper's schedule (paper_spec §2.9; the paper's segmentation/configs/_base_/schedules/schedule_80k.py and its
+# The paper's schedule (docs/paper.md §2.9; the paper's segmentation/configs/_base_/schedules/schedule_80k.py and its
 # leaf configs): AdamW lr 1.6e-4, weight decay 1e-3, PolyLR power 0.9 down to 1e-4, 80k iterations, validation
 # every 2000 iterations, a checkpoint every 8000.
 optimizer = dict(type='AdamW', lr=1.6e-4, weight_decay=1e-3)

@@ -1,4 +1,4 @@
-# The segmentor of Table 2 (left) (paper §2.9, paper_spec §2.9): frozen diffusion activations at t = 50 →
+# The segmentor of Table 2 (left) (paper §2.9, docs/paper.md §2.9): frozen diffusion activations at t = 50 →
 # per-layer zero-initialised ResBlocks → per-resolution concatenation → UPerHead (pool scales (1..n) for n levels,
 # 512 channels, dropout 0.1, CE + Lovász) and an FCN auxiliary head on level 1 (CE, weight 0.4).
 # 'auto' widths are filled in from the backbone's levels (diffact.tasks.segmentation.backbone.DiffusionSegmentor);

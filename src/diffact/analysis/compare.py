@@ -27,7 +27,7 @@ PAPER_COLUMNS = {
     "pgv2": ((4, 5), "pgv2"),
     "sd15": ((6,), "sdxl_or_sd15"),
 }
-# Channel totals of the paper's feature sets (paper_spec §2.6): legacy = the up-resolution outputs
+# Channel totals of the paper's feature sets (docs/paper.md §2.6): legacy = the up-resolution outputs
 # (Baranchuk-style), practical = "Ours" (App. B.1/B.2).
 LEGACY_CHANNELS = {"sd15": 3520, "sdxl": 2240}
 PRACTICAL_CHANNELS = {"sd15": 3520, "sdxl": 3840}

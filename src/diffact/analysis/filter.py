@@ -1,4 +1,4 @@
-"""The paper's qualitative filter as code (paper §5.1; paper_spec §5 step 2).
+"""The paper's qualitative filter as code (paper §5.1; docs/paper.md §5 step 2).
 
 The three universal properties (paper §4) decide which candidate activations are worth the expensive
 quantitative comparison. The paper states the filter in words [T §5.1]:

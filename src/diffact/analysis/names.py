@@ -1,6 +1,6 @@
 """Parse the paper's activation names into their parts (stage, level, repeat, block, kind).
 
-The names are the ones :mod:`diffact.extract.catalog` gives (paper_spec §2.2, paper App. B):
+The names are the ones :mod:`diffact.extract.catalog` gives (docs/paper.md §2.2, paper App. B):
 ``up-level1-repeat2-vit-block0-self-k`` = stage ``up``, level 1, repeat 2, ViT basic block 0, kind ``self-k``.
 Kinds are the catalog's (``res-out``, ``res-increment``, ``vit-out``, ``block-out``, ``self-q``, ``cross-q``,
 ``ffn-inner``, ``upsampler-out``, ...), so the analysis code can reason about names without building a U-Net.

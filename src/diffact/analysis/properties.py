@@ -1,4 +1,4 @@
-"""The three universal properties of diffusion-U-Net activations as numbers (paper §4; paper_spec §6).
+"""The three universal properties of diffusion-U-Net activations as numbers (paper §4; docs/paper.md §6).
 
 The paper shows the properties only qualitatively (PCA → RGB maps, Figs 3, 5–18) and through PCK / mIoU of
 single activations (Fig 4, Tables 4–6). Here each property gets one number per activation, computed from feature

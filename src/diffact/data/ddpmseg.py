@@ -88,7 +88,7 @@ class DatasetInfo:
 # DDPM-seg's own bedroom config ignores class 0 (ignore_label 0); the generic-diffusion-feature copy (the paper's
 # code, §2.10) uses 255 for every dataset, so background is a trained and evaluated class there and here.
 # Horse-21 test count: ddpm.json says "testing_number": 30, which is only an upper cap in ImageLabelDataset;
-# the release holds 20 test images (DDPM-seg paper; paper_spec §2.10 marks this [I]).
+# the release holds 20 test images (DDPM-seg paper; docs/paper.md §2.10 marks this [I]).
 DDPMSEG_DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (

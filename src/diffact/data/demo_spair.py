@@ -1,6 +1,6 @@
 """A small correspondence dataset in SPair-71k's own on-disk layout, made from shipped images.
 
-The paper's benchmark is SPair-71k (spec §2.8, §4), which cannot be downloaded on the build machines.
+The paper's benchmark is SPair-71k (docs/paper.md §2.8, §4), which cannot be downloaded on the build machines.
 This module writes a stand-in that :class:`diffact.data.spair.SPairDataset` reads exactly like the real
 thing, with ground truth that is exact by construction:
 

@@ -1,6 +1,6 @@
 """Image file helpers shared by the datasets and the feature extractor.
 
-The paper's extractor (spec §2.1, step 3) opens each image with PIL, resizes it to a **square**
+The paper's extractor (docs/paper.md §2.1, step 3) opens each image with PIL, resizes it to a **square**
 ``img_size × img_size`` with ``PIL.Image.resize`` (no crop, aspect ratio not kept; Pillow's default
 filter for RGB is bicubic) and maps it to [-1, 1]. :func:`to_model_tensor` reproduces exactly that
 (resize policy ``square``, the default). Keypoints therefore scale independently in x and y; see

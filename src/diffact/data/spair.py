@@ -1,5 +1,5 @@
 """SPair-71k in its official on-disk layout (Min et al. 2019), as used for the paper's semantic
-correspondence benchmark (spec §2.8, §4).
+correspondence benchmark (docs/paper.md §2.8, §4).
 
 Layout read here (a real SPair-71k root and the demo tree of :mod:`diffact.data.demo_spair` alike)::
 
@@ -19,7 +19,7 @@ is *missing* when a coordinate is NaN/null or negative (then PCK leaves it out o
 SPair comes from PASCAL VOC, whose coordinates are 1-based, so x == W or y == H is still inside.
 
 The paper evaluates on DHF's ``spair_71k_val-360.json`` (20 pairs for each of the 18 categories;
-spec §2.8). Without that file (or ``spair_71k_test-360.json``) a run stops with an error naming every place
+docs/paper.md §2.8). Without that file (or ``spair_71k_test-360.json``) a run stops with an error naming every place
 looked in, unless the dataset entry says ``subset_fallback: draw``: then :func:`subset_pairs` draws a seeded
 subset by the same rule, a warning says so and the subset is labelled ``val-360-drawn`` in every result row.
 Other ``<split>-<N>`` names (the paper profile's ``test-90``) have no upstream file and are always drawn.
@@ -52,7 +52,7 @@ SPAIR_CATEGORIES: tuple[str, ...] = (
     "cow", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor",
 )
 
-# DHF's val-360 / test-360 files hold 20 pairs per category (360 = 20 × 18; spec §2.8).
+# DHF's val-360 / test-360 files hold 20 pairs per category (360 = 20 × 18; docs/paper.md §2.8).
 PAIRS_PER_CATEGORY_360 = 20
 
 # Fields a pair annotation must have; image sizes are optional (read from the image header if absent).
@@ -78,7 +78,7 @@ _SUBSET_NAME = re.compile(r"^(trn|val|test)-(\d+)$")
 
 # DHF's released subset files (github.com/diffusion-hyperfeatures/diffusion_hyperfeatures, annotations/):
 # (pairs, keypoints annotated in both images, i.e. the PCK denominator). 360 = 20 pairs × 18 categories
-# (spec §2.8); the keypoint totals are the ones issue 16 gives for the released files (not re-counted here:
+# (docs/paper.md §2.8); the keypoint totals are the ones issue 16 gives for the released files (not re-counted here:
 # the files are not in this repository). Such a subset is never drawn silently (see SUBSET_FALLBACKS).
 DHF_SUBSET_COUNTS: dict[str, tuple[int, int]] = {"val-360": (360, 2615), "test-360": (360, 2529)}
 
@@ -383,7 +383,7 @@ def check_split(split: str) -> str:
 
 def subset_pairs(pairs: Sequence[SPairPair], per_category: int = PAIRS_PER_CATEGORY_360, seed: int = 0) -> list[SPairPair]:
     """A deterministic subset with at most ``per_category`` pairs of every category (DHF's val-360 rule:
-    20 per category; spec §2.8), for when the subset file itself is not available.
+    20 per category; docs/paper.md §2.8), for when the subset file itself is not available.
 
     Categories are visited in sorted order and pairs are sorted by name before a seeded draw without
     replacement (seed keyed by category, so adding a category does not change the others). The result is

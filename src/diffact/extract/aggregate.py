@@ -1,4 +1,4 @@
-"""Aggregated attention maps, the extra features of Ours-XL-t's SD1.5 part (paper App. B.3, paper_spec §2.5).
+"""Aggregated attention maps, the extra features of Ours-XL-t's SD1.5 part (paper App. B.3, docs/paper.md §2.5).
 
 The paper's ``AttentionStore`` keeps the head-mean maps of every attention layer of one stage and type
 (e.g. up-stage cross-attention) whose token grid side s satisfies image/32 ≤ s ≤ image/16, i.e.

@@ -1,6 +1,6 @@
 """Feature sets: the layers of one or several feature stores read as one feature (multi-model
 amalgamation, e.g. Ours-XL-t = SDXL practical ⊕ SD1.5 amalgamation ⊕ PGv2 block3-out = 8154 channels,
-paper App. B.3, paper_spec §2.6).
+paper App. B.3, docs/paper.md §2.6).
 
 A set is a list of parts, each a store and the layers taken from it. Layers are named
 ``<part label>:<layer>`` so two models' equally named activations stay apart. Reads are lazy per image.

@@ -1,5 +1,5 @@
 """Capture activations of a stock diffusers U-Net or DiT with forward hooks and, for attention maps only, a
-map-capturing attention processor. No diffusers file is edited (paper_spec §3 lists what the paper's
+map-capturing attention processor. No diffusers file is edited (docs/paper.md §3 lists what the paper's
 code patched and the hook that replaces each patch).
 
 Every captured tensor is returned as B×C×H×W. Token tensors (B×N×C inside a ViT) are reshaped with the

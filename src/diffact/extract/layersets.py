@@ -1,4 +1,4 @@
-"""Named layer sets, kept as data in ``config/layers/<family>/<set>.yaml`` (paper_spec §2.6).
+"""Named layer sets, kept as data in ``config/layers/<family>/<set>.yaml`` (docs/paper.md §2.6).
 
 A set file has ``name``, ``family``, ``description``, ``source`` and either an explicit ``layers`` list
 (paper configs such as ``practical`` = Ours) or a ``select`` rule over the model's catalog
@@ -117,7 +117,7 @@ def resolve_spec(unet, spec: dict) -> list[str]:
             raise unknown_layer_error(layer, valid, where=spec["_path"])
     order = {a.name: i for i, a in enumerate(entries)}
     names = sorted(dict.fromkeys(spec["layers"]), key=order.__getitem__)
-    if spec.get("attention"):  # e.g. ``up_cross`` → the aggregated maps ``attn-up-cross`` (paper_spec §2.5)
+    if spec.get("attention"):  # e.g. ``up_cross`` → the aggregated maps ``attn-up-cross`` (docs/paper.md §2.5)
         aggregate = "attn-" + spec["attention"].replace("_", "-")
         if aggregate not in AGGREGATE_NAMES:
             raise ConfigError(f"{spec['_path']}: attention {spec['attention']!r} is not one of "

@@ -1,4 +1,4 @@
-"""From images to activations: the paper's extraction recipe (paper §3, paper_spec §2.1).
+"""From images to activations: the paper's extraction recipe (paper §3, docs/paper.md §2.1).
 
 Image in [-1, 1] → VAE encode (latent ``sample`` with a seeded generator, or the ``mean``) × scaling
 factor → forward-noise to timestep t with seeded Gaussian noise → ONE U-Net pass with the prompt
@@ -14,7 +14,7 @@ Every random draw is seeded per image id (not per batch position), so a resumed 
 extraction gives the same features as an uninterrupted one.
 
 Optional DDIM inversion (``inversion: ddim``; the paper's code has it but the paper does not use it,
-paper_spec §2.1 step 5): instead of adding random noise, the clean latent is carried to timestep t
+docs/paper.md §2.1 step 5): instead of adding random noise, the clean latent is carried to timestep t
 deterministically by ``inversion_steps`` DDIM steps on the 1000-step grid, 0 = t_0 < t_1 < … < t_K = t,
 each with the prompt conditioning (an empty prompt gives the unconditional inversion). One step is the
 deterministic DDIM update (Song et al., "Denoising Diffusion Implicit Models", ICLR 2021, Eq. 12 with
@@ -121,7 +121,7 @@ def is_flow_matching(scheduler) -> bool:
 
 
 def grid_timestep(scheduler, t: int, **set_timesteps_kwargs) -> int | float:
-    """The timestep the paper's code actually uses for ``t`` (paper_spec §2.1 step 1).
+    """The timestep the paper's code actually uses for ``t`` (docs/paper.md §2.1 step 1).
 
     The code calls ``set_timesteps(1000)`` and img2img's ``get_timesteps(1000, strength=t/1000)``, i.e. the
     1000-step grid at index 1000−t; depending on the scheduler's spacing this is t or t±1. Flow-matching

@@ -20,10 +20,10 @@ import torch
 
 from diffact.utils.errors import LayerError
 
-# Activation kinds, as the suffix of the name (paper_spec §2.2–2.5).
+# Activation kinds, as the suffix of the name (docs/paper.md §2.2–2.5).
 RES_KINDS = ("res-increment", "res-out")
 AGGREGATE_KIND = "attn-aggregate"
-# Aggregated attention maps (paper_spec §2.5, the paper's ``--attention up_cross``): ``attn-<stage>-<type>``.
+# Aggregated attention maps (docs/paper.md §2.5, the paper's ``--attention up_cross``): ``attn-<stage>-<type>``.
 AGGREGATE_NAMES = tuple(f"attn-{stage}-{kind}" for stage in ("down", "mid", "up") for kind in ("cross", "self"))
 BLOCK_KINDS = ("self-q", "self-k", "self-v", "self-map", "cross-q", "cross-map", "ffn-inner", "out")
 MAP_KINDS = ("self-map", "cross-map")

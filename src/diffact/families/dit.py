@@ -1,6 +1,6 @@
 """The activation catalog of diffusion transformers (DiTs): PixArt-α/Σ, SD3/SD3.5 and Flux.
 
-Names follow the paper code's HEAD (paper_spec §2.2): ``vit-block{i}-<kind>`` with the block index ``i``
+Names follow the paper code's HEAD (docs/paper.md §2.2): ``vit-block{i}-<kind>`` with the block index ``i``
 counted from 0 in forward order over the whole transformer.
 
 * PixArt (``PixArtTransformer2DModel``; ``BasicTransformerBlock`` with self- and cross-attention):

@@ -119,7 +119,7 @@ def catalog(unet: nn.Module, include_maps: bool = True) -> list[Activation]:
 
 
 def candidate_count(unet: nn.Module, include_maps: bool = False, include_unet_out: bool = False) -> int:
-    """Count candidates the way the paper's code does (paper_spec §2.3).
+    """Count candidates the way the paper's code does (docs/paper.md §2.3).
 
     The paper's counts are not consistent about ``unet-out`` (the noise prediction): its SD1.5 tally
     164 excludes it, its SDXL tally 472 includes it, and both "full" configs (197 / 612) include it and the

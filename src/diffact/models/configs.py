@@ -2,7 +2,7 @@
 
 They let the catalog, the layer sets and the benchmarks work on the real architectures without the
 weights: build the U-Net on the ``meta`` device (no memory) or with random weights (benchmarks).
-Values copied from the models' hub configs (paper_spec §2.3 lists the resulting shapes); the other
+Values copied from the models' hub configs (docs/paper.md §2.3 lists the resulting shapes); the other
 components' configs (VAE, text encoders, scheduler) live beside them for the full-size stand-ins
 (:mod:`diffact.models.standins`).
 """
@@ -64,7 +64,7 @@ REFERENCE_UNETS: dict[str, tuple[str, dict]] = {
     if (HUB_CONFIGS / key / "unet.json").is_file()
 }
 
-# Image size the paper extracts at, per family (paper_spec §2.8: 512 for SD1.5/2.1, 1024 for SDXL/PGv2).
+# Image size the paper extracts at, per family (docs/paper.md §2.8: 512 for SD1.5/2.1, 1024 for SDXL/PGv2).
 PAPER_IMAGE_SIZE = {"sd15": 512, "sd21": 512, "sdxl": 1024}
 
 

@@ -1,8 +1,8 @@
 """Tiny latent-diffusion pipelines with the block layouts of Stable Diffusion 1.5, SDXL and SD3-medium.
 
-The paper studies SD1.5 and SDXL (spec §2.3). The demo profile cannot download them, so it builds
+The paper studies SD1.5 and SDXL (docs/paper.md §2.3). The demo profile cannot download them, so it builds
 miniature versions from hand-written configs: the *same* diffusers classes, block types, block
-counts and pipeline classes, so every activation name of the paper's naming scheme (spec §2.2,
+counts and pipeline classes, so every activation name of the paper's naming scheme (docs/paper.md §2.2,
 e.g. ``up-level1-repeat2-res-out`` or ``up-level0-repeat0-vit-block3-out``) exists, but with
 channel widths of 16–64 instead of 320–1280 so that they train on a laptop CPU in minutes. ``sd3`` does
 the same for a diffusion transformer (DiT): SD3-medium's 24 MMDiT blocks (``vit-block0`` … ``vit-block23``)
@@ -94,7 +94,7 @@ SD3_VAE_SHIFT_PLACEHOLDER = 0.0
 # impossible at 16 channels) and 16-dim attention heads everywhere.
 UNET_NORM_GROUPS = 8
 
-# SD1.5's U-Net (spec §2.3: 320/640/1280/1280 channels, 8 heads, 1 block per ViT) at toy width. The
+# SD1.5's U-Net (docs/paper.md §2.3: 320/640/1280/1280 channels, 8 heads, 1 block per ViT) at toy width. The
 # 32² level is what CPU training time is spent on (its self-attention over 1024 positions alone is
 # ~45% of a step), hence only 16 channels there. ``attention_head_dim`` is diffusers' legacy name for
 # the number of heads in SD1.5-style configs: (1, 2, 4, 4) heads = 16 dims each (SD1.5's 8 heads
@@ -113,7 +113,7 @@ SD15_UNET_CONFIG: dict[str, Any] = {
     "norm_num_groups": UNET_NORM_GROUPS,
 }
 
-# SDXL's U-Net (spec §2.3: 320/640/1280 channels, ViTs of 2 blocks at level 1 and 10 at level 2 / mid,
+# SDXL's U-Net (docs/paper.md §2.3: 320/640/1280 channels, ViTs of 2 blocks at level 1 and 10 at level 2 / mid,
 # head dim 64, linear projections, text_time conditioning from the pooled text embedding + 6 size ids).
 # SDXL's own block counts: level 0 has no ViT (its entry is unused), 2 blocks per level-1 ViT, 10 per level-2 / mid
 # ViT. The 10-block ViTs run at 8² latents with 64 channels: against (1, 2, 4), parameters 3.18 M -> 6.17 M, a
@@ -166,7 +166,7 @@ SD3_TRANSFORMER_CONFIG: dict[str, Any] = {
 # SD3-medium's scheduler/scheduler_config.json (rectified flow, timestep shift 3.0).
 SD3_SCHEDULER_CONFIG: dict[str, Any] = {"num_train_timesteps": 1000, "shift": 3.0}
 
-# SD1.5's scheduler_config.json (PNDM; the upstream extractor keeps it, spec §2.1).
+# SD1.5's scheduler_config.json (PNDM; the upstream extractor keeps it, docs/paper.md §2.1).
 SD15_SCHEDULER_CONFIG: dict[str, Any] = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -180,7 +180,7 @@ SD15_SCHEDULER_CONFIG: dict[str, Any] = {
     "timestep_spacing": "leading",
 }
 
-# SDXL-base-1.0's scheduler_config.json (Euler, "leading" spacing, spec §2.1).
+# SDXL-base-1.0's scheduler_config.json (Euler, "leading" spacing, docs/paper.md §2.1).
 SDXL_SCHEDULER_CONFIG: dict[str, Any] = {
     "beta_start": 0.00085,
     "beta_end": 0.012,

@@ -11,7 +11,7 @@ Two stages, as latent diffusion itself is trained:
 
    * a U-Net (sd15, sdxl; :func:`train_unet`): the standard epsilon-prediction DDPM loss
      ``‖ε − ε_θ(√ᾱ_t·z₀ + √(1−ᾱ_t)·ε, t, c)‖²`` at uniformly drawn t ∈ [0, 1000) on the model's own
-     scaled_linear schedule (SDXL also gets its pooled embedding and the size ids (H, W, 0, 0, H, W), spec §2.1);
+     scaled_linear schedule (SDXL also gets its pooled embedding and the size ids (H, W, 0, 0, H, W), docs/paper.md §2.1);
    * a diffusion transformer (sd3; :func:`train_dit`): SD3's rectified-flow loss
      ``‖(ε − z₀) − v_θ((1−σ)·z₀ + σ·ε, 1000σ, c)‖²`` with σ logit-normal through the scheduler's shifted
      schedule (Esser et al., "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis",
@@ -239,7 +239,7 @@ def text_conditioning(pipe, prompt: str, image_size: int) -> dict:
     (:meth:`diffact.families.base.Family.encode_prompt`, the pipeline's own ``encode_prompt``), so training
     matches extraction by construction. ``encoder_hidden_states`` (1, 77, 32) for sd15 / (1, 77, 64) for sdxl,
     and for sdxl ``added_cond_kwargs`` = pooled ``text_embeds`` (1, 32) and ``time_ids`` (1, 6) =
-    (H, W, 0, 0, H, W) with H = W = image_size (spec §2.1). sd3: ``encoder_hidden_states`` (1, 333, 64) =
+    (H, W, 0, 0, H, W) with H = W = image_size (docs/paper.md §2.1). sd3: ``encoder_hidden_states`` (1, 333, 64) =
     77 CLIP-L ⊕ CLIP-G tokens + 256 zero tokens in place of T5 (encode_prompt's default max_sequence_length)
     and ``pooled_projections`` (1, 64)."""
     import torch

@@ -1,4 +1,4 @@
-"""PCA → RGB visualisation of an activation (the paper's ``feature_visualization.py`` recipe, paper_spec §6):
+"""PCA → RGB visualisation of an activation (the paper's ``feature_visualization.py`` recipe, docs/paper.md §6):
 reshape C×H×W to (H·W)×C, project on the first 3 principal components, min-max each component to [0, 1],
 show as RGB, nearest-upsampled."""
 

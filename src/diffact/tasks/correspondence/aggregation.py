@@ -1,4 +1,4 @@
-"""The paper's trained aggregation for semantic correspondence (algorithm ``conv``, spec §2.8; from DHF).
+"""The paper's trained aggregation for semantic correspondence (algorithm ``conv``, docs/paper.md §2.8; from DHF).
 
 Per image, every activation of a layer set is resized bilinearly to a square grid (paper: 128×128,
 ``F.interpolate(mode="bilinear")``) and the maps are concatenated along channels — for a multi-model set
@@ -46,9 +46,9 @@ from diffact.utils.seeding import derive_seed, numpy_rng
 
 log = logging.getLogger(__name__)
 
-PAPER_FEATURE_SIZE = 128  # spec §2.8: every layer → 128×128 before the conv
-PAPER_EVAL_SIZE = 512  # spec §2.8: conv output → 512×512 for the NN search
-PAPER_TEMPERATURE = 0.07  # spec §2.8: logit_scale = log(1/0.07), fixed (not a parameter)
+PAPER_FEATURE_SIZE = 128  # docs/paper.md §2.8: every layer → 128×128 before the conv
+PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: conv output → 512×512 for the NN search
+PAPER_TEMPERATURE = 0.07  # docs/paper.md §2.8: logit_scale = log(1/0.07), fixed (not a parameter)
 LOGIT_SCALE = math.log(1.0 / PAPER_TEMPERATURE)
 DEFAULT_CACHE_BYTES = 2 * 2**30  # resized input maps kept in memory (≈ 8 images at the paper's 3840×128²)
 
@@ -78,7 +78,7 @@ def resize_and_concat(maps: Sequence[torch.Tensor], size: int) -> torch.Tensor:
 
 
 def aggregation_out_channels(in_channels: int, n_models: int) -> int:
-    """Conv output width: C for one model, C // 2 when several models are concatenated (spec §2.8,
+    """Conv output width: C for one model, C // 2 when several models are concatenated (docs/paper.md §2.8,
     upstream ``out_dim = dim if len(configs) == 1 else dim // 2``)."""
     if n_models < 1:
         raise ConfigError(f"need at least one model, got {n_models}")
@@ -264,7 +264,7 @@ def training_targets(pair, grid: int, resize=None) -> tuple[torch.Tensor, torch.
 
 def clip_loss(src: torch.Tensor, trg: torch.Tensor, src_idx: torch.Tensor, trg_idx: torch.Tensor,
               logit_scale: float | torch.Tensor = LOGIT_SCALE) -> torch.Tensor:
-    """CLIP-style symmetric cross entropy (spec §2.8, upstream ``compute_clip_loss``).
+    """CLIP-style symmetric cross entropy (docs/paper.md §2.8, upstream ``compute_clip_loss``).
 
     ``src``, ``trg``: C×S×S maps; ``src_idx``/``trg_idx``: (N,) matching grid indices. Logits are
     exp(logit_scale)·cosine similarity; the source keypoints' rows over all S² target positions are
@@ -287,7 +287,7 @@ def clip_loss(src: torch.Tensor, trg: torch.Tensor, src_idx: torch.Tensor, trg_i
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training of the aggregation conv. Defaults are the paper's (spec §2.8, upstream task-corres.py)."""
+    """Training of the aggregation conv. Defaults are the paper's (docs/paper.md §2.8, upstream task-corres.py)."""
 
     epochs: int = 2
     pairs_per_epoch: int = 5000

@@ -1,4 +1,4 @@
-"""Keypoint transfer by nearest neighbours on feature maps (the paper's correspondence evaluation, spec §2.8).
+"""Keypoint transfer by nearest neighbours on feature maps (the paper's correspondence evaluation, docs/paper.md §2.8).
 
 The paper's ``validate`` (from DHF): upsample source and target feature maps bilinearly to 512×512
 (``F.interpolate(mode="bilinear")``, align_corners=False), L2-normalise the channels, and for each source
@@ -32,7 +32,7 @@ import torch
 from diffact.data.spair import keypoints_present
 from diffact.utils.errors import ConfigError, DataError
 
-PAPER_EVAL_SIZE = 512  # spec §2.8: features → 512×512 for the NN search
+PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: features → 512×512 for the NN search
 DEFAULT_TEMPERATURE = 0.02  # soft-argmax only (not used by the paper); cosine similarities lie in [-1, 1]
 DEFAULT_CHUNK_SIZE = 256  # keypoints per similarity block
 DEFAULT_MAX_BAND_ELEMENTS = 2**25  # floats per band-sized tensor (see band_rows_for), 128 MiB in float32

@@ -1,4 +1,4 @@
-"""PCK (percentage of correct keypoints) for semantic correspondence (paper §2.8, spec §4).
+"""PCK (percentage of correct keypoints) for semantic correspondence (paper §2.8, docs/paper.md §4).
 
 A predicted target keypoint is correct when its distance to the ground truth is at most a threshold
 (``<=``, as DHF's ``compute_pck``):

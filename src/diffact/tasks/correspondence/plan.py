@@ -1,10 +1,10 @@
 """Config → the Table 1 experiment grid, for the Snakefile (pure dict logic: no torch, cheap at DAG time).
 
 The ``correspondence.table1`` config section names the models (default: every model of the profile),
-the layer sets (paper Table 1: ``legacy``, ``practical``, ``amalgamation``; spec §2.6), the methods
+the layer sets (paper Table 1: ``legacy``, ``practical``, ``amalgamation``; docs/paper.md §2.6), the methods
 (``nn``, ``trained``), the protocols (``paper``, ``heldout``), the SPair datasets per split and the
 training settings. An *entry* is one row group of the table: a (model, layer set) or a named
-multi-model combination (Ours-XL-t: SDXL practical ⊕ SD1.5 amalgamation ⊕ PGv2 amalgamation; spec §5).
+multi-model combination (Ours-XL-t: SDXL practical ⊕ SD1.5 amalgamation ⊕ PGv2 amalgamation; docs/paper.md §5).
 
 A model can lack layers a paper set names (a smaller U-Net with fewer blocks per ViT than Ours-XL's
 block5/block7; the demo U-Nets have the paper's block counts and lack none). Such entries are declared under ``unavailable`` (model → set → reason) and
@@ -24,7 +24,7 @@ SPLIT_ROLES = ("trn", "val", "test")
 TRAINED_ROLES = ("trn", "val")  # the splits corr-train reads, with noise draws
 NOISE_MODES = ("fixed", "draws")
 
-# Paper values (spec §2.8) used when the config leaves a key out; the demo config overrides the sizes
+# Paper values (docs/paper.md §2.8) used when the config leaves a key out; the demo config overrides the sizes
 # and the schedule.
 TABLE1_DEFAULTS: dict = {
     "layer_sets": ["legacy", "practical", "amalgamation"],
@@ -134,7 +134,7 @@ def role_datasets(config: dict, role: str) -> list[str]:
 
 
 def _attention_note(family: str, layer_set: str) -> str:
-    """The paper's amalgamation set adds aggregated cross-attention maps (spec §2.5); the extraction here
+    """The paper's amalgamation set adds aggregated cross-attention maps (docs/paper.md §2.5); the extraction here
     stores the set's activations only, so say so in the table."""
     from diffact.extract.layersets import load_set_spec
 

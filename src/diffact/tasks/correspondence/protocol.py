@@ -1,4 +1,4 @@
-"""How one correspondence number is reported: the ``paper`` and ``heldout`` protocols (spec §2.8, §4).
+"""How one correspondence number is reported: the ``paper`` and ``heldout`` protocols (docs/paper.md §2.8, §4).
 
 * ``paper`` — what the paper's code does: evaluate on SPair's ``val-360`` (DHF's file; on the demo the
   ``val`` split with the deterministic subset rule) after every checkpoint and report the **maximum over

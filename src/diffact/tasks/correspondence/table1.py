@@ -2,7 +2,7 @@
 
 Our rows come from ``diffact corr-evaluate`` (one CSV per entry × method × protocol); entries that
 cannot run on the profile (:mod:`.plan`) become rows that say why. The paper's numbers are data in
-``diffact/data/reference/paper_table1.csv`` (spec §1 Table 1) and are joined on (family, layer set) for
+``diffact/data/reference/paper_table1.csv`` (docs/paper.md §1 Table 1) and are joined on (family, layer set) for
 single-model rows (legacy → Legacy-v1.5 / Legacy-XL, practical → Ours-v1.5 / Ours-XL) and on the
 configured ``paper_method`` for combinations (Ours-XL-t). The paper's protocol is ``trained`` +
 ``paper`` (max over checkpoints on val-360); the other rows have no paper counterpart, but the paper
