@@ -78,7 +78,7 @@ def test_check_data_accepts_every_tree_but_the_official_image_counts(tree, monke
 
 
 def test_the_checkers_themselves_find_nothing(tree):
-    from diffact.checks import ddpmseg_problems
+    from diffact.data.registry import ddpmseg_problems
     from diffact.data.spair import check_spair_root
 
     assert check_spair_root(tree / "SPair-71k") == []

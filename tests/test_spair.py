@@ -282,7 +282,7 @@ def dhf_file(pairs: int, keypoints: int) -> list[dict]:
 
 @pytest.mark.parametrize("subset, pairs, keypoints", [("val-360", 360, 2615), ("test-360", 360, 2529)])
 def test_dhf_subset_counts_are_checked_unless_official_counts_is_off(tiny, subset, pairs, keypoints):
-    from diffact.checks import spair_problems
+    from diffact.data.registry import spair_problems
 
     path = tiny / "annotations" / f"spair_71k_{subset}.json"
     path.parent.mkdir()

@@ -2,7 +2,8 @@
 
 Everything is checked and every problem is collected, so one call lists all that is missing or malformed
 (a day-long cluster run should not die at hour three on the second dataset). Nothing is loaded: datasets are
-checked with their loaders' checkers (SPair-71k, DDPM-seg, ADE20K, Cityscapes), models with
+checked with their kind's checker in :mod:`diffact.data.registry`, the registry extraction lists images with
+(SPair-71k, DDPM-seg, ADE20K, Cityscapes, a plain folder), models with
 :func:`diffact.models.loading.reference_problems` (local folder complete; hub id in the Hugging Face cache,
 or reachable when not offline; single-file checkpoint present).
 
@@ -12,17 +13,14 @@ subset drawn by rule because its file is absent).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from diffact.utils.errors import DataError, DiffactError
+from diffact.utils.errors import ConfigError, DiffactError
 
-# Checkers of the kinds whose modules another part of the project provides; looked up when needed, so a
-# missing module is a note ("not checked"), not a crash.
-LAYOUT_CHECKERS = {"ade20k": ("diffact.data.ade20k", "check_ade20k"),
-                   "cityscapes": ("diffact.data.cityscapes", "check_cityscapes")}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+if TYPE_CHECKING:
+    from diffact.data.registry import RootUse
 
 
 @dataclass
@@ -61,49 +59,6 @@ def schema_problems(config: dict, schema_path: str | Path) -> list[str]:
 
 # ---- datasets ----------------------------------------------------------------------------------------------
 
-def spair_problems(root: str, splits: list[str], subsets: dict[str, dict]) -> tuple[list[str], list[str]]:
-    """(problems, notes) of one SPair-71k root, for the splits and named subsets the profile uses.
-
-    ``subsets``: subset name → its policy (:func:`diffact.data.spair.subset_options`). A subset file that is
-    there is read as the run would read it (DHF's val-360/test-360 checked against the released counts unless
-    ``official_counts`` is false); a missing DHF file is a problem naming every place looked in, unless the
-    policy says ``subset_fallback: draw``; other missing subsets (test-90) are drawn by rule: a note."""
-    from diffact.data.spair import (
-        DHF_SUBSET_COUNTS,
-        DRAWN_SUFFIX,
-        SPairDataset,
-        check_spair_root,
-        drawn_per_category,
-        missing_subset_message,
-        subset_file_candidates,
-    )
-
-    problems = check_spair_root(root, splits=sorted(set(splits)))
-    notes = []
-    if not Path(root).is_dir():
-        return problems, notes
-    for subset, policy in sorted(subsets.items()):
-        candidates = subset_file_candidates(root, subset)
-        if any(p.is_file() for p in candidates):
-            try:
-                SPairDataset(root, subset=subset, **policy)
-            except DiffactError as err:
-                problems.append(str(err))
-            continue
-        if subset in DHF_SUBSET_COUNTS and policy["subset_fallback"] != "draw":
-            problems.append(missing_subset_message(root, subset))
-            continue
-        folders = ", ".join(str(p.parent) for p in candidates)
-        try:
-            per_category = drawn_per_category(subset)
-        except DiffactError as err:
-            problems.append(str(err))
-            continue
-        notes.append(f"subset {subset}: no {candidates[0].name} (looked in {folders}); a deterministic draw "
-                     f"of {per_category} pairs per category stands in for it, labelled {subset}{DRAWN_SUFFIX}")
-    return problems, notes
-
-
 def _strictest(a: dict, b: dict) -> dict:
     """Two entries use one subset of one root: draw only if both allow it, check counts if either does."""
     return {"subset_fallback": "draw" if a["subset_fallback"] == b["subset_fallback"] == "draw" else "error",
@@ -125,61 +80,22 @@ def spair_subset_uses(config: dict) -> list[tuple[str, str]]:
     return uses
 
 
-def ddpmseg_problems(root: str, name: str | None = None) -> list[str]:
-    """Every problem of a DDPM-seg dataset folder: layout, class table, and each image/label pair."""
-    from diffact.data.ddpmseg import open_ddpmseg, validate_item
-
-    try:
-        dataset = open_ddpmseg(root, name=name, validate=False)
-    except DiffactError as err:
-        return [str(err)]
-    problems = []
-    for item in dataset.images():
-        try:
-            validate_item(item, dataset.info)
-        except DiffactError as err:
-            problems.append(str(err))
-    return problems
-
-
-def folder_dataset_problems(root: str) -> list[str]:
-    path = Path(root)
-    if not path.is_dir():
-        return [f"image folder {root} does not exist"]
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
-        return [f"image folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)})"]
-    return []
-
-
-def layout_problems(kind: str, root: str, official_counts: bool = True) -> list[str] | None:
-    """Problems from the kind's own checker, or None when that checker is not available. ``official_counts``
-    False (a dataset entry's ``official_counts: false``, the rehearsal's fixture trees) skips the check of the
-    official release's image counts; everything else is still checked."""
-    module_name, function = LAYOUT_CHECKERS[kind]
-    try:
-        checker = getattr(importlib.import_module(module_name), function)
-    except (ImportError, AttributeError):
-        return None
-    try:
-        return list(checker(root, official_counts=official_counts))
-    except DataError as err:
-        return [str(err)]
-
-
-def check_datasets(config: dict, report: Report) -> None:
-    """Every dataset entry; entries that share a root (SPair splits) are checked once for all their splits."""
+def root_uses(config: dict, report: Report) -> list[RootUse]:
+    """The profile's dataset entries grouped by (kind, root), in config order, so a root the entries share (SPair's
+    splits) is checked once for all of them; demo entries the workflow builds are left out. An SPair subset
+    whose policy is malformed is a problem of its entry."""
+    from diffact.data.registry import RootUse
     from diffact.data.spair import subset_options
 
     datasets = config.get("datasets") or {}
-    spair_roots: dict[str, dict] = {}
+    groups: dict[tuple[str, str], dict] = {}
     for name, entry in datasets.items():
-        if entry.get("kind") == "spair" and not entry.get("build"):
-            group = spair_roots.setdefault(str(entry.get("root", "")), {"names": [], "splits": [], "subsets": {}})
-            group["names"].append(name)
-            group["splits"].append(entry.get("split", "test"))
+        if not entry.get("build"):
+            key = (str(entry.get("kind")), str(entry.get("root", "")))
+            groups.setdefault(key, {"entries": {}, "subsets": {}})["entries"][name] = entry
     for name, subset in spair_subset_uses(config):
         entry = datasets[name]
-        group = spair_roots.get(str(entry.get("root", "")))
+        group = groups.get((str(entry.get("kind")), str(entry.get("root", ""))))
         if group is None or entry.get("kind") != "spair" or entry.get("build"):
             continue
         try:
@@ -189,33 +105,32 @@ def check_datasets(config: dict, report: Report) -> None:
             continue
         known = group["subsets"].get(subset)
         group["subsets"][subset] = policy if known is None else _strictest(known, policy)
-    for name, entry in datasets.items():
-        kind, root = entry.get("kind"), str(entry.get("root", ""))
-        subject = f"dataset {name} ({kind}, {root})"
+    return [RootUse(kind, root, group["entries"], group["subsets"]) for (kind, root), group in groups.items()]
+
+
+def check_datasets(config: dict, report: Report) -> None:
+    """Every dataset root, with its kind's checker (:mod:`diffact.data.registry`, the registry extraction lists
+    images with); entries that share a root (SPair splits) are checked once for all their splits."""
+    from diffact.data.registry import get_kind
+
+    uses = {name: use for use in root_uses(config, report) for name in use.entries}
+    for name, entry in (config.get("datasets") or {}).items():
+        root = str(entry.get("root", ""))
         if entry.get("build"):
             if not Path(root).exists():
-                report.note(subject, "a demo dataset; the workflow builds it")
+                report.note(f"dataset {name} ({entry.get('kind')}, {root})", "a demo dataset; the workflow builds it")
             continue
-        if kind == "spair":
-            group = spair_roots[root]
-            if group["names"][0] == name:  # one check per root, for every split its entries use
-                subject = f"dataset {', '.join(group['names'])} (spair, {root})"
-                problems, notes = spair_problems(root, group["splits"], group["subsets"])
-                report.add(subject, problems)
-                for message in notes:
-                    report.note(subject, message)
-        elif kind == "ddpmseg":
-            report.add(subject, ddpmseg_problems(root, entry.get("name")))
-        elif kind == "folder":
-            report.add(subject, folder_dataset_problems(root))
-        elif kind in LAYOUT_CHECKERS:
-            found = layout_problems(kind, root, official_counts=entry.get("official_counts", True) is not False)
-            if found is None:
-                report.note(subject, f"not checked: {'.'.join(LAYOUT_CHECKERS[kind])} is not available")
-            else:
-                report.add(subject, found)
-        else:
-            report.add(subject, [f"unknown dataset kind {kind!r}"])
+        use = uses[name]
+        if next(iter(use.entries)) != name:  # checked with the first entry of its root
+            continue
+        subject = f"dataset {', '.join(use.entries)} ({use.kind}, {root})"
+        try:
+            problems, notes = get_kind(use.kind).check(use)
+        except ConfigError as err:
+            problems, notes = [str(err)], []
+        report.add(subject, problems)
+        for message in notes:
+            report.note(subject, message)
 
 
 # ---- models ------------------------------------------------------------------------------------------------

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffact.data.images import load_rgb
+from diffact.data.images import IMAGE_SUFFIXES, image_files, load_rgb
 from diffact.utils.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")
 # DDPM-seg marks "do not train / do not evaluate" pixels with 255 (experiments/*/ddpm.json "ignore_label").
 IGNORE_LABEL = 255
@@ -229,9 +228,9 @@ def list_split(folder: Path, split: str) -> list[SegImage]:
     """Images of one split folder in sorted order, each paired with ``<stem>.npy``."""
     if not folder.is_dir():
         raise DataError(f"{folder}: missing split folder (expected {split}/ with images and .npy labels)")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    images = image_files(folder)
     if not images:
-        raise DataError(f"{folder}: no images (*.png, *.jpg) in the {split} split")
+        raise DataError(f"{folder}: no images (files ending in {', '.join(IMAGE_SUFFIXES)}) in the {split} split")
     items = []
     stems: set[str] = set()
     for path in images:

@@ -28,6 +28,16 @@ from diffact.utils.io import atomic_path
 
 # Fixed JPEG settings so the demo datasets are byte-identical for a given seed.
 JPEG_QUALITY = 95
+# The image files every dataset kind accepts where its layout does not fix one suffix (a plain folder, DDPM-seg's
+# split folders): the one list of the package, so `diffact check-data` and extraction accept the same files.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder`` (subfolders are not searched), sorted by name. Hidden files are
+    skipped: macOS copies leave ``._<name>.jpg`` resource forks beside the images, which are not images."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
