@@ -114,3 +114,25 @@ def test_official_counts_are_checked_unless_every_entry_of_the_root_turns_them_o
 
     assert RootUse("ade20k", "r", {"a": {}, "b": {"official_counts": False}}).official_counts
     assert not RootUse("ade20k", "r", {"a": {"official_counts": False}}).official_counts
+
+
+def test_figures_find_a_store_image_where_extraction_read_it(tmp_path):
+    from types import SimpleNamespace
+
+    from diffact.analysis.plots import store_image_path
+
+    ade = tmp_path / "ade"  # ADE20K's layout: images/<split>/, which the figures' own folder search missed
+    write_image(ade / "images" / "training" / "ADE_train_00000001.jpg")
+    (ade / "annotations" / "training").mkdir(parents=True)
+    Image.fromarray(np.ones((8, 8), dtype=np.uint8)).save(ade / "annotations" / "training" / "ADE_train_00000001.png")
+    folder = tmp_path / "folder"  # a .webp image, a suffix the figures' own list lacked
+    write_image(folder / "a.webp")
+
+    def store(kind, root, split=None):
+        return SimpleNamespace(settings={"dataset": {"kind": kind, "root": str(root), "split": split}})
+
+    assert store_image_path(store("ade20k", ade, "training"), "training/ADE_train_00000001") == \
+        ade / "images" / "training" / "ADE_train_00000001.jpg"
+    assert store_image_path(store("folder", folder), "a") == folder / "a.webp"
+    assert store_image_path(store("folder", folder), "b") is None
+    assert store_image_path(store("folder", tmp_path / "absent"), "a") is None

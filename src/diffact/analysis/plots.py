@@ -90,19 +90,20 @@ def resolution_members(layers: Sequence[str], stage: str, level: int, kinds: Seq
 
 
 def store_image_path(store, image_id: str):
-    """The input image of a store shard, found from the store's dataset root (DDPM-seg layout
-    ``<root>/real/<split>/<stem>.png``, SPair-71k ``<root>/JPEGImages/<category>/<stem>.jpg``, or a plain
-    folder); None when it cannot be found."""
-    from pathlib import Path
+    """The input image of a store shard: the path the dataset-kind registry gives the id for the store's dataset
+    (kind, root and split are in its settings), so the figure shows the file extraction read; None when the
+    dataset cannot be read or does not hold the id. The split's whole image list is read (not the store's subset):
+    a subset's images are its split's, and a subset file may be absent where the run drew the subset by rule."""
+    from diffact.data.registry import dataset_images
+    from diffact.utils.errors import DiffactError
 
-    root = Path(store.settings.get("dataset", {}).get("root", ""))
-    split, _, stem = image_id.rpartition("/")
-    for folder in (root / "real" / split, root / "JPEGImages" / split, root / split, root):
-        if folder.is_dir():
-            hits = [p for p in sorted(folder.glob(f"{stem}.*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
-            if hits:
-                return hits[0]
-    return None
+    dataset = store.settings.get("dataset") or {}
+    if not dataset.get("kind") or not dataset.get("root"):
+        return None
+    try:
+        return dict(dataset_images(dataset["kind"], dataset["root"], dataset.get("split"))).get(image_id)
+    except DiffactError:
+        return None
 
 
 def query_point(labels: np.ndarray, background: int = 0, ignore: int = 255) -> tuple[int, int]:
