@@ -136,3 +136,28 @@ def test_figures_find_a_store_image_where_extraction_read_it(tmp_path):
     assert store_image_path(store("folder", folder), "a") == folder / "a.webp"
     assert store_image_path(store("folder", folder), "b") is None
     assert store_image_path(store("folder", tmp_path / "absent"), "a") is None
+
+
+def test_each_demo_build_belongs_to_one_kind_and_check_data_refuses_a_mismatch(tmp_path):
+    from diffact import workflow
+    from diffact.data.registry import KINDS
+    from diffact.tasks.segmentation import plan as segplan
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    schema_builds = schema["properties"]["datasets"]["additionalProperties"]["properties"]["build"]["enum"]
+    builds = [build for kind in KINDS.values() for build in kind.builds]
+    assert sorted(builds) == sorted(schema_builds) and len(set(builds)) == len(builds)
+    # the workflow's own markers (until it reads them from the registry) are the registry's
+    assert workflow.DEMO_DATA_MARKERS == {k: KINDS[k].demo_marker for k in workflow.DEMO_DATA_MARKERS}
+    assert segplan.DEMO_MARKER == KINDS["ade20k"].demo_marker
+
+    root = tmp_path / "seg"
+    report = Report()
+    check_datasets({"datasets": {"seg": {"kind": "ddpmseg", "root": str(root), "build": "ade"},
+                                 "ok": {"kind": "ade20k", "root": str(root), "build": "ade"}}}, report)
+    assert report.problems == [f"dataset seg (ddpmseg, {root}): build 'ade' makes a root of kind ade20k; kind "
+                               "ddpmseg is built by simple, complex"]
+    report = Report()
+    check_datasets({"datasets": {"mine": {"kind": "folder", "root": str(root), "build": "demo"}}}, report)
+    assert report.problems == [f"dataset mine (folder, {root}): build 'demo' makes a root of kind spair; kind "
+                               "folder has no demo builder: give the root of a real dataset and no build"]

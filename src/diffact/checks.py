@@ -111,14 +111,19 @@ def root_uses(config: dict, report: Report) -> list[RootUse]:
 def check_datasets(config: dict, report: Report) -> None:
     """Every dataset root, with its kind's checker (:mod:`diffact.data.registry`, the registry extraction lists
     images with); entries that share a root (SPair splits) are checked once for all their splits."""
-    from diffact.data.registry import get_kind
+    from diffact.data.registry import build_problems, get_kind
 
     uses = {name: use for use in root_uses(config, report) for name in use.entries}
     for name, entry in (config.get("datasets") or {}).items():
         root = str(entry.get("root", ""))
         if entry.get("build"):
+            subject = f"dataset {name} ({entry.get('kind')}, {root})"
+            try:
+                report.add(subject, build_problems(str(entry.get("kind")), str(entry["build"])))
+            except ConfigError as err:
+                report.add(subject, [str(err)])
             if not Path(root).exists():
-                report.note(f"dataset {name} ({entry.get('kind')}, {root})", "a demo dataset; the workflow builds it")
+                report.note(subject, "a demo dataset; the workflow builds it")
             continue
         use = uses[name]
         if next(iter(use.entries)) != name:  # checked with the first entry of its root

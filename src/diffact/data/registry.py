@@ -52,12 +52,16 @@ class RootUse:
 @dataclass(frozen=True)
 class DatasetKind:
     """One dataset kind. ``list_images(root, split, subset, subset_policy)``: the (id, path) pairs of a split
-    (``split`` None or "all": every split), sorted by id; ``check(use)``: (problems, notes) of one root."""
+    (``split`` None or "all": every split), sorted by id; ``check(use)``: (problems, notes) of one root.
+    ``builds``: the demo builders (a ``datasets`` entry's ``build``) that make a root of this kind from shipped
+    images; ``demo_marker``: the file such a builder writes last, so its presence means the root is complete."""
 
     name: str
     layout: str  # where the images and annotations of a split live; shown when a root holds no images
     list_images: Callable[[str | Path, str | None, str | None, dict], ImageList]
     check: Callable[[RootUse], Findings]
+    builds: tuple[str, ...] = ()
+    demo_marker: str | None = None
 
 
 # ---- SPair-71k ---------------------------------------------------------------------------------------------
@@ -220,14 +224,16 @@ def _segmentation_checker(kind: str) -> Callable[[RootUse], Findings]:
 
 KINDS: dict[str, DatasetKind] = {kind.name: kind for kind in (
     DatasetKind("spair", "JPEGImages/<category>/<image>.jpg; a split's pairs in PairAnnotation/<split>/*.json "
-                "(splits trn, val, test); ids <category>/<stem>", spair_images, _check_spair),
+                "(splits trn, val, test); ids <category>/<stem>", spair_images, _check_spair,
+                builds=("demo",), demo_marker="Layout/large/test.txt"),  # make-demo-spair
     DatasetKind("ddpmseg", "real/<split>/<stem>.<image suffix> (or <split>/ in the root), each beside <stem>.npy; "
                 f"splits train, test; image suffixes {', '.join(IMAGE_SUFFIXES)}; ids <split>/<stem>",
-                ddpmseg_images, _check_ddpmseg),
+                ddpmseg_images, _check_ddpmseg, builds=("simple", "complex"), demo_marker="dataset.json"),  # make-demo-seg
     DatasetKind("folder", f"image files end in {', '.join(IMAGE_SUFFIXES)}, directly in the root (subfolders are "
                 "not searched); ids = file stems", folder_images, _check_folder),
     DatasetKind("ade20k", "images/<split>/*.jpg with annotations/<split>/*.png; splits training, validation; "
-                "ids <split>/<stem>", _segmentation_lister("ade20k"), _segmentation_checker("ade20k")),
+                "ids <split>/<stem>", _segmentation_lister("ade20k"), _segmentation_checker("ade20k"),
+                builds=("ade",), demo_marker="dataset.json"),  # make-demo-ade
     DatasetKind("cityscapes", "leftImg8bit/<split>/<city>/*_leftImg8bit.png with "
                 "gtFine/<split>/<city>/*_gtFine_labelTrainIds.png; splits train, val; ids <split>/<city>/<frame>",
                 _segmentation_lister("cityscapes"), _segmentation_checker("cityscapes")),
@@ -239,6 +245,19 @@ def get_kind(name: str) -> DatasetKind:
         return KINDS[name]
     except KeyError:
         raise ConfigError(f"unknown dataset kind {name!r}; known kinds: {', '.join(KINDS)}") from None
+
+
+def build_problems(kind: str, build: str) -> list[str]:
+    """A demo entry's ``build`` must make a root of the entry's kind: the workflow picks its builder by ``build``
+    alone, so a mismatch would build one layout and read it as another."""
+    dataset_kind = get_kind(kind)
+    if build in dataset_kind.builds:
+        return []
+    makes = next((k.name for k in KINDS.values() if build in k.builds), None)
+    what = f"makes a root of kind {makes}" if makes else "is no demo builder"
+    allowed = (f"kind {kind} is built by {', '.join(dataset_kind.builds)}" if dataset_kind.builds
+               else f"kind {kind} has no demo builder: give the root of a real dataset and no build")
+    return [f"build {build!r} {what}; {allowed}"]
 
 
 def dataset_images(kind: str, root: str | Path, split: str | None = None, subset: str | None = None,
