@@ -161,3 +161,26 @@ def test_each_demo_build_belongs_to_one_kind_and_check_data_refuses_a_mismatch(t
     check_datasets({"datasets": {"mine": {"kind": "folder", "root": str(root), "build": "demo"}}}, report)
     assert report.problems == [f"dataset mine (folder, {root}): build 'demo' makes a root of kind spair; kind "
                                "folder has no demo builder: give the root of a real dataset and no build"]
+
+
+def test_a_kind_takes_its_entry_options_and_refuses_others(tmp_path):
+    from diffact.data.registry import lister_options
+
+    root = tmp_path / "my-horses"  # a folder name that does not say which DDPM-seg dataset it is
+    for split, stem in (("train", "a"), ("test", "b")):
+        write_image(root / "real" / split / f"{stem}.png")
+        np.save(root / "real" / split / f"{stem}.npy", np.zeros((8, 8), dtype=np.uint8))
+    entry = {"kind": "ddpmseg", "root": str(root), "name": "horse_21"}
+    with pytest.raises(DataError, match="unknown dataset; name it"):
+        dataset_images("ddpmseg", root)
+    assert lister_options(entry) == {"name": "horse_21"}
+    assert [i for i, _ in dataset_images("ddpmseg", root, **lister_options(entry))] == ["test/b", "train/a"]
+    assert check_data_problems("ddpmseg", root) != []  # no name: check-data refuses it as extraction does
+    report = Report()
+    check_datasets({"datasets": {"d": entry}}, report)
+    assert report.problems == []
+
+    assert lister_options({"kind": "spair", "root": "r"}) == {"subset_fallback": "error", "official_counts": True}
+    assert lister_options({"kind": "folder", "root": "r", "name": "x"}) == {}
+    with pytest.raises(ConfigError, match="^dataset kind ddpmseg takes no option 'subset_fallback'; its options: name$"):
+        dataset_images("ddpmseg", root, subset_fallback="draw")

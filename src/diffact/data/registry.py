@@ -51,8 +51,9 @@ class RootUse:
 
 @dataclass(frozen=True)
 class DatasetKind:
-    """One dataset kind. ``list_images(root, split, subset, subset_policy)``: the (id, path) pairs of a split
-    (``split`` None or "all": every split), sorted by id; ``check(use)``: (problems, notes) of one root.
+    """One dataset kind. ``list_images(root, split, subset, options)``: the (id, path) pairs of a split
+    (``split`` None or "all": every split), sorted by id; ``options``: the entry keys the lister reads, named in
+    ``options`` (SPair's subset policy, DDPM-seg's ``name``); ``check(use)``: (problems, notes) of one root.
     ``builds``: the demo builders (a ``datasets`` entry's ``build``) that make a root of this kind from shipped
     images; ``demo_marker``: the file such a builder writes last, so its presence means the root is complete."""
 
@@ -60,6 +61,7 @@ class DatasetKind:
     layout: str  # where the images and annotations of a split live; shown when a root holds no images
     list_images: Callable[[str | Path, str | None, str | None, dict], ImageList]
     check: Callable[[RootUse], Findings]
+    options: tuple[str, ...] = ()
     builds: tuple[str, ...] = ()
     demo_marker: str | None = None
 
@@ -72,13 +74,13 @@ def spair_image_id(category: str, path: str | Path) -> str:
 
 
 def spair_images(root: str | Path, split: str | None = "test", subset: str | None = None,
-                 subset_policy: dict | None = None) -> ImageList:
-    """The images of a split's pairs (default test); ``subset_policy``: :class:`diffact.data.spair.SPairDataset`'s
+                 options: dict | None = None) -> ImageList:
+    """The images of a split's pairs (default test); ``options``: :class:`diffact.data.spair.SPairDataset`'s
     ``subset_fallback`` / ``official_counts``."""
     from diffact.data.spair import SPairDataset
 
     images: dict[str, Path] = {}
-    for pair in SPairDataset(root, split=split or "test", subset=subset, **(subset_policy or {})):
+    for pair in SPairDataset(root, split=split or "test", subset=subset, **(options or {})):
         for path in (pair.src_path, pair.trg_path):
             images[spair_image_id(pair.category, path)] = path
     return sorted(images.items())
@@ -134,10 +136,12 @@ def _check_spair(use: RootUse) -> Findings:
 # ---- DDPM-seg ----------------------------------------------------------------------------------------------
 
 def ddpmseg_images(root: str | Path, split: str | None = None, subset: str | None = None,
-                   subset_policy: dict | None = None) -> ImageList:
+                   options: dict | None = None) -> ImageList:
+    """``options``: the entry's ``name`` (horse_21, ...) when the folder's name does not say which dataset it is:
+    the class table checks every label, as check-data does."""
     from diffact.data.ddpmseg import open_ddpmseg
 
-    dataset = open_ddpmseg(root)
+    dataset = open_ddpmseg(root, name=(options or {}).get("name"))
     return sorted((item.id, item.image_path) for item in dataset.images(None if split in (None, "all") else split))
 
 
@@ -165,7 +169,7 @@ def _check_ddpmseg(use: RootUse) -> Findings:
 # ---- a plain folder of images ------------------------------------------------------------------------------
 
 def folder_images(root: str | Path, split: str | None = None, subset: str | None = None,
-                  subset_policy: dict | None = None) -> ImageList:
+                  options: dict | None = None) -> ImageList:
     """The images directly in ``root``, id = file stem; two images with one stem (``a.jpg``, ``a.png``) would
     write one feature shard twice, so they are an error."""
     root = Path(root)
@@ -199,7 +203,7 @@ def _segmentation_module(kind: str):
 
 def _segmentation_lister(kind: str) -> Callable[..., ImageList]:
     def list_images(root: str | Path, split: str | None = None, subset: str | None = None,
-                    subset_policy: dict | None = None) -> ImageList:
+                    options: dict | None = None) -> ImageList:
         """Ids ``<split>/<stem>`` (ADE20K) / ``<split>/<city>/<frame>`` (Cityscapes); no split = every split."""
         module = _segmentation_module(kind)
         pairs = module.ade20k_pairs if kind == "ade20k" else module.cityscapes_pairs
@@ -225,10 +229,11 @@ def _segmentation_checker(kind: str) -> Callable[[RootUse], Findings]:
 KINDS: dict[str, DatasetKind] = {kind.name: kind for kind in (
     DatasetKind("spair", "JPEGImages/<category>/<image>.jpg; a split's pairs in PairAnnotation/<split>/*.json "
                 "(splits trn, val, test); ids <category>/<stem>", spair_images, _check_spair,
-                builds=("demo",), demo_marker="Layout/large/test.txt"),  # make-demo-spair
+                options=("subset_fallback", "official_counts"), builds=("demo",), demo_marker="Layout/large/test.txt"),  # make-demo-spair
     DatasetKind("ddpmseg", "real/<split>/<stem>.<image suffix> (or <split>/ in the root), each beside <stem>.npy; "
                 f"splits train, test; image suffixes {', '.join(IMAGE_SUFFIXES)}; ids <split>/<stem>",
-                ddpmseg_images, _check_ddpmseg, builds=("simple", "complex"), demo_marker="dataset.json"),  # make-demo-seg
+                ddpmseg_images, _check_ddpmseg, options=("name",), builds=("simple", "complex"),
+                demo_marker="dataset.json"),  # make-demo-seg
     DatasetKind("folder", f"image files end in {', '.join(IMAGE_SUFFIXES)}, directly in the root (subfolders are "
                 "not searched); ids = file stems", folder_images, _check_folder),
     DatasetKind("ade20k", "images/<split>/*.jpg with annotations/<split>/*.png; splits training, validation; "
@@ -260,12 +265,27 @@ def build_problems(kind: str, build: str) -> list[str]:
     return [f"build {build!r} {what}; {allowed}"]
 
 
+def lister_options(entry: dict) -> dict:
+    """The options of a ``datasets`` entry that its kind's lister reads (SPair's subset policy with its defaults,
+    checked; DDPM-seg's ``name``): what a caller holding the entry passes to :func:`dataset_images`."""
+    kind = get_kind(str(entry.get("kind")))
+    if kind.name == "spair":
+        from diffact.data.spair import subset_options
+
+        return subset_options(entry)
+    return {key: entry[key] for key in kind.options if entry.get(key) is not None}
+
+
 def dataset_images(kind: str, root: str | Path, split: str | None = None, subset: str | None = None,
-                   **subset_policy) -> ImageList:
-    """All images of a dataset split, sorted by id; an empty dataset is an error. ``subset_policy`` (SPair
-    only): ``subset_fallback`` / ``official_counts`` of :class:`diffact.data.spair.SPairDataset`."""
+                   **options) -> ImageList:
+    """All images of a dataset split, sorted by id; an empty dataset is an error. ``options``: the kind's
+    (:func:`lister_options`): SPair's ``subset_fallback`` / ``official_counts``, DDPM-seg's ``name``."""
     dataset_kind = get_kind(kind)
-    images = dataset_kind.list_images(root, split, subset, subset_policy)
+    unknown = sorted(set(options) - set(dataset_kind.options))
+    if unknown:
+        raise ConfigError(f"dataset kind {kind} takes no option {', '.join(map(repr, unknown))}; its options: "
+                          f"{', '.join(dataset_kind.options) or 'none'}")
+    images = dataset_kind.list_images(root, split, subset, options)
     if not images:
         what = f"split {split!r} of this {kind} dataset" if split else f"this {kind} dataset"
         raise DataError(f"{root}: {what} has no images ({dataset_kind.layout})")
