@@ -178,6 +178,12 @@ def test_counts_come_from_disk_when_the_root_exists(tmp_path, monkeypatch, cli):
     assert (count.images, count.exact) == (5, True) and count.source.startswith("counted on disk")
     assert bd.dataset_count(config, "horse21", SMALL_SIZES, split="train").images == 3
 
+    # a folder whose name does not say which dataset it is: counted with the entry's `name`, as extraction reads it
+    (tmp_path / "horse_21" / "dataset.json").rename(tmp_path / "dataset.json.away")
+    (tmp_path / "horse_21").rename(tmp_path / "horses")
+    config["datasets"]["horse21"].update(root=str(tmp_path / "horses"), name="horse_21")
+    assert bd.dataset_count(config, "horse21", SMALL_SIZES).images == 5
+
 
 def test_a_model_missing_from_the_bench_is_not_measured(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)

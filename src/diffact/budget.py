@@ -103,11 +103,11 @@ def _on_disk(root: str | None) -> bool:
     return bool(root) and Path(root).exists()
 
 
-def _counted(kind: str, root: str, split=None, subset=None, **subset_policy) -> Count:
+def _counted(kind: str, root: str, split=None, subset=None, **options) -> Count:
     from diffact.data.registry import dataset_images
 
     where = f"counted on disk in {root}" + (f" (split {split})" if split else "") + (f" (subset {subset})" if subset else "")
-    return Count(len(dataset_images(kind, root, split, subset, **subset_policy)), where, True)
+    return Count(len(dataset_images(kind, root, split, subset, **options)), where, True)
 
 
 def _ddpmseg_reference(entry: dict, sizes: dict) -> dict:
@@ -141,12 +141,11 @@ def dataset_count(config: dict, name: str, sizes: dict, split: str | None = None
     entry = wf.dataset_entry(config, name)
     kind, root = entry["kind"], entry.get("root")
     if _on_disk(root):
-        try:
-            if kind == "spair":
-                from diffact.data.spair import subset_options
+        from diffact.data.registry import lister_options
 
-                return _counted(kind, root, entry.get("split", "test"), entry.get("subset"), **subset_options(entry))
-            return _counted(kind, root, split or entry.get("split"))
+        try:  # the entry's own options (SPair's subset policy, DDPM-seg's name), as extraction reads it
+            split = entry.get("split", "test") if kind == "spair" else split or entry.get("split")
+            return _counted(kind, root, split, entry.get("subset"), **lister_options(entry))
         except (DataError, ConfigError) as err:
             raise DataError(f"dataset {name}: {root} exists but cannot be counted ({err})") from err
     if entry.get("build"):
