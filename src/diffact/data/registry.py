@@ -52,8 +52,9 @@ class RootUse:
 @dataclass(frozen=True)
 class DatasetKind:
     """One dataset kind. ``list_images(root, split, subset, options)``: the (id, path) pairs of a split
-    (``split`` None or "all": every split), sorted by id; ``options``: the entry keys the lister reads, named in
-    ``options`` (SPair's subset policy, DDPM-seg's ``name``); ``check(use)``: (problems, notes) of one root.
+    (``split`` None or "all": every split), sorted by id; ``options``: the entry keys the lister reads (SPair's
+    subset policy, DDPM-seg's ``name``), taken from an entry by ``read_options`` (default: those present);
+    ``check(use)``: (problems, notes) of one root.
     ``builds``: the demo builders (a ``datasets`` entry's ``build``) that make a root of this kind from shipped
     images; ``demo_marker``: the file such a builder writes last, so its presence means the root is complete."""
 
@@ -62,8 +63,14 @@ class DatasetKind:
     list_images: Callable[[str | Path, str | None, str | None, dict], ImageList]
     check: Callable[[RootUse], Findings]
     options: tuple[str, ...] = ()
+    read_options: Callable[[dict], dict] | None = None
     builds: tuple[str, ...] = ()
     demo_marker: str | None = None
+
+    def entry_options(self, entry: dict) -> dict:
+        if self.read_options is not None:
+            return self.read_options(entry)
+        return {key: entry[key] for key in self.options if entry.get(key) is not None}
 
 
 # ---- SPair-71k ---------------------------------------------------------------------------------------------
@@ -127,6 +134,12 @@ def spair_problems(root: str, splits: list[str], subsets: dict[str, dict]) -> Fi
         notes.append(f"subset {subset}: no {candidates[0].name} (looked in {folders}); a deterministic draw "
                      f"of {per_category} pairs per category stands in for it, labelled {subset}{DRAWN_SUFFIX}")
     return problems, notes
+
+
+def _spair_options(entry: dict) -> dict:
+    from diffact.data.spair import subset_options
+
+    return subset_options(entry)  # with its defaults, and subset_fallback checked
 
 
 def _check_spair(use: RootUse) -> Findings:
@@ -229,7 +242,8 @@ def _segmentation_checker(kind: str) -> Callable[[RootUse], Findings]:
 KINDS: dict[str, DatasetKind] = {kind.name: kind for kind in (
     DatasetKind("spair", "JPEGImages/<category>/<image>.jpg; a split's pairs in PairAnnotation/<split>/*.json "
                 "(splits trn, val, test); ids <category>/<stem>", spair_images, _check_spair,
-                options=("subset_fallback", "official_counts"), builds=("demo",), demo_marker="Layout/large/test.txt"),  # make-demo-spair
+                options=("subset_fallback", "official_counts"), read_options=_spair_options,
+                builds=("demo",), demo_marker="Layout/large/test.txt"),  # make-demo-spair
     DatasetKind("ddpmseg", "real/<split>/<stem>.<image suffix> (or <split>/ in the root), each beside <stem>.npy; "
                 f"splits train, test; image suffixes {', '.join(IMAGE_SUFFIXES)}; ids <split>/<stem>",
                 ddpmseg_images, _check_ddpmseg, options=("name",), builds=("simple", "complex"),
@@ -268,12 +282,7 @@ def build_problems(kind: str, build: str) -> list[str]:
 def lister_options(entry: dict) -> dict:
     """The options of a ``datasets`` entry that its kind's lister reads (SPair's subset policy with its defaults,
     checked; DDPM-seg's ``name``): what a caller holding the entry passes to :func:`dataset_images`."""
-    kind = get_kind(str(entry.get("kind")))
-    if kind.name == "spair":
-        from diffact.data.spair import subset_options
-
-        return subset_options(entry)
-    return {key: entry[key] for key in kind.options if entry.get(key) is not None}
+    return get_kind(str(entry.get("kind"))).entry_options(entry)
 
 
 def dataset_images(kind: str, root: str | Path, split: str | None = None, subset: str | None = None,
