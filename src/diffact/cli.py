@@ -1,7 +1,7 @@
 """The ``diffact`` command line. Snakemake rules call it; so can users.
 
-Sub-commands are contributed by modules named ``diffact.<...>.commands`` (or ``*_commands``) that define
-``register(subparsers)``; each adds its parsers and sets ``func`` to a handler taking the parsed args.
+Each package's sub-commands live in its ``commands`` module (listed in :data:`COMMAND_MODULES`), which defines
+``register(subparsers)``: it adds its parsers and sets ``func`` to a handler taking the parsed args.
 Handlers import heavy libraries lazily so ``diffact --help`` stays quick.
 """
 
@@ -16,7 +16,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
-import pkgutil  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -26,12 +25,18 @@ from diffact.utils.errors import DiffactError
 from diffact.utils.logs import setup_logging
 
 
-def _command_modules() -> list[str]:
-    names = []
-    for info in pkgutil.walk_packages(diffact.__path__, prefix="diffact."):
-        if info.name.rsplit(".", 1)[-1].endswith("commands"):
-            names.append(info.name)
-    return sorted(names)
+# Every command module, in the order of the workflow (and of `diffact --help`): grep here to find a command's home.
+COMMAND_MODULES = (
+    "diffact.data.commands",  # make-demo-*, make-paper-fixtures, check-data, check-spair, seg-check, ...
+    "diffact.models.commands",  # build-demo-model, make-standin-models
+    "diffact.extract.commands",  # layers, extract, extract-merge
+    "diffact.analysis.commands",  # the properties (§4-5.1): noise-share, property-maps, qualitative-filter, ...
+    "diffact.tasks.correspondence.commands",  # pck-screen, practical-set, corr-train, corr-evaluate, corr-table1
+    "diffact.tasks.segmentation.commands",  # seg-train, seg-baseline
+    "diffact.tasks.scarce.commands",  # scarce, scarce-screen, scarce-compare
+    "diffact.viz.commands",  # notebook, figures-index
+    "diffact.commands",  # what a run costs: budget, usage-report
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", metavar="FILE", help="also write the log to FILE (rules pass results/logs/...)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _command_modules():
+    for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 

@@ -1,12 +1,12 @@
 """CLI for label-scarce segmentation (paper §2.10, §5):
 
-* ``diffact make-demo-seg``  — write a demo dataset (simple or complex) in the DDPM-seg layout;
 * ``diffact scarce``         — one activation set (layers concatenated) → mIoU per random split;
 * ``diffact scarce-screen``  — every activation alone → one row each with mean ± std mIoU (Tables 4–6 input);
 * ``diffact scarce-compare`` — rank screens per resolution beside the paper's Tables 4–6 and compose a set.
 
 Feature stores must hold one shard per dataset image under the id ``<split>/<stem>`` (e.g. ``train/img_000``,
 the original split; ``diffact extract --dataset-kind ddpmseg`` writes exactly these), or the bare ``<stem>``.
+The demo datasets come from ``diffact make-demo-seg`` (:mod:`diffact.data.commands`).
 """
 
 from __future__ import annotations
@@ -44,15 +44,6 @@ def _add_protocol_args(p) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("make-demo-seg", help="write a demo label-scarce dataset (DDPM-seg layout)")
-    p.add_argument("--kind", choices=["simple", "complex"], required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--train", type=int, default=8, help="training images")
-    p.add_argument("--test", type=int, default=6, help="test images")
-    p.set_defaults(func=cmd_make_demo)
-
     p = subparsers.add_parser("scarce", help="label-scarce segmentation mIoU of one activation set, per split")
     _add_protocol_args(p)
     p.add_argument("--layers", required=True, action="append",
@@ -136,14 +127,6 @@ def _set_layers(args, store) -> list[str]:
     names = [f"{label}{PART_SEP}{name.strip()}" for label, layers in zip(store.parts, args.layers)
              for name in layers.split(",") if name.strip()]
     return check_layers(store, names)
-
-
-def cmd_make_demo(args) -> int:
-    from diffact.data.demo_seg import DemoSegConfig, make_demo_seg
-
-    make_demo_seg(args.out, DemoSegConfig(kind=args.kind, size=args.size, n_train=args.train, n_test=args.test,
-                                          seed=args.seed))
-    return 0
 
 
 def cmd_scarce(args) -> int:
