@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytest
+
 import diffact
 from diffact.cli import COMMAND_MODULES, build_parser
 
@@ -36,3 +38,52 @@ def test_one_command_module_per_package():
     packages = [name.rsplit(".", 1)[0] for name in COMMAND_MODULES]
     assert len(packages) == len(set(packages))
     assert all(name.endswith(".commands") or name == "diffact.commands" for name in COMMAND_MODULES)
+
+
+def threads_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if a.dest == "threads"]
+
+
+def test_every_command_takes_the_one_threads_option():
+    helps = set()
+    for name, command in subcommands(build_parser()).items():
+        option = next((a for a in threads_options(command) if "--threads" in a.option_strings), None)
+        assert option is not None, f"{name} has no --threads"
+        helps.add(option.help)
+    assert len(helps) == 1, "one help text for --threads"
+
+
+def test_threads_default_is_torchs_unless_a_command_pins_it():
+    from diffact.models.train import TrainSettings
+
+    pinned = {"build-demo-model": TrainSettings().num_threads, "train-control-unet": 1}
+    for name, command in subcommands(build_parser()).items():
+        assert command.get_default("threads") == pinned.get(name), name
+
+
+def test_threads_is_applied_around_the_command_and_restored(monkeypatch, tmp_path, cli):
+    import torch
+
+    import diffact.commands
+
+    seen = []
+    monkeypatch.setattr(diffact.commands, "handle_usage_report", lambda args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    assert cli("usage-report", "--logs", tmp_path, "--threads", before + 1).returncode == 0
+    assert seen == [before + 1]
+    assert torch.get_num_threads() == before
+
+
+def test_torch_threads_is_an_alias_of_threads():
+    args = build_parser().parse_args(["extract-merge", "--model", "m", "--family", "sd15", "--layers", "x",
+                                      "--dataset-kind", "folder", "--dataset-root", "r", "--out", "o",
+                                      "--torch-threads", "2"])
+    assert args.threads == 2
+
+
+def test_bad_threads_is_one_line_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["scarce-compare", "--simple", "a", "--complex", "b", "--out", "c", "--threads", "0"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == "diffact scarce-compare: error: argument --threads: must be ≥ 1, got 0"

@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
@@ -39,6 +40,44 @@ COMMAND_MODULES = (
 )
 
 
+THREADS_HELP = ("torch CPU threads of this command (default %(default)s; None: torch's own, all cores). Results are "
+                "bit-identical only for the same count; on a busy machine 1-2 are fastest for small networks")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count ≥ 1 (its error names the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """The one ``--threads`` every command takes after its name (rules pass ``--threads {threads}``). A command
+    that pins its own count for reproducible bits declares it with ``parser.set_defaults(threads=N)``."""
+    parser.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run a command with ``threads`` torch CPU threads, then restore the caller's count (``main`` may run
+    in-process: tests, notebooks). None leaves torch alone and does not import it (a quick CLI)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffact", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"diffact {diffact.__version__}")
@@ -47,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command in subparsers.choices.values():
+        add_threads_option(command)
     return parser
 
 
@@ -60,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     code = 1
     try:
-        code = int(args.func(args) or 0)
+        with torch_threads(args.threads):
+            code = int(args.func(args) or 0)
     except DiffactError as err:
         logging.getLogger("diffact").error("%s", err)
         print(f"diffact {args.command}: error: {err}", file=sys.stderr)

@@ -79,7 +79,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss-csv", help="training curve CSV")
-    p.set_defaults(func=cmd_train_control)
+    # a tiny network: more threads only contend on the small CPU machines
+    p.set_defaults(func=cmd_train_control, threads=1)
 
     p = subparsers.add_parser("control-features", help="the control U-Net's feature store and noise share")
     p.add_argument("--model", required=True, help="control U-Net folder")
@@ -105,7 +106,7 @@ def register(subparsers) -> None:
 def cmd_noise_share(args) -> int:
     from diffact.analysis.property_runs import diffusion_noise_share
     from diffact.data.registry import dataset_images
-    from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args, set_torch_threads
+    from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args
     from diffact.extract.layersets import resolve_layers_arg
     from diffact.models.loading import denoiser, load_pipeline
     from diffact.utils.errors import ConfigError
@@ -115,7 +116,6 @@ def cmd_noise_share(args) -> int:
         raise ConfigError(f"noise-share --inversion {args.inversion}: the noise share measures how features vary "
                           "over noise draws, and an inversion has no noise draw; use --inversion none")
     settings = extraction_settings_from_args(args)
-    set_torch_threads(args.torch_threads)
     images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
                             **dataset_policy_from_args(args))
     if args.images:
@@ -196,10 +196,6 @@ def cmd_train_control(args) -> int:
     from diffact.data.ddpmseg import open_ddpmseg
     from diffact.models.control_unet import ControlConfig, load_segmentation_arrays, save_control, train_control
     from diffact.utils.io import write_csv
-
-    import torch
-
-    torch.set_num_threads(1)  # a tiny network: more threads only contend on the small CPU machines
     dataset = open_ddpmseg(args.dataset_root)
     config = ControlConfig(num_classes=dataset.num_classes, image_size=args.image_size, steps=args.steps, seed=args.seed)
     config.validate()

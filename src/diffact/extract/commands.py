@@ -52,13 +52,14 @@ def dataset_policy_from_args(args) -> dict:
 def add_extraction_args(p) -> None:
     """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
     that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
+    from diffact.cli import positive_int
     from diffact.data.spair import add_subset_policy_args
 
     p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
     p.add_argument("--variant", help="weight-file variant to load, e.g. fp16 (the hub's *.fp16.safetensors)")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="CPU threads of torch; fixed by the workflow (extraction.torch_threads) because the CPU "
+    p.add_argument("--torch-threads", dest="threads", type=positive_int, metavar="N",
+                   help="the same as --threads; the workflow fixes it (extraction.torch_threads) because the CPU "
                         "kernels' float sums depend on the thread count (docs/determinism.md)")
     p.add_argument("--family", required=True,
                    help="model family (config/layers/<family>/): sd15, sdxl, pixart, sd3 or flux")
@@ -131,17 +132,6 @@ def _store_settings_from_args(args) -> tuple[object, dict, list]:
     return extraction, settings, images
 
 
-def set_torch_threads(threads: int | None) -> None:
-    """Pin torch's CPU threads (None: leave torch's default). Same config, same thread count, same bits."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ConfigError(f"--torch-threads must be ≥ 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def cmd_extract(args) -> int:
     from diffact.api import FeatureExtractor
     from diffact.extract.run import extract_to_store, parse_shard, shard_images
@@ -158,7 +148,6 @@ def cmd_extract(args) -> int:
         if args.receipt:
             write_json(args.receipt, {"store": str(Path(args.out)), "shard": args.shard, "image_ids": []}, sort_keys=False)
         return 0
-    set_torch_threads(args.torch_threads)
     # The Python API's extractor (diffact.api), so the CLI and a notebook extract the same way.
     fx = FeatureExtractor.from_pretrained(args.model, args.layers, family=args.family, revision=args.revision,
                                           variant=args.variant, device=args.device, early_exit=not args.no_early_exit,

@@ -45,16 +45,13 @@ def _register_build_demo_model(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights, crops, noise")
     parser.add_argument("--prompt", default=defaults.prompt, help="fixed training prompt")
     parser.add_argument(
-        "--threads", type=int, default=defaults.num_threads,
-        help="torch threads while training; results are bit-identical only for the same thread count",
-    )
-    parser.add_argument(
         "--untrained", action="store_true", help="save the seeded random-weight pipeline instead (reference row)"
     )
     parser.add_argument("--loss-csv", metavar="FILE", help="write the loss curve as CSV (step, component, loss)")
     parser.add_argument("--loss-png", metavar="FILE", help="write the loss curve plot")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    parser.set_defaults(func=handle_build_demo_model)
+    # the global --threads (diffact.cli), pinned while training: the weights' bits depend on the thread count
+    parser.set_defaults(func=handle_build_demo_model, threads=defaults.num_threads)
 
 
 def handle_build_demo_model(args) -> int:

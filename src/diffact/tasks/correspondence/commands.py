@@ -26,15 +26,6 @@ def _add_eval_grid(p) -> None:
     p.add_argument("--feature-size", type=int, default=128, help="every layer is resized to this square before concat (paper 128)")
     p.add_argument("--eval-size", type=int, default=512, help="features are upsampled to this square for the NN search (paper 512)")
     p.add_argument("--device", default="auto", help="torch device for the conv and matching (default: cuda if available)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
-
-
-def set_threads(threads: int | None) -> None:
-    """Oversubscribed CPUs make multi-threaded small ops hundreds of times slower; rules pass --threads."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
 
 
 def register(subparsers) -> None:
@@ -109,7 +100,6 @@ def _register_screens(subparsers) -> None:
     p.add_argument("--layers", help="comma-separated subset of the store's layers (default: all)")
     p.add_argument("--eval-size", type=int, default=512, help="features are upsampled to this square (paper: 512)")
     p.add_argument("--model-name", default="", help="label written into the 'model' column")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
     p.add_argument("--out", required=True, help="CSV")
     p.set_defaults(func=cmd_pck_screen)
 
@@ -121,7 +111,6 @@ def _register_screens(subparsers) -> None:
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--eval-size", type=int, default=512)
     p.add_argument("--patch", type=int, default=5)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_pck_pixels)
 
@@ -158,7 +147,6 @@ def cmd_pck_screen(args) -> int:
     from diffact.tasks.correspondence.screen import screen_store, without_timings
     from diffact.utils.io import write_csv
 
-    set_threads(args.threads)
     store = FeatureStore.open(args.store)
     pairs, protocol = screen_pairs(args)
     layers = args.layers.split(",") if args.layers else None
@@ -182,7 +170,6 @@ def cmd_pck_pixels(args) -> int:
     from diffact.tasks.correspondence.screen import screen_pixels, without_timings
     from diffact.utils.io import write_csv
 
-    set_threads(args.threads)
     pairs, protocol = screen_pairs(args)
     table = screen_pixels(pairs, args.image_size, args.eval_size, args.patch)
     table.insert(0, "model", "none")
@@ -274,7 +261,6 @@ def cmd_train(args) -> int:
     from diffact.tasks.correspondence.screen import without_timings
     from diffact.utils.io import atomic_dir, write_csv, write_json
 
-    set_threads(args.threads)
     settings = TrainSettings(epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch, eval_every=args.eval_every,
                              lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                              feature_size=args.feature_size, eval_size=args.eval_size)
@@ -372,7 +358,6 @@ def cmd_evaluate(args) -> int:
     from diffact.utils.io import write_csv
     from diffact.utils.paths import checked_join
 
-    set_threads(args.threads)
     device = pick_device(args.device)
     split = args.split or evaluation_split(args.protocol)
     row: dict = {}

@@ -40,7 +40,6 @@ def _add_protocol_args(p) -> None:
     p.add_argument("--absent-classes", choices=["zero", "skip"], default="zero",
                    help="classes absent from gt and prediction: count as IoU 0 (DDPM-seg) or leave out")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest for the small MLPs on a busy box)")
 
 
 def register(subparsers) -> None:
@@ -80,10 +79,6 @@ def _config(args):
     from diffact.tasks.scarce.ensemble import TrainSettings
     from diffact.tasks.scarce.pipeline import ScarceConfig
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     train = TrainSettings(members=args.models, batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs,
                           max_batches_per_epoch=args.max_batches, device=args.device)
     config = ScarceConfig(size=args.size, splits=args.splits, shuffle=not args.no_shuffle, seed=args.seed,

@@ -35,7 +35,6 @@ def register(subparsers) -> None:
     p.add_argument("--data-root", help="dataset root (replaces the config's data_root)")
     p.add_argument("--iters", type=int, help="training iterations (the poly schedule follows; paper: 80000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "auto"],
                    help="the frozen diffusion models' dtype (model.backbone.dtype; paper configs: float16 on the GPU; "
                         "auto: the fastest this device runs natively)")
@@ -111,10 +110,6 @@ def cmd_seg_train(args) -> int:
     from diffact.utils.io import write_csv
     from diffact.utils.seeding import seed_everything
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     labels = parse_pairs(args.label, "--label")
     options = parse_pairs(args.cfg_options, "--cfg-options")
