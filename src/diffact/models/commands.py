@@ -19,9 +19,9 @@ def register(subparsers) -> None:
 
 def _register_build_demo_model(subparsers) -> None:
     from diffact.models.demo import ARCHS
-    from diffact.models.train import TrainSettings
+    from diffact.models.train import DemoTrainSettings
 
-    defaults = TrainSettings()
+    defaults = DemoTrainSettings()
     parser = subparsers.add_parser(
         "build-demo-model",
         help="build a tiny SD1.5/SDXL/SD3-layout diffusers pipeline, train it on CPU, save it as a folder",
@@ -55,9 +55,9 @@ def _register_build_demo_model(subparsers) -> None:
 
 
 def handle_build_demo_model(args) -> int:
-    from diffact.models.train import TrainSettings, build_demo_model
+    from diffact.models.train import DemoTrainSettings, build_demo_model
 
-    settings = TrainSettings(
+    settings = DemoTrainSettings(
         image_size=args.image_size,
         batch_size=args.batch_size,
         vae_steps=args.vae_steps,

@@ -257,11 +257,11 @@ def _check_same_layers(train, val) -> None:
 def cmd_train(args) -> int:
     from diffact.data.spair import SPairDataset, subset_options_from_args
     from diffact.models.loading import pick_device
-    from diffact.tasks.correspondence.aggregation import TrainSettings, train_aggregation
+    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings, train_aggregation
     from diffact.tasks.correspondence.screen import without_timings
     from diffact.utils.io import atomic_dir, write_csv, write_json
 
-    settings = TrainSettings(epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch, eval_every=args.eval_every,
+    settings = AggregationTrainSettings(epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch, eval_every=args.eval_every,
                              lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                              feature_size=args.feature_size, eval_size=args.eval_size)
     device = pick_device(args.device)
