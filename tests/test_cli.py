@@ -87,3 +87,70 @@ def test_bad_threads_is_one_line_naming_the_option(capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error == "diffact scarce-compare: error: argument --threads: must be ≥ 1, got 0"
+
+
+def protocol_defaults() -> list[tuple[str, str, type, str]]:
+    """(command, option dest, settings dataclass, field) of every option that sets a settings field."""
+    from diffact.data.demo_ade import DemoAdeConfig
+    from diffact.data.demo_seg import DemoSegConfig
+    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.models.control_unet import ControlConfig
+    from diffact.models.train import DemoTrainSettings
+    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings
+    from diffact.tasks.scarce.ensemble import EnsembleTrainSettings
+    from diffact.tasks.scarce.pipeline import ScarceConfig
+
+    def same(names):
+        return [(name, name) for name in names]
+
+    groups = [
+        (["scarce", "scarce-screen"], ScarceConfig,
+         same(["splits", "seed", "size", "pixel_rate", "buffer_mb", "upsample"]) + [("absent_classes", "absent")]),
+        (["scarce", "scarce-screen"], EnsembleTrainSettings,
+         [("models", "members"), ("epochs", "max_epochs")] + same(["batch_size", "lr", "device"])),
+        (["corr-train"], AggregationTrainSettings,
+         same(["epochs", "pairs_per_epoch", "eval_every", "lr", "weight_decay", "seed", "feature_size", "eval_size"])),
+        (["corr-evaluate"], AggregationTrainSettings, same(["feature_size", "eval_size"])),
+        (["build-demo-model"], DemoTrainSettings,
+         same(["image_size", "batch_size", "vae_steps", "unet_steps", "lr", "seed", "prompt"])
+         + [("threads", "num_threads")]),
+        (["extract", "extract-merge", "noise-share"], ExtractionSettings,
+         same(["t", "prompt", "image_size", "noise_seed", "ensemble", "vae_mode", "dtype", "resize", "inversion",
+               "inversion_steps"])),
+        (["control-features"], ExtractionSettings, same(["t"])),
+        (["make-demo-seg"], DemoSegConfig, same(["seed", "size"]) + [("train", "n_train"), ("test", "n_test")]),
+        (["make-demo-ade"], DemoAdeConfig, same(["seed", "size"]) + [("train", "n_train"), ("val", "n_val")]),
+        (["train-control-unet"], ControlConfig, same(["image_size", "steps", "seed"])),
+    ]
+    return [(command, dest, settings, name) for commands, settings, pairs in groups for command in commands
+            for dest, name in pairs]
+
+
+def test_argparse_defaults_are_the_dataclass_defaults():
+    from diffact.utils.args import default_of
+
+    commands = subcommands(build_parser())
+    differ = [f"{command} {dest}: {commands[command].get_default(dest)!r} vs {settings.__name__}.{name} "
+              f"{default_of(settings, name)!r}" for command, dest, settings, name in protocol_defaults()
+              if commands[command].get_default(dest) != default_of(settings, name)]
+    assert not differ
+
+
+def changed(value):
+    return value + "-changed" if isinstance(value, str) else value * 2 + 1
+
+
+def test_argparse_defaults_follow_the_dataclasses(monkeypatch):
+    """The number is written once: change a dataclass's default and the option's default changes with it."""
+    import dataclasses
+
+    fields = {(settings, name) for _, _, settings, name in protocol_defaults()}
+    for settings, name in fields:
+        field = next(f for f in dataclasses.fields(settings) if f.name == name)
+        monkeypatch.setattr(field, "default", changed(field.default))
+    from diffact.utils.args import default_of
+
+    commands = subcommands(build_parser())
+    stale = [f"{command} {dest}" for command, dest, settings, name in protocol_defaults()
+             if commands[command].get_default(dest) != default_of(settings, name)]
+    assert not stale, "options that repeat their dataclass default instead of reading it"

@@ -22,6 +22,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import diffact
+from diffact.utils.args import positive_int
 from diffact.utils.errors import DiffactError
 from diffact.utils.logs import setup_logging
 
@@ -42,17 +43,6 @@ COMMAND_MODULES = (
 
 THREADS_HELP = ("torch CPU threads of this command (default %(default)s; None: torch's own, all cores). Results are "
                 "bit-identical only for the same count; on a busy machine 1-2 are fastest for small networks")
-
-
-def positive_int(text: str) -> int:
-    """argparse type of a count ≥ 1 (its error names the option)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:

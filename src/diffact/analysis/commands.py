@@ -38,6 +38,11 @@ def _pairs(items, what: str) -> dict[str, str]:
 
 
 def register(subparsers) -> None:
+    # the defaults of settings that have a dataclass are the dataclass's, written there once
+    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.models.control_unet import ControlConfig
+    from diffact.utils.args import default_of
+
     p = subparsers.add_parser("noise-share", help="P1: per-activation noise share over K diffusion-noise draws")
     _add_extraction_args(p)
     p.add_argument("--draws", type=int, default=4, help="noise draws per image (K ≥ 2)")
@@ -75,9 +80,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train-control-unet", help="train the Fig 15 control (conventional U-Net) on segmentation data")
     p.add_argument("--dataset-root", required=True, help="DDPM-seg-layout dataset (its train split is used)")
     p.add_argument("--out", required=True, help="model folder")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=default_of(ControlConfig, "image_size"))
+    p.add_argument("--steps", type=int, default=default_of(ControlConfig, "steps"))
+    p.add_argument("--seed", type=int, default=default_of(ControlConfig, "seed"))
     p.add_argument("--loss-csv", help="training curve CSV")
     # a tiny network: more threads only contend on the small CPU machines
     p.set_defaults(func=cmd_train_control, threads=1)
@@ -87,7 +92,8 @@ def register(subparsers) -> None:
     p.add_argument("--dataset-root", required=True)
     p.add_argument("--images", type=int, default=0)
     p.add_argument("--draws", type=int, default=4)
-    p.add_argument("--t", type=int, default=50, help="input noise level of the diffusion models (ᾱ_t)")
+    p.add_argument("--t", type=int, default=default_of(ExtractionSettings, "t"),
+                   help="input noise level of the diffusion models (ᾱ_t)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--store-out", required=True)
     p.add_argument("--noise-out", required=True, help="CSV")

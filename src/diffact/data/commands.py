@@ -17,6 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from diffact.utils.args import default_of
+
 log = logging.getLogger(__name__)
 
 # The semantic-segmentation dataset layouts (mmseg's); `seg-baseline` takes them too.
@@ -90,13 +92,15 @@ def make_demo_spair(args: argparse.Namespace) -> int:
 
 
 def _register_make_demo_seg(subparsers) -> None:
+    from diffact.data.demo_seg import DemoSegConfig
+
     p = subparsers.add_parser("make-demo-seg", help="write a demo label-scarce dataset (DDPM-seg layout)")
     p.add_argument("--kind", choices=["simple", "complex"], required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--train", type=int, default=8, help="training images")
-    p.add_argument("--test", type=int, default=6, help="test images")
+    p.add_argument("--seed", type=int, default=default_of(DemoSegConfig, "seed"))
+    p.add_argument("--size", type=int, default=default_of(DemoSegConfig, "size"), help="image side in pixels")
+    p.add_argument("--train", type=int, default=default_of(DemoSegConfig, "n_train"), help="training images")
+    p.add_argument("--test", type=int, default=default_of(DemoSegConfig, "n_test"), help="test images")
     p.set_defaults(func=make_demo_seg)
 
 
@@ -109,12 +113,14 @@ def make_demo_seg(args) -> int:
 
 
 def _register_make_demo_ade(subparsers) -> None:
+    from diffact.data.demo_ade import DemoAdeConfig
+
     p = subparsers.add_parser("make-demo-ade", help="write the demo segmentation scenes in ADE20K's layout")
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--train", type=int, default=48, help="training images")
-    p.add_argument("--val", type=int, default=16, help="validation images")
+    p.add_argument("--seed", type=int, default=default_of(DemoAdeConfig, "seed"))
+    p.add_argument("--size", type=int, default=default_of(DemoAdeConfig, "size"), help="image side in pixels")
+    p.add_argument("--train", type=int, default=default_of(DemoAdeConfig, "n_train"), help="training images")
+    p.add_argument("--val", type=int, default=default_of(DemoAdeConfig, "n_val"), help="validation images")
     p.set_defaults(func=make_demo_ade)
 
 

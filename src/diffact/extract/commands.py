@@ -52,8 +52,12 @@ def dataset_policy_from_args(args) -> dict:
 def add_extraction_args(p) -> None:
     """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
     that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
-    from diffact.cli import positive_int
     from diffact.data.spair import add_subset_policy_args
+    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.utils.args import default_of, positive_int
+
+    def setting(name):  # the defaults are ExtractionSettings' (the paper's), written there once
+        return default_of(ExtractionSettings, name)
 
     p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
@@ -69,18 +73,18 @@ def add_extraction_args(p) -> None:
     p.add_argument("--split")
     p.add_argument("--subset")
     add_subset_policy_args(p)
-    p.add_argument("--t", type=int, default=50)
-    p.add_argument("--prompt", default="")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--ensemble", type=int, default=1)
-    p.add_argument("--vae-mode", default="sample", choices=["sample", "mean"])
-    p.add_argument("--resize", default="square", choices=["square", "aspect"],
+    p.add_argument("--t", type=int, default=setting("t"))
+    p.add_argument("--prompt", default=setting("prompt"))
+    p.add_argument("--image-size", type=int, default=setting("image_size"))
+    p.add_argument("--noise-seed", type=int, default=setting("noise_seed"))
+    p.add_argument("--ensemble", type=int, default=setting("ensemble"))
+    p.add_argument("--vae-mode", default=setting("vae_mode"), choices=["sample", "mean"])
+    p.add_argument("--resize", default=setting("resize"), choices=["square", "aspect"],
                    help="square: stretch to S×S (paper); aspect: long side to S, centred on a padded S×S canvas")
-    p.add_argument("--inversion", default="none", choices=["none", "ddim"],
+    p.add_argument("--inversion", default=setting("inversion"), choices=["none", "ddim"],
                    help="none: forward noise (paper); ddim: deterministic DDIM inversion of the clean latent to t")
-    p.add_argument("--inversion-steps", type=int, default=10, help="DDIM inversion steps up to t (--inversion ddim)")
-    p.add_argument("--dtype", default="float32",
+    p.add_argument("--inversion-steps", type=int, default=setting("inversion_steps"), help="DDIM inversion steps up to t (--inversion ddim)")
+    p.add_argument("--dtype", default=setting("dtype"),
                    help="float32 | float16 | bfloat16 | auto (the fastest this device runs natively, recorded resolved)")
     p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--device", default="auto")

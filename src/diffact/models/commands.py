@@ -20,8 +20,10 @@ def register(subparsers) -> None:
 def _register_build_demo_model(subparsers) -> None:
     from diffact.models.demo import ARCHS
     from diffact.models.train import DemoTrainSettings
+    from diffact.utils.args import default_of
 
-    defaults = DemoTrainSettings()
+    def setting(name):  # the defaults are DemoTrainSettings', written there once
+        return default_of(DemoTrainSettings, name)
     parser = subparsers.add_parser(
         "build-demo-model",
         help="build a tiny SD1.5/SDXL/SD3-layout diffusers pipeline, train it on CPU, save it as a folder",
@@ -36,14 +38,14 @@ def _register_build_demo_model(subparsers) -> None:
     )
     parser.add_argument("--arch", required=True, choices=ARCHS, help="block layout")
     parser.add_argument("--out", required=True, metavar="DIR", help="pipeline folder to write (replaced atomically)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="training crop size (pixels)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per step")
-    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help="VAE training steps")
-    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps,
+    parser.add_argument("--image-size", type=int, default=setting("image_size"), help="training crop size (pixels)")
+    parser.add_argument("--batch-size", type=int, default=setting("batch_size"), help="crops per step")
+    parser.add_argument("--vae-steps", type=int, default=setting("vae_steps"), help="VAE training steps")
+    parser.add_argument("--unet-steps", type=int, default=setting("unet_steps"),
                         help="denoiser (U-Net or transformer) training steps")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (both stages)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights, crops, noise")
-    parser.add_argument("--prompt", default=defaults.prompt, help="fixed training prompt")
+    parser.add_argument("--lr", type=float, default=setting("lr"), help="AdamW learning rate (both stages)")
+    parser.add_argument("--seed", type=int, default=setting("seed"), help="seeds weights, crops, noise")
+    parser.add_argument("--prompt", default=setting("prompt"), help="fixed training prompt")
     parser.add_argument(
         "--untrained", action="store_true", help="save the seeded random-weight pipeline instead (reference row)"
     )
@@ -51,7 +53,7 @@ def _register_build_demo_model(subparsers) -> None:
     parser.add_argument("--loss-png", metavar="FILE", help="write the loss curve plot")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     # the global --threads (diffact.cli), pinned while training: the weights' bits depend on the thread count
-    parser.set_defaults(func=handle_build_demo_model, threads=defaults.num_threads)
+    parser.set_defaults(func=handle_build_demo_model, threads=setting("num_threads"))
 
 
 def handle_build_demo_model(args) -> int:

@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def _add_eval_grid(p) -> None:
-    p.add_argument("--feature-size", type=int, default=128, help="every layer is resized to this square before concat (paper 128)")
-    p.add_argument("--eval-size", type=int, default=512, help="features are upsampled to this square for the NN search (paper 512)")
+    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings as Train
+    from diffact.utils.args import default_of
+
+    p.add_argument("--feature-size", type=int, default=default_of(Train, "feature_size"),
+                   help="every layer is resized to this square before concat (paper 128)")
+    p.add_argument("--eval-size", type=int, default=default_of(Train, "eval_size"),
+                   help="features are upsampled to this square for the NN search (paper 512)")
     p.add_argument("--device", default="auto", help="torch device for the conv and matching (default: cuda if available)")
 
 
@@ -35,6 +40,8 @@ def register(subparsers) -> None:
 
 def _register_table1(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
+    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings as Train
+    from diffact.utils.args import default_of
 
     p = subparsers.add_parser("corr-train", help="train the correspondence aggregation conv (paper §2.8) on feature stores")
     p.add_argument("--train-store", action="append", required=True,
@@ -46,12 +53,10 @@ def _register_table1(subparsers) -> None:
     p.add_argument("--val-subset", default="val-360", help="validation subset (default val-360; 'all' for the whole split)")
     add_subset_policy_args(p)
     _add_eval_grid(p)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--pairs-per-epoch", type=int, default=5000)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    # the paper's training (§2.8), written once in AggregationTrainSettings
+    for name, kind in (("epochs", int), ("pairs_per_epoch", int), ("eval_every", int), ("lr", float),
+                       ("weight_decay", float), ("seed", int)):
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default_of(Train, name))
     p.add_argument("--out-dir", required=True, help="run folder (replaced atomically): evaluations.csv, train_log.csv, checkpoints/")
     p.set_defaults(func=cmd_train)
 
@@ -90,6 +95,7 @@ def _register_table1(subparsers) -> None:
 
 def _register_screens(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
+    from diffact.tasks.correspondence.matching import PAPER_EVAL_SIZE
 
     p = subparsers.add_parser("pck-screen", help="nearest-neighbour PCK of every activation in a feature store")
     p.add_argument("--store", required=True, help="feature store folder (from diffact extract)")
@@ -98,7 +104,7 @@ def _register_screens(subparsers) -> None:
     p.add_argument("--subset")
     add_subset_policy_args(p)
     p.add_argument("--layers", help="comma-separated subset of the store's layers (default: all)")
-    p.add_argument("--eval-size", type=int, default=512, help="features are upsampled to this square (paper: 512)")
+    p.add_argument("--eval-size", type=int, default=PAPER_EVAL_SIZE, help="features are upsampled to this square (paper: 512)")
     p.add_argument("--model-name", default="", help="label written into the 'model' column")
     p.add_argument("--out", required=True, help="CSV")
     p.set_defaults(func=cmd_pck_screen)
@@ -109,7 +115,7 @@ def _register_screens(subparsers) -> None:
     p.add_argument("--subset")
     add_subset_policy_args(p)
     p.add_argument("--image-size", type=int, required=True)
-    p.add_argument("--eval-size", type=int, default=512)
+    p.add_argument("--eval-size", type=int, default=PAPER_EVAL_SIZE)
     p.add_argument("--patch", type=int, default=5)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_pck_pixels)

@@ -17,29 +17,34 @@ log = logging.getLogger(__name__)
 
 
 def _add_protocol_args(p) -> None:
+    # The defaults are the dataclasses' (the paper's protocol, §2.10), written there once.
+    from diffact.tasks.scarce.ensemble import EnsembleTrainSettings as Train
+    from diffact.tasks.scarce.pipeline import ScarceConfig
+    from diffact.utils.args import default_of
+
     p.add_argument("--store", required=True, action="append", metavar="[LABEL=]DIR",
                    help="feature store folder holding every dataset image; `scarce` takes several (LABEL=DIR, "
                         "one --layers each, e.g. Ours-XL-t), their features concatenated per pixel in this order")
     p.add_argument("--dataset", required=True, help="DDPM-seg layout folder (with real/train, real/test)")
     p.add_argument("--dataset-name", help="known dataset (e.g. horse_21) when the folder name does not say")
     p.add_argument("--num-classes", type=int, help="number of classes when neither dataset.json nor the name says")
-    p.add_argument("--splits", type=int, default=5, help="random re-splits (paper: 5)")
+    p.add_argument("--splits", type=int, default=default_of(ScarceConfig, "splits"), help="random re-splits (paper: 5)")
     p.add_argument("--no-shuffle", action="store_true", help="use the original train/test split once")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=256, help="features/labels resized to SIZE² (paper: 256)")
-    p.add_argument("--models", type=int, default=10, help="ensemble members (paper: 10)")
-    p.add_argument("--epochs", type=int, default=100, help="max epochs (paper: 100; early stopping applies)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pixel-rate", type=float, default=1.0, help="fraction of training pixels kept (paper: 1)")
-    p.add_argument("--buffer-mb", type=float, default=1024.0, help="memory for one buffer of streamed pixels")
+    p.add_argument("--seed", type=int, default=default_of(ScarceConfig, "seed"))
+    p.add_argument("--size", type=int, default=default_of(ScarceConfig, "size"), help="features/labels resized to SIZE² (paper: 256)")
+    p.add_argument("--models", type=int, default=default_of(Train, "members"), help="ensemble members (paper: 10)")
+    p.add_argument("--epochs", type=int, default=default_of(Train, "max_epochs"), help="max epochs (paper: 100; early stopping applies)")
+    p.add_argument("--batch-size", type=int, default=default_of(Train, "batch_size"))
+    p.add_argument("--lr", type=float, default=default_of(Train, "lr"))
+    p.add_argument("--pixel-rate", type=float, default=default_of(ScarceConfig, "pixel_rate"), help="fraction of training pixels kept (paper: 1)")
+    p.add_argument("--buffer-mb", type=float, default=default_of(ScarceConfig, "buffer_mb"), help="memory for one buffer of streamed pixels")
     p.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke tests/benchmarks only)")
-    p.add_argument("--upsample", choices=["nearest-bilinear", "bilinear"], default="nearest-bilinear",
+    p.add_argument("--upsample", choices=["nearest-bilinear", "bilinear"], default=default_of(ScarceConfig, "upsample"),
                    help="multi-layer sets: nearest to each store's largest map, then bilinear to SIZE² (the "
                         "authors' code, default), or bilinear from every native map")
-    p.add_argument("--absent-classes", choices=["zero", "skip"], default="zero",
+    p.add_argument("--absent-classes", choices=["zero", "skip"], default=default_of(ScarceConfig, "absent"),
                    help="classes absent from gt and prediction: count as IoU 0 (DDPM-seg) or leave out")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default=default_of(Train, "device"))
 
 
 def register(subparsers) -> None:
