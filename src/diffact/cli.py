@@ -41,7 +41,7 @@ COMMAND_MODULES = (
 )
 
 
-THREADS_HELP = ("torch CPU threads of this command (default %(default)s; None: torch's own, all cores). Results are "
+THREADS_HELP = ("torch CPU threads of this command (default %(default)s; None = torch's default, all cores). Results are "
                 "bit-identical only for the same count; on a busy machine 1-2 are fastest for small networks")
 
 
