@@ -101,14 +101,14 @@ def _register_make_demo_seg(subparsers) -> None:
     p.add_argument("--size", type=int, default=default_of(DemoSegConfig, "size"), help="image side in pixels")
     p.add_argument("--train", type=int, default=default_of(DemoSegConfig, "n_train"), help="training images")
     p.add_argument("--test", type=int, default=default_of(DemoSegConfig, "n_test"), help="test images")
-    p.set_defaults(func=make_demo_seg)
+    p.set_defaults(func=cmd_make_demo_seg)
 
 
-def make_demo_seg(args) -> int:
-    from diffact.data.demo_seg import DemoSegConfig, make_demo_seg as build
+def cmd_make_demo_seg(args) -> int:
+    from diffact.data.demo_seg import DemoSegConfig, make_demo_seg
 
-    build(args.out, DemoSegConfig(kind=args.kind, size=args.size, n_train=args.train, n_test=args.test,
-                                  seed=args.seed))
+    make_demo_seg(args.out, DemoSegConfig(kind=args.kind, size=args.size, n_train=args.train, n_test=args.test,
+                                          seed=args.seed))
     return 0
 
 
@@ -121,13 +121,13 @@ def _register_make_demo_ade(subparsers) -> None:
     p.add_argument("--size", type=int, default=default_of(DemoAdeConfig, "size"), help="image side in pixels")
     p.add_argument("--train", type=int, default=default_of(DemoAdeConfig, "n_train"), help="training images")
     p.add_argument("--val", type=int, default=default_of(DemoAdeConfig, "n_val"), help="validation images")
-    p.set_defaults(func=make_demo_ade)
+    p.set_defaults(func=cmd_make_demo_ade)
 
 
-def make_demo_ade(args) -> int:
-    from diffact.data.demo_ade import DemoAdeConfig, make_demo_ade as build
+def cmd_make_demo_ade(args) -> int:
+    from diffact.data.demo_ade import DemoAdeConfig, make_demo_ade
 
-    build(args.out, DemoAdeConfig(size=args.size, n_train=args.train, n_val=args.val, seed=args.seed))
+    make_demo_ade(args.out, DemoAdeConfig(size=args.size, n_train=args.train, n_val=args.val, seed=args.seed))
     return 0
 
 
