@@ -156,8 +156,8 @@ def test_trained_aggregation_beats_nearest_neighbour_on_training_pairs():
     pairs, features_of = constructed_dataset()
     nn_score = evaluate(pairs, features_of, None, eval_size=GRID)
     # A larger lr than the paper's 5e-4 keeps the test to 40 steps.
-    settings = AggregationTrainSettings(epochs=2, pairs_per_epoch=20, eval_every=10, lr=0.02, weight_decay=0.01, seed=0,
-                             feature_size=GRID, eval_size=GRID)
+    settings = AggregationTrainSettings(epochs=2, pairs_per_epoch=20, eval_every=10, lr=0.02, weight_decay=0.01,
+                                        seed=0, feature_size=GRID, eval_size=GRID)
     network, evaluations, train_log = train_aggregation(pairs, features_of, pairs, features_of, 12, settings)
     trained_score = evaluate(pairs, features_of, network, eval_size=GRID)
     assert nn_score["pck_img@0.10"] < 50.0  # the nuisance channels break raw NN

@@ -267,9 +267,9 @@ def cmd_train(args) -> int:
     from diffact.tasks.correspondence.screen import without_timings
     from diffact.utils.io import atomic_dir, write_csv, write_json
 
-    settings = AggregationTrainSettings(epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch, eval_every=args.eval_every,
-                             lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-                             feature_size=args.feature_size, eval_size=args.eval_size)
+    settings = AggregationTrainSettings(epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch,
+                                        eval_every=args.eval_every, lr=args.lr, weight_decay=args.weight_decay,
+                                        seed=args.seed, feature_size=args.feature_size, eval_size=args.eval_size)
     device = pick_device(args.device)
     train_draws, val_draws = _open_draws(args.train_store, "--train-store"), _open_draws(args.val_store, "--val-store")
     train_stores, val_stores = train_draws[0], val_draws[0]

@@ -84,8 +84,8 @@ def _config(args):
     from diffact.tasks.scarce.ensemble import EnsembleTrainSettings
     from diffact.tasks.scarce.pipeline import ScarceConfig
 
-    train = EnsembleTrainSettings(members=args.models, batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs,
-                          max_batches_per_epoch=args.max_batches, device=args.device)
+    train = EnsembleTrainSettings(members=args.models, batch_size=args.batch_size, lr=args.lr,
+                                  max_epochs=args.epochs, max_batches_per_epoch=args.max_batches, device=args.device)
     config = ScarceConfig(size=args.size, splits=args.splits, shuffle=not args.no_shuffle, seed=args.seed,
                           pixel_rate=args.pixel_rate, buffer_mb=args.buffer_mb, absent=args.absent_classes,
                           upsample=args.upsample, train=train)
