@@ -54,9 +54,12 @@ def _register_table1(subparsers) -> None:
     add_subset_policy_args(p)
     _add_eval_grid(p)
     # the paper's training (§2.8), written once in AggregationTrainSettings
-    for name, kind in (("epochs", int), ("pairs_per_epoch", int), ("eval_every", int), ("lr", float),
-                       ("weight_decay", float), ("seed", int)):
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=default_of(Train, name))
+    p.add_argument("--epochs", type=int, default=default_of(Train, "epochs"))
+    p.add_argument("--pairs-per-epoch", type=int, default=default_of(Train, "pairs_per_epoch"))
+    p.add_argument("--eval-every", type=int, default=default_of(Train, "eval_every"))
+    p.add_argument("--lr", type=float, default=default_of(Train, "lr"))
+    p.add_argument("--weight-decay", type=float, default=default_of(Train, "weight_decay"))
+    p.add_argument("--seed", type=int, default=default_of(Train, "seed"))
     p.add_argument("--out-dir", required=True, help="run folder (replaced atomically): evaluations.csv, train_log.csv, checkpoints/")
     p.set_defaults(func=cmd_train)
 
