@@ -129,7 +129,7 @@ def run_small(root: Path, size: int, buffer_mb: float, max_batches: int | None, 
 
     from diffact.data.ddpmseg import open_ddpmseg
     from diffact.extract.store import FeatureStore
-    from diffact.tasks.scarce.ensemble import TrainSettings
+    from diffact.tasks.scarce.ensemble import EnsembleTrainSettings
     from diffact.tasks.scarce.pipeline import ScarceConfig, run_scarce
 
     torch.set_num_threads(threads)  # the MLPs are small: one thread avoids contention on a shared box
@@ -137,7 +137,7 @@ def run_small(root: Path, size: int, buffer_mb: float, max_batches: int | None, 
     dataset = open_ddpmseg(root / "data")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     config = ScarceConfig(size=size, splits=1, shuffle=False, buffer_mb=buffer_mb,
-                          train=TrainSettings(max_epochs=epochs, max_batches_per_epoch=max_batches))
+                          train=EnsembleTrainSettings(max_epochs=epochs, max_batches_per_epoch=max_batches))
     started = time.perf_counter()
     result = run_scarce(store, dataset, store.layers, config, progress=False)[0]
     return {
@@ -256,11 +256,11 @@ def turnover_batches(pixel_counts: list[int], channels: int, buffer_mb: float, b
     """Batches per member that take training just past its first two buffers (so the stream refills its
     buffer twice, where a second buffer would be allocated if the first were still held), or None (a full
     epoch) when an epoch has at most two buffers. Uses the pipeline's own buffer arithmetic."""
-    from diffact.tasks.scarce.ensemble import TrainSettings
+    from diffact.tasks.scarce.ensemble import EnsembleTrainSettings
     from diffact.tasks.scarce.pipeline import ScarceConfig
     from diffact.tasks.scarce.pixels import buffer_count, buffer_sizes
 
-    bp = ScarceConfig(buffer_mb=buffer_mb, train=TrainSettings(batch_size=batch_size)).buffer_pixels(channels)
+    bp = ScarceConfig(buffer_mb=buffer_mb, train=EnsembleTrainSettings(batch_size=batch_size)).buffer_pixels(channels)
     sizes = buffer_sizes(pixel_counts, buffer_count(pixel_counts, bp))
     return (sizes[0] + sizes[1]) // batch_size + 1 if len(sizes) > 2 else None
 

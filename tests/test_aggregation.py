@@ -15,7 +15,7 @@ from diffact.data.spair import SPairPair
 from diffact.tasks.correspondence.aggregation import (
     LOGIT_SCALE,
     AggregationNetwork,
-    TrainSettings,
+    AggregationTrainSettings,
     aggregation_out_channels,
     clip_loss,
     evaluate,
@@ -87,11 +87,11 @@ def test_clip_loss_hand_value_when_two_positions_match_equally():
 
 
 def test_pair_order_is_seeded_and_repeats_a_small_training_set():
-    settings = TrainSettings(epochs=2, pairs_per_epoch=7, eval_every=5, seed=3)
+    settings = AggregationTrainSettings(epochs=2, pairs_per_epoch=7, eval_every=5, seed=3)
     order = training_pair_order(3, settings)
     assert len(order) == settings.steps == 14
     assert np.array_equal(order, training_pair_order(3, settings))  # seeded
-    assert not np.array_equal(order, training_pair_order(3, TrainSettings(epochs=2, pairs_per_epoch=7, eval_every=5, seed=4)))
+    assert not np.array_equal(order, training_pair_order(3, AggregationTrainSettings(epochs=2, pairs_per_epoch=7, eval_every=5, seed=4)))
     first_epoch = order[:7]
     assert sorted(first_epoch[:3]) == [0, 1, 2] and sorted(first_epoch[3:6]) == [0, 1, 2]  # whole permutations
 
@@ -100,7 +100,7 @@ def test_evaluation_steps_follow_upstream():
     steps = evaluation_steps(2 * 5000, 500)  # paper: step > 0 and step % 500 == 0
     assert len(steps) == 19 and steps[0] == 500 and steps[-1] == 9500
     with pytest.raises(ConfigError):
-        TrainSettings(eval_every=0)
+        AggregationTrainSettings(eval_every=0)
 
 
 def test_checkpoint_round_trip_and_bad_file(tmp_path):
@@ -156,8 +156,8 @@ def test_trained_aggregation_beats_nearest_neighbour_on_training_pairs():
     pairs, features_of = constructed_dataset()
     nn_score = evaluate(pairs, features_of, None, eval_size=GRID)
     # A larger lr than the paper's 5e-4 keeps the test to 40 steps.
-    settings = TrainSettings(epochs=2, pairs_per_epoch=20, eval_every=10, lr=0.02, weight_decay=0.01, seed=0,
-                             feature_size=GRID, eval_size=GRID)
+    settings = AggregationTrainSettings(epochs=2, pairs_per_epoch=20, eval_every=10, lr=0.02, weight_decay=0.01,
+                                        seed=0, feature_size=GRID, eval_size=GRID)
     network, evaluations, train_log = train_aggregation(pairs, features_of, pairs, features_of, 12, settings)
     trained_score = evaluate(pairs, features_of, network, eval_size=GRID)
     assert nn_score["pck_img@0.10"] < 50.0  # the nuisance channels break raw NN

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffact.tasks.correspondence.aggregation import TrainSettings, evaluate, train_aggregation
+from diffact.tasks.correspondence.aggregation import AggregationTrainSettings, evaluate, train_aggregation
 from diffact.tasks.correspondence.matching import nn_transfer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -25,7 +25,7 @@ def test_training_on_cuda_reaches_the_cpu_result():
     from test_aggregation import GRID, constructed_dataset
 
     pairs, features_of = constructed_dataset()
-    settings = TrainSettings(epochs=2, pairs_per_epoch=20, eval_every=10, lr=0.02, seed=0, feature_size=GRID, eval_size=GRID)
+    settings = AggregationTrainSettings(epochs=2, pairs_per_epoch=20, eval_every=10, lr=0.02, seed=0, feature_size=GRID, eval_size=GRID)
     scores = {}
     for device in ("cpu", "cuda"):
         on_device = lambda pair, d=device: tuple(t.to(d) for t in features_of(pair))  # noqa: E731

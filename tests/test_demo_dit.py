@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from diffact.models import demo
-from diffact.models.train import TrainSettings, build_demo_model
+from diffact.models.train import DemoTrainSettings, build_demo_model
 from diffact.utils.errors import ConfigError
 
 # One thread, as tests/test_demo_models.py (tests share busy cores). Batch 4, 6 DiT steps: ~0.3 s a step.
-FAST = TrainSettings(image_size=32, batch_size=4, vae_steps=2, unet_steps=6, seed=0, num_threads=1)
+FAST = DemoTrainSettings(image_size=32, batch_size=4, vae_steps=2, unet_steps=6, seed=0, num_threads=1)
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:

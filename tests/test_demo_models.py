@@ -19,11 +19,11 @@ import torch
 
 from diffact.models import demo
 from diffact.models.tokenizer import MODEL_MAX_LENGTH, build_clip_tokenizer, vocab_size
-from diffact.models.train import TrainSettings, build_demo_model, sample_crops
+from diffact.models.train import DemoTrainSettings, build_demo_model, sample_crops
 from diffact.utils.errors import ConfigError
 
 # One thread: tests run beside other jobs, where OpenMP threads spinning on 2 busy cores cost ~5× time.
-FAST = TrainSettings(image_size=32, batch_size=2, vae_steps=2, unet_steps=3, seed=0, num_threads=1)
+FAST = DemoTrainSettings(image_size=32, batch_size=2, vae_steps=2, unet_steps=3, seed=0, num_threads=1)
 
 
 def unet_inputs(arch: str, batch: int = 1, latent: int = 32) -> dict:

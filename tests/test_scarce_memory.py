@@ -14,7 +14,7 @@ from PIL import Image
 
 from diffact.data.ddpmseg import open_ddpmseg
 from diffact.extract.store import FeatureStore
-from diffact.tasks.scarce.ensemble import TrainSettings, member_batches, train_ensemble
+from diffact.tasks.scarce.ensemble import EnsembleTrainSettings, member_batches, train_ensemble
 from diffact.tasks.scarce.pipeline import ScarceConfig, run_scarce
 from diffact.tasks.scarce.pixels import PixelStream, buffer_count, buffer_sizes, training_image
 
@@ -76,7 +76,7 @@ class _Recording:
 def test_training_peak_buffer_stays_under_buffer_mb_for_a_store_larger_than_it(tmp_path):
     n = 8
     store, images = _store(tmp_path / "store", n), _images(n)
-    config = ScarceConfig(size=SIZE, buffer_mb=0.02, train=TrainSettings(members=2, max_epochs=2))
+    config = ScarceConfig(size=SIZE, buffer_mb=0.02, train=EnsembleTrainSettings(members=2, max_epochs=2))
     budget = config.buffer_mb * 2**20
     assert n * SIZE * SIZE * (4 * C + 8) > 5 * budget  # the training set is several budgets large
     stream = PixelStream(store, ["a", "b"], images, SIZE, config.buffer_pixels(C), seed=0)
@@ -145,7 +145,7 @@ def _dataset(root, store_root, n_train=6, n_test=2):
 
 def test_pipeline_with_a_small_budget_is_bounded_and_deterministic(tmp_path, caplog):
     dataset, store = _dataset(tmp_path / "data", tmp_path / "store")
-    config = ScarceConfig(size=SIZE, splits=1, buffer_mb=0.01, train=TrainSettings(members=2, max_epochs=2))
+    config = ScarceConfig(size=SIZE, splits=1, buffer_mb=0.01, train=EnsembleTrainSettings(members=2, max_epochs=2))
     with caplog.at_level(logging.INFO, logger="diffact.tasks.scarce.pipeline"):
         first = run_scarce(store, dataset, ["f"], config, progress=False)[0]
     lines = [r.getMessage() for r in caplog.records if "streamed in" in r.getMessage()]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from diffact.data.ddpmseg import open_ddpmseg
 from diffact.extract.store import FeatureStore
-from diffact.tasks.scarce.ensemble import TrainSettings
+from diffact.tasks.scarce.ensemble import EnsembleTrainSettings
 from diffact.tasks.scarce.metrics import mean_and_std
 from diffact.tasks.scarce.pipeline import ScarceConfig, make_splits, run_scarce, store_key, summary_row
 from diffact.utils.errors import DataError, LayerError
@@ -52,7 +52,7 @@ def _linear_dataset(root, store_root, n_train=4, n_test=2, seed=0):
 
 def test_ensemble_learns_linearly_separable_labels(tmp_path):
     dataset, store = _linear_dataset(tmp_path / "data", tmp_path / "store")
-    config = ScarceConfig(size=SIZE, splits=2, seed=0, train=TrainSettings(max_epochs=6))
+    config = ScarceConfig(size=SIZE, splits=2, seed=0, train=EnsembleTrainSettings(max_epochs=6))
     results = run_scarce(store, dataset, ["feat"], config, progress=False)
     assert len(results) == 2
     for r in results:
@@ -76,7 +76,7 @@ def test_unknown_layer_and_missing_shard_are_reported(tmp_path):
     (store.root / "shards" / "test" / "im1.safetensors").unlink()
     with pytest.raises(DataError, match="im1.png"):
         run_scarce(store, dataset, ["feat"], ScarceConfig(size=SIZE, shuffle=False,
-                                                          train=TrainSettings(max_epochs=1)), progress=False)
+                                                          train=EnsembleTrainSettings(max_epochs=1)), progress=False)
 
 
 def test_store_key_prefers_split_ids_and_falls_back_to_stems(tmp_path):

@@ -1,7 +1,7 @@
 """The ``diffact`` command line. Snakemake rules call it; so can users.
 
-Sub-commands are contributed by modules named ``diffact.<...>.commands`` (or ``*_commands``) that define
-``register(subparsers)``; each adds its parsers and sets ``func`` to a handler taking the parsed args.
+Each package's sub-commands live in its ``commands`` module (listed in :data:`COMMAND_MODULES`), which defines
+``register(subparsers)``: it adds its parsers and sets ``func`` to a handler taking the parsed args.
 Handlers import heavy libraries lazily so ``diffact --help`` stays quick.
 """
 
@@ -14,24 +14,58 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
-import pkgutil  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import diffact
+from diffact.utils.args import positive_int
 from diffact.utils.errors import DiffactError
 from diffact.utils.logs import setup_logging
 
 
-def _command_modules() -> list[str]:
-    names = []
-    for info in pkgutil.walk_packages(diffact.__path__, prefix="diffact."):
-        if info.name.rsplit(".", 1)[-1].endswith("commands"):
-            names.append(info.name)
-    return sorted(names)
+# Every command module, in the order of the workflow (and of `diffact --help`): grep here to find a command's home.
+COMMAND_MODULES = (
+    "diffact.data.commands",  # make-demo-*, make-paper-fixtures, check-data, check-spair, seg-check, ...
+    "diffact.models.commands",  # build-demo-model, make-standin-models
+    "diffact.extract.commands",  # layers, extract, extract-merge
+    "diffact.analysis.commands",  # the properties (§4-5.1): noise-share, property-maps, qualitative-filter, ...
+    "diffact.tasks.correspondence.commands",  # pck-screen, practical-set, corr-train, corr-evaluate, corr-table1
+    "diffact.tasks.segmentation.commands",  # seg-train, seg-baseline
+    "diffact.tasks.scarce.commands",  # scarce, scarce-screen, scarce-compare
+    "diffact.viz.commands",  # notebook, figures-index
+    "diffact.commands",  # what a run costs: budget, usage-report
+)
+
+
+THREADS_HELP = ("torch CPU threads of this command (default %(default)s; None = torch's default, all cores). Results are "
+                "bit-identical only for the same count; on a busy machine 1-2 are fastest for small networks")
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """The one ``--threads`` every command takes after its name (rules pass ``--threads {threads}``). A command
+    that pins its own count for reproducible bits declares it with ``parser.set_defaults(threads=N)``."""
+    parser.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run a command with ``threads`` torch CPU threads, then restore the caller's count (``main`` may run
+    in-process: tests, notebooks). None leaves torch alone and does not import it (a quick CLI)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", metavar="FILE", help="also write the log to FILE (rules pass results/logs/...)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _command_modules():
+    for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command in subparsers.choices.values():
+        add_threads_option(command)
     return parser
 
 
@@ -55,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     code = 1
     try:
-        code = int(args.func(args) or 0)
+        with torch_threads(args.threads):
+            code = int(args.func(args) or 0)
     except DiffactError as err:
         logging.getLogger("diffact").error("%s", err)
         print(f"diffact {args.command}: error: {err}", file=sys.stderr)

@@ -38,6 +38,11 @@ def _pairs(items, what: str) -> dict[str, str]:
 
 
 def register(subparsers) -> None:
+    # the defaults of settings that have a dataclass are the dataclass's, written there once
+    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.models.control_unet import ControlConfig
+    from diffact.utils.args import default_of
+
     p = subparsers.add_parser("noise-share", help="P1: per-activation noise share over K diffusion-noise draws")
     _add_extraction_args(p)
     p.add_argument("--draws", type=int, default=4, help="noise draws per image (K ≥ 2)")
@@ -75,18 +80,20 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train-control-unet", help="train the Fig 15 control (conventional U-Net) on segmentation data")
     p.add_argument("--dataset-root", required=True, help="DDPM-seg-layout dataset (its train split is used)")
     p.add_argument("--out", required=True, help="model folder")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=default_of(ControlConfig, "image_size"))
+    p.add_argument("--steps", type=int, default=default_of(ControlConfig, "steps"))
+    p.add_argument("--seed", type=int, default=default_of(ControlConfig, "seed"))
     p.add_argument("--loss-csv", help="training curve CSV")
-    p.set_defaults(func=cmd_train_control)
+    # a tiny network: more threads only contend on the small CPU machines
+    p.set_defaults(func=cmd_train_control, threads=1)
 
     p = subparsers.add_parser("control-features", help="the control U-Net's feature store and noise share")
     p.add_argument("--model", required=True, help="control U-Net folder")
     p.add_argument("--dataset-root", required=True)
     p.add_argument("--images", type=int, default=0)
     p.add_argument("--draws", type=int, default=4)
-    p.add_argument("--t", type=int, default=50, help="input noise level of the diffusion models (ᾱ_t)")
+    p.add_argument("--t", type=int, default=default_of(ExtractionSettings, "t"),
+                   help="input noise level of the diffusion models (ᾱ_t)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--store-out", required=True)
     p.add_argument("--noise-out", required=True, help="CSV")
@@ -105,7 +112,7 @@ def register(subparsers) -> None:
 def cmd_noise_share(args) -> int:
     from diffact.analysis.property_runs import diffusion_noise_share
     from diffact.data.registry import dataset_images
-    from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args, set_torch_threads
+    from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args
     from diffact.extract.layersets import resolve_layers_arg
     from diffact.models.loading import denoiser, load_pipeline
     from diffact.utils.errors import ConfigError
@@ -115,7 +122,6 @@ def cmd_noise_share(args) -> int:
         raise ConfigError(f"noise-share --inversion {args.inversion}: the noise share measures how features vary "
                           "over noise draws, and an inversion has no noise draw; use --inversion none")
     settings = extraction_settings_from_args(args)
-    set_torch_threads(args.torch_threads)
     images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
                             **dataset_policy_from_args(args))
     if args.images:
@@ -196,10 +202,6 @@ def cmd_train_control(args) -> int:
     from diffact.data.ddpmseg import open_ddpmseg
     from diffact.models.control_unet import ControlConfig, load_segmentation_arrays, save_control, train_control
     from diffact.utils.io import write_csv
-
-    import torch
-
-    torch.set_num_threads(1)  # a tiny network: more threads only contend on the small CPU machines
     dataset = open_ddpmseg(args.dataset_root)
     config = ControlConfig(num_classes=dataset.num_classes, image_size=args.image_size, steps=args.steps, seed=args.seed)
     config.validate()

@@ -53,12 +53,17 @@ def add_extraction_args(p) -> None:
     """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
     that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
     from diffact.data.spair import add_subset_policy_args
+    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.utils.args import default_of, positive_int
+
+    def setting(name):  # the defaults are ExtractionSettings' (the paper's), written there once
+        return default_of(ExtractionSettings, name)
 
     p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
     p.add_argument("--variant", help="weight-file variant to load, e.g. fp16 (the hub's *.fp16.safetensors)")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="CPU threads of torch; fixed by the workflow (extraction.torch_threads) because the CPU "
+    p.add_argument("--torch-threads", dest="threads", type=positive_int, metavar="N",
+                   help="the same as --threads; the workflow fixes it (extraction.torch_threads) because the CPU "
                         "kernels' float sums depend on the thread count (docs/determinism.md)")
     p.add_argument("--family", required=True,
                    help="model family (config/layers/<family>/): sd15, sdxl, pixart, sd3 or flux")
@@ -68,18 +73,18 @@ def add_extraction_args(p) -> None:
     p.add_argument("--split")
     p.add_argument("--subset")
     add_subset_policy_args(p)
-    p.add_argument("--t", type=int, default=50)
-    p.add_argument("--prompt", default="")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--ensemble", type=int, default=1)
-    p.add_argument("--vae-mode", default="sample", choices=["sample", "mean"])
-    p.add_argument("--resize", default="square", choices=["square", "aspect"],
+    p.add_argument("--t", type=int, default=setting("t"))
+    p.add_argument("--prompt", default=setting("prompt"))
+    p.add_argument("--image-size", type=int, default=setting("image_size"))
+    p.add_argument("--noise-seed", type=int, default=setting("noise_seed"))
+    p.add_argument("--ensemble", type=int, default=setting("ensemble"))
+    p.add_argument("--vae-mode", default=setting("vae_mode"), choices=["sample", "mean"])
+    p.add_argument("--resize", default=setting("resize"), choices=["square", "aspect"],
                    help="square: stretch to S×S (paper); aspect: long side to S, centred on a padded S×S canvas")
-    p.add_argument("--inversion", default="none", choices=["none", "ddim"],
+    p.add_argument("--inversion", default=setting("inversion"), choices=["none", "ddim"],
                    help="none: forward noise (paper); ddim: deterministic DDIM inversion of the clean latent to t")
-    p.add_argument("--inversion-steps", type=int, default=10, help="DDIM inversion steps up to t (--inversion ddim)")
-    p.add_argument("--dtype", default="float32",
+    p.add_argument("--inversion-steps", type=int, default=setting("inversion_steps"), help="DDIM inversion steps up to t (--inversion ddim)")
+    p.add_argument("--dtype", default=setting("dtype"),
                    help="float32 | float16 | bfloat16 | auto (the fastest this device runs natively, recorded resolved)")
     p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--device", default="auto")
@@ -131,17 +136,6 @@ def _store_settings_from_args(args) -> tuple[object, dict, list]:
     return extraction, settings, images
 
 
-def set_torch_threads(threads: int | None) -> None:
-    """Pin torch's CPU threads (None: leave torch's default). Same config, same thread count, same bits."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ConfigError(f"--torch-threads must be ≥ 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def cmd_extract(args) -> int:
     from diffact.api import FeatureExtractor
     from diffact.extract.run import extract_to_store, parse_shard, shard_images
@@ -158,7 +152,6 @@ def cmd_extract(args) -> int:
         if args.receipt:
             write_json(args.receipt, {"store": str(Path(args.out)), "shard": args.shard, "image_ids": []}, sort_keys=False)
         return 0
-    set_torch_threads(args.torch_threads)
     # The Python API's extractor (diffact.api), so the CLI and a notebook extract the same way.
     fx = FeatureExtractor.from_pretrained(args.model, args.layers, family=args.family, revision=args.revision,
                                           variant=args.variant, device=args.device, early_exit=not args.no_early_exit,

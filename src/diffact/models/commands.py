@@ -1,4 +1,8 @@
-"""CLI: ``diffact build-demo-model`` — build (and train) a tiny SD1.5-, SDXL- or SD3-layout pipeline."""
+"""CLI of the models:
+
+* ``diffact build-demo-model``    — build (and train) a tiny SD1.5-, SDXL- or SD3-layout pipeline;
+* ``diffact make-standin-models`` — full-size random-weight stand-ins of the paper's models in a hub cache.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,17 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
-    from diffact.models.demo import ARCHS
-    from diffact.models.train import TrainSettings
+    _register_build_demo_model(subparsers)
+    _register_make_standin_models(subparsers)
 
-    defaults = TrainSettings()
+
+def _register_build_demo_model(subparsers) -> None:
+    from diffact.models.demo import ARCHS
+    from diffact.models.train import DemoTrainSettings
+    from diffact.utils.args import default_of
+
+    def setting(name):  # the defaults are DemoTrainSettings', written there once
+        return default_of(DemoTrainSettings, name)
     parser = subparsers.add_parser(
         "build-demo-model",
         help="build a tiny SD1.5/SDXL/SD3-layout diffusers pipeline, train it on CPU, save it as a folder",
@@ -27,31 +38,28 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--arch", required=True, choices=ARCHS, help="block layout")
     parser.add_argument("--out", required=True, metavar="DIR", help="pipeline folder to write (replaced atomically)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="training crop size (pixels)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per step")
-    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help="VAE training steps")
-    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps,
+    parser.add_argument("--image-size", type=int, default=setting("image_size"), help="training crop size (pixels)")
+    parser.add_argument("--batch-size", type=int, default=setting("batch_size"), help="crops per step")
+    parser.add_argument("--vae-steps", type=int, default=setting("vae_steps"), help="VAE training steps")
+    parser.add_argument("--unet-steps", type=int, default=setting("unet_steps"),
                         help="denoiser (U-Net or transformer) training steps")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (both stages)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights, crops, noise")
-    parser.add_argument("--prompt", default=defaults.prompt, help="fixed training prompt")
-    parser.add_argument(
-        "--threads", type=int, default=defaults.num_threads,
-        help="torch threads while training; results are bit-identical only for the same thread count",
-    )
+    parser.add_argument("--lr", type=float, default=setting("lr"), help="AdamW learning rate (both stages)")
+    parser.add_argument("--seed", type=int, default=setting("seed"), help="seeds weights, crops, noise")
+    parser.add_argument("--prompt", default=setting("prompt"), help="fixed training prompt")
     parser.add_argument(
         "--untrained", action="store_true", help="save the seeded random-weight pipeline instead (reference row)"
     )
     parser.add_argument("--loss-csv", metavar="FILE", help="write the loss curve as CSV (step, component, loss)")
     parser.add_argument("--loss-png", metavar="FILE", help="write the loss curve plot")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    parser.set_defaults(func=handle_build_demo_model)
+    # the global --threads (diffact.cli), pinned while training: the weights' bits depend on the thread count
+    parser.set_defaults(func=handle_build_demo_model, threads=setting("num_threads"))
 
 
 def handle_build_demo_model(args) -> int:
-    from diffact.models.train import TrainSettings, build_demo_model
+    from diffact.models.train import DemoTrainSettings, build_demo_model
 
-    settings = TrainSettings(
+    settings = DemoTrainSettings(
         image_size=args.image_size,
         batch_size=args.batch_size,
         vae_steps=args.vae_steps,
@@ -70,4 +78,39 @@ def handle_build_demo_model(args) -> int:
         loss_png=args.loss_png,
         progress=not args.no_progress,
     )
+    return 0
+
+
+def _register_make_standin_models(subparsers) -> None:
+    from diffact.models.standins import PAPER_HUB_IDS, VARIANTS
+
+    parser = subparsers.add_parser(
+        "make-standin-models",
+        help="write SD1.5/SD2.1/SDXL/PGv2 stand-ins (real configs, seeded random weights) into a HF hub cache",
+        description=(
+            "Write complete diffusers pipelines of the paper's models, built from their real configs with seeded "
+            "random weights, into a Hugging Face hub cache under their hub ids, so that HF_HUB_CACHE=CACHE makes "
+            "the paper profile load them offline through the same code as downloaded weights. For rehearsals "
+            "only: their features mean nothing. Never point --cache at the cache that holds your real weights."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--cache", required=True, metavar="DIR", help="hub cache folder to write (HF_HUB_CACHE layout)")
+    parser.add_argument("--models", default=",".join(PAPER_HUB_IDS), help=f"comma list of {', '.join(PAPER_HUB_IDS)}")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every model's weights (per model and component)")
+    parser.add_argument("--variants", default="fp16",
+                        help=f"comma list of weight files to write: {', '.join(VARIANTS)} (the paper profile loads fp16)")
+    parser.set_defaults(func=handle_make_standin_models)
+
+
+def handle_make_standin_models(args) -> int:
+    from diffact.models.standins import write_standin
+    from diffact.utils.errors import ConfigError
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ConfigError("--models: expected a comma list of model names, got nothing")
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    for key in models:
+        print(write_standin(args.cache, key, seed=args.seed, variants=variants))
     return 0

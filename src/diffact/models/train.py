@@ -47,7 +47,7 @@ DIT_COMPONENTS = ("dit_flow_mse",)
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class DemoTrainSettings:
     """Demo-model training settings (config/config.yaml ``demo_models``). The defaults cost ~400 CPU-seconds
     per model (sd15 ~410, sdxl ~400; ~85% of it the U-Net), i.e. ≥ 3.5 min on 2 idle cores. sd3 takes ~1.4×
     sd15's wall time: 227 s against 166 s (VAE 15 s each, DiT 205 s, U-Net 142 s), measured 2026-12-03 on
@@ -68,7 +68,7 @@ class TrainSettings:
     # None leaves torch's default (all cores).
     num_threads: int | None = 2
 
-    def validate(self) -> "TrainSettings":
+    def validate(self) -> "DemoTrainSettings":
         # latents are image_size / 2 and the sd15 U-Net halves them 3 times
         if self.image_size < 16 or self.image_size % 16:
             raise ConfigError(f"image_size must be a positive multiple of 16, got {self.image_size}")
@@ -162,7 +162,7 @@ def sample_crops(images: list, batch_size: int, image_size: int, generator) -> "
 # Stage 1: VAE
 
 
-def train_vae(vae, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+def train_vae(vae, images: list, settings: DemoTrainSettings, progress: bool = True) -> list[dict]:
     """Train ``vae`` in place for ``settings.vae_steps`` AdamW steps; returns loss rows.
 
     loss = |x̂ − x|₁ + |x̂ − x|₂² (means over pixels) + kl_weight · KL(q(z|x) ‖ N(0, I)) per latent element,
@@ -200,7 +200,7 @@ def train_vae(vae, images: list, settings: TrainSettings, progress: bool = True)
     return rows
 
 
-def calibrate_latent_scale(vae, images: list, settings: TrainSettings, num_crops: int = 64) -> float:
+def calibrate_latent_scale(vae, images: list, settings: DemoTrainSettings, num_crops: int = 64) -> float:
     """Set ``vae.config.scaling_factor`` to 1/std of posterior-sampled latents of ``num_crops`` random
     crops (LDM's rule; SD's 0.18215 is this number for its VAE), so that the diffusion model sees
     unit-variance latents whatever the VAE learnt. Returns the factor.
@@ -266,13 +266,13 @@ def is_dit(pipe) -> bool:
     return family_of(denoiser_of(pipe)).denoiser_attr == "transformer"
 
 
-def train_denoiser(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+def train_denoiser(pipe, images: list, settings: DemoTrainSettings, progress: bool = True) -> list[dict]:
     """Train the pipeline's denoiser for ``settings.unet_steps`` steps: :func:`train_dit` (flow matching) for a
     transformer, :func:`train_unet` (epsilon prediction) for a U-Net. Returns loss rows."""
     return (train_dit if is_dit(pipe) else train_unet)(pipe, images, settings, progress)
 
 
-def _optimise(model, settings: TrainSettings, step_loss, what: str, component: str, metric: str,
+def _optimise(model, settings: DemoTrainSettings, step_loss, what: str, component: str, metric: str,
               progress: bool) -> list[dict]:
     """The AdamW loop both denoisers share: ``settings.unet_steps`` steps of ``step_loss()`` (which draws its
     own batch from its seeded generators), gradient clipping, one loss row per step; ``model`` trained in place."""
@@ -298,7 +298,7 @@ def _optimise(model, settings: TrainSettings, step_loss, what: str, component: s
     return rows
 
 
-def train_unet(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+def train_unet(pipe, images: list, settings: DemoTrainSettings, progress: bool = True) -> list[dict]:
     """Train ``pipe.unet`` in place for ``settings.unet_steps`` AdamW steps (VAE, text encoders frozen);
     returns loss rows. Latents z₀ = VAE posterior sample × scaling_factor, (B, 4, S/2, S/2)."""
     import torch
@@ -348,7 +348,7 @@ def flow_sigmas(scheduler, batch_size: int, generator) -> tuple:
     return schedule.timesteps[index].to(torch.float32), schedule.sigmas[index].to(torch.float32)
 
 
-def train_dit(pipe, images: list, settings: TrainSettings, progress: bool = True) -> list[dict]:
+def train_dit(pipe, images: list, settings: DemoTrainSettings, progress: bool = True) -> list[dict]:
     """Train ``pipe.transformer`` in place for ``settings.unet_steps`` AdamW steps (VAE, text encoders frozen)
     with SD3's rectified-flow objective (Esser et al. 2024, §2 and §3.1: z_t = (1−σ)·z₀ + σ·ε, the network
     predicts the velocity v = ε − z₀; unweighted MSE, as train_dreambooth_sd3.py with ``--precondition_outputs 0``
@@ -399,7 +399,7 @@ def check_dit_image_size(pipe, image_size: int) -> None:
 # Whole pipeline
 
 
-def train_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings(), progress: bool = True):
+def train_demo_pipeline(arch: str, settings: DemoTrainSettings = DemoTrainSettings(), progress: bool = True):
     """Build the seeded random pipeline of ``arch`` (:func:`diffact.models.demo.random_init_pipeline`),
     train VAE then the denoiser (U-Net or transformer, :func:`train_denoiser`), calibrate the latent scale in
     between. Returns (pipeline, loss DataFrame with columns step, component, loss)."""
@@ -430,7 +430,7 @@ def train_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings(), pr
     return pipe, pd.DataFrame(rows, columns=list(LOSS_COLUMNS))
 
 
-def untrained_demo_pipeline(arch: str, settings: TrainSettings = TrainSettings()):
+def untrained_demo_pipeline(arch: str, settings: DemoTrainSettings = DemoTrainSettings()):
     """The "random weights" reference: the seeded random pipeline, with only the VAE latent scale
     calibrated (on the same crops as a trained model), so its latents have unit variance too."""
     from diffact.models.demo import random_init_pipeline
@@ -488,7 +488,7 @@ def save_loss_curve(losses, csv_path: str | Path | None = None, png_path: str | 
 def build_demo_model(
     arch: str,
     out: str | Path,
-    settings: TrainSettings = TrainSettings(),
+    settings: DemoTrainSettings = DemoTrainSettings(),
     untrained: bool = False,
     loss_csv: str | Path | None = None,
     loss_png: str | Path | None = None,

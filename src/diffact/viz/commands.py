@@ -1,4 +1,9 @@
-"""CLI: ``diffact notebook`` runs a jupytext ``.py`` notebook with papermill (rules call it)."""
+"""CLI of the figures:
+
+* ``diffact notebook``      — run a jupytext ``.py`` notebook with papermill (rules call it) and record its
+  provenance;
+* ``diffact figures-index`` — write paper_figures/README.md, the index of the paper's 24 items.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ KERNEL = "diffact"
 
 
 def register(subparsers) -> None:
+    _register_notebook(subparsers)
+    _register_figures_index(subparsers)
+
+
+def _register_notebook(subparsers) -> None:
     p = subparsers.add_parser("notebook", help="execute a notebooks/*.py (jupytext) with papermill")
     p.add_argument("notebook", help="notebooks/<name>.py")
     p.add_argument("--executed", required=True, help="where the executed .ipynb is kept (results/notebooks/...)")
@@ -78,3 +88,24 @@ def provenance_path(executed: str | Path) -> Path:
     """
     executed = Path(executed)
     return executed.with_name(executed.stem + ".provenance.json")
+
+
+def _register_figures_index(subparsers) -> None:
+    p = subparsers.add_parser("figures-index", help="write the index of regenerated paper figures and tables")
+    p.add_argument("--figures", default="paper_figures", help="folder of regenerated figures and tables")
+    p.add_argument("--provenance", default="results/notebooks", help="folder of the notebooks' provenance files")
+    p.add_argument("--profile", default="demo", help="the active profile's name (shown in the index)")
+    p.add_argument("--out", default=None, help="index file (default: <figures>/README.md)")
+    p.set_defaults(func=cmd_figures_index)
+
+
+def cmd_figures_index(args) -> int:
+    from pathlib import Path
+
+    from diffact.utils.errors import ConfigError
+    from diffact.viz.index import write_index
+
+    if not Path(args.figures).is_dir():
+        raise ConfigError(f"--figures {args.figures}: no such folder")
+    write_index(args.out or Path(args.figures) / "README.md", args.figures, args.provenance, args.profile)
+    return 0

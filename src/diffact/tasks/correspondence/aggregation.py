@@ -286,7 +286,7 @@ def clip_loss(src: torch.Tensor, trg: torch.Tensor, src_idx: torch.Tensor, trg_i
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class AggregationTrainSettings:
     """Training of the aggregation conv. Defaults are the paper's (docs/paper.md §2.8, upstream task-corres.py)."""
 
     epochs: int = 2
@@ -313,7 +313,7 @@ class TrainSettings:
         return asdict(self)
 
 
-def training_pair_order(n_pairs: int, settings: TrainSettings) -> np.ndarray:
+def training_pair_order(n_pairs: int, settings: AggregationTrainSettings) -> np.ndarray:
     """Indices of the training pair of every step. Each epoch takes ``pairs_per_epoch`` pairs from a
     seeded random permutation (upstream: ``np.random.permutation(train_anns)[:5000]``); when an epoch
     asks for more pairs than exist (the demo), further permutations are appended."""
@@ -422,7 +422,7 @@ def train_aggregation(
     val_pairs: Sequence,
     val_features: PairFeatures,
     in_channels: int,
-    settings: TrainSettings,
+    settings: AggregationTrainSettings,
     *,
     n_models: int = 1,
     checkpoint_dir: str | Path | None = None,

@@ -1,12 +1,12 @@
 """CLI for label-scarce segmentation (paper §2.10, §5):
 
-* ``diffact make-demo-seg``  — write a demo dataset (simple or complex) in the DDPM-seg layout;
 * ``diffact scarce``         — one activation set (layers concatenated) → mIoU per random split;
 * ``diffact scarce-screen``  — every activation alone → one row each with mean ± std mIoU (Tables 4–6 input);
 * ``diffact scarce-compare`` — rank screens per resolution beside the paper's Tables 4–6 and compose a set.
 
 Feature stores must hold one shard per dataset image under the id ``<split>/<stem>`` (e.g. ``train/img_000``,
 the original split; ``diffact extract --dataset-kind ddpmseg`` writes exactly these), or the bare ``<stem>``.
+The demo datasets come from ``diffact make-demo-seg`` (:mod:`diffact.data.commands`).
 """
 
 from __future__ import annotations
@@ -17,42 +17,37 @@ log = logging.getLogger(__name__)
 
 
 def _add_protocol_args(p) -> None:
+    # The defaults are the dataclasses' (the paper's protocol, §2.10), written there once.
+    from diffact.tasks.scarce.ensemble import EnsembleTrainSettings as Train
+    from diffact.tasks.scarce.pipeline import ScarceConfig
+    from diffact.utils.args import default_of
+
     p.add_argument("--store", required=True, action="append", metavar="[LABEL=]DIR",
                    help="feature store folder holding every dataset image; `scarce` takes several (LABEL=DIR, "
                         "one --layers each, e.g. Ours-XL-t), their features concatenated per pixel in this order")
     p.add_argument("--dataset", required=True, help="DDPM-seg layout folder (with real/train, real/test)")
     p.add_argument("--dataset-name", help="known dataset (e.g. horse_21) when the folder name does not say")
     p.add_argument("--num-classes", type=int, help="number of classes when neither dataset.json nor the name says")
-    p.add_argument("--splits", type=int, default=5, help="random re-splits (paper: 5)")
+    p.add_argument("--splits", type=int, default=default_of(ScarceConfig, "splits"), help="random re-splits (paper: 5)")
     p.add_argument("--no-shuffle", action="store_true", help="use the original train/test split once")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=256, help="features/labels resized to SIZE² (paper: 256)")
-    p.add_argument("--models", type=int, default=10, help="ensemble members (paper: 10)")
-    p.add_argument("--epochs", type=int, default=100, help="max epochs (paper: 100; early stopping applies)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pixel-rate", type=float, default=1.0, help="fraction of training pixels kept (paper: 1)")
-    p.add_argument("--buffer-mb", type=float, default=1024.0, help="memory for one buffer of streamed pixels")
+    p.add_argument("--seed", type=int, default=default_of(ScarceConfig, "seed"))
+    p.add_argument("--size", type=int, default=default_of(ScarceConfig, "size"), help="features/labels resized to SIZE² (paper: 256)")
+    p.add_argument("--models", type=int, default=default_of(Train, "members"), help="ensemble members (paper: 10)")
+    p.add_argument("--epochs", type=int, default=default_of(Train, "max_epochs"), help="max epochs (paper: 100; early stopping applies)")
+    p.add_argument("--batch-size", type=int, default=default_of(Train, "batch_size"))
+    p.add_argument("--lr", type=float, default=default_of(Train, "lr"))
+    p.add_argument("--pixel-rate", type=float, default=default_of(ScarceConfig, "pixel_rate"), help="fraction of training pixels kept (paper: 1)")
+    p.add_argument("--buffer-mb", type=float, default=default_of(ScarceConfig, "buffer_mb"), help="memory for one buffer of streamed pixels")
     p.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke tests/benchmarks only)")
-    p.add_argument("--upsample", choices=["nearest-bilinear", "bilinear"], default="nearest-bilinear",
+    p.add_argument("--upsample", choices=["nearest-bilinear", "bilinear"], default=default_of(ScarceConfig, "upsample"),
                    help="multi-layer sets: nearest to each store's largest map, then bilinear to SIZE² (the "
                         "authors' code, default), or bilinear from every native map")
-    p.add_argument("--absent-classes", choices=["zero", "skip"], default="zero",
+    p.add_argument("--absent-classes", choices=["zero", "skip"], default=default_of(ScarceConfig, "absent"),
                    help="classes absent from gt and prediction: count as IoU 0 (DDPM-seg) or leave out")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest for the small MLPs on a busy box)")
+    p.add_argument("--device", default=default_of(Train, "device"))
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("make-demo-seg", help="write a demo label-scarce dataset (DDPM-seg layout)")
-    p.add_argument("--kind", choices=["simple", "complex"], required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--train", type=int, default=8, help="training images")
-    p.add_argument("--test", type=int, default=6, help="test images")
-    p.set_defaults(func=cmd_make_demo)
-
     p = subparsers.add_parser("scarce", help="label-scarce segmentation mIoU of one activation set, per split")
     _add_protocol_args(p)
     p.add_argument("--layers", required=True, action="append",
@@ -86,15 +81,11 @@ def register(subparsers) -> None:
 
 
 def _config(args):
-    from diffact.tasks.scarce.ensemble import TrainSettings
+    from diffact.tasks.scarce.ensemble import EnsembleTrainSettings
     from diffact.tasks.scarce.pipeline import ScarceConfig
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    train = TrainSettings(members=args.models, batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs,
-                          max_batches_per_epoch=args.max_batches, device=args.device)
+    train = EnsembleTrainSettings(members=args.models, batch_size=args.batch_size, lr=args.lr,
+                                  max_epochs=args.epochs, max_batches_per_epoch=args.max_batches, device=args.device)
     config = ScarceConfig(size=args.size, splits=args.splits, shuffle=not args.no_shuffle, seed=args.seed,
                           pixel_rate=args.pixel_rate, buffer_mb=args.buffer_mb, absent=args.absent_classes,
                           upsample=args.upsample, train=train)
@@ -136,14 +127,6 @@ def _set_layers(args, store) -> list[str]:
     names = [f"{label}{PART_SEP}{name.strip()}" for label, layers in zip(store.parts, args.layers)
              for name in layers.split(",") if name.strip()]
     return check_layers(store, names)
-
-
-def cmd_make_demo(args) -> int:
-    from diffact.data.demo_seg import DemoSegConfig, make_demo_seg
-
-    make_demo_seg(args.out, DemoSegConfig(kind=args.kind, size=args.size, n_train=args.train, n_test=args.test,
-                                          seed=args.seed))
-    return 0
 
 
 def cmd_scarce(args) -> int:

@@ -160,7 +160,7 @@ class EarlyStop:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSettings:
+class EnsembleTrainSettings:
     """Training knobs with the paper's values as defaults (§2.10)."""
 
     members: int = 10
@@ -207,7 +207,7 @@ def member_batches(buffers: Iterable[tuple[torch.Tensor, torch.Tensor]], members
         yield left_x, left_y
 
 
-def train_ensemble(stream, num_classes: int, settings: TrainSettings, seed: int = 0, keys: tuple = (),
+def train_ensemble(stream, num_classes: int, settings: EnsembleTrainSettings, seed: int = 0, keys: tuple = (),
                    progress: bool = False) -> tuple[StackedMLP, dict]:
     """Train the ensemble on a :class:`~diffact.tasks.scarce.pixels.PixelStream`; return it (eval mode) and a
     log dict (epochs and batches each member trained for, its last loss)."""

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from diffact.data.ddpmseg import SegDataset, SegImage, load_label
-from diffact.tasks.scarce.ensemble import TrainSettings, predict, train_ensemble
+from diffact.tasks.scarce.ensemble import EnsembleTrainSettings, predict, train_ensemble
 from diffact.tasks.scarce.metrics import confusion_matrix, class_ious, mean_and_std, mean_iou
 from diffact.tasks.scarce.pixels import (
     MIN_CLASS_PIXELS, PixelStream, gather_pixels, ignore_small_classes, resize_label, training_image,
@@ -63,7 +63,7 @@ class ScarceConfig:
     predict_chunk: int = 16384
     absent: str = "zero"
     ignored_pixels: str = "false-positive"
-    train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
+    train: EnsembleTrainSettings = dataclasses.field(default_factory=EnsembleTrainSettings)
 
     def validate(self) -> None:
         if self.size < 1:

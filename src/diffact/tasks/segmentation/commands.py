@@ -1,32 +1,24 @@
 """CLI for semantic segmentation with mmsegmentation (paper §2.9, Table 2 left):
 
-* ``diffact make-demo-ade``        — the demo scenes in ADE20K's mmseg layout;
 * ``diffact seg-train``            — train a config's segmentor with mmengine's Runner, evaluate it (mmseg IoU),
   write one CSV row (mIoU, last and best validation mIoU, per-class IoU, iterations, seconds per iteration) and
   the validation history (one row per validation);
-* ``diffact seg-baseline``         — the constant-class baseline (most frequent training class everywhere);
-* ``diffact seg-check``            — problems of an ADE20K / Cityscapes root, one per line;
-* ``diffact cityscapes-train-ids`` — make Cityscapes' ``*_labelTrainIds.png`` from ``*_labelIds.png``.
+* ``diffact seg-baseline``         — the constant-class baseline (most frequent training class everywhere).
+
+The segmentation datasets' commands (``make-demo-ade``, ``seg-check``, ``cityscapes-train-ids``) are in
+:mod:`diffact.data.commands`.
 """
 
 from __future__ import annotations
 
 import logging
 
-log = logging.getLogger(__name__)
+from diffact.data.commands import SEGMENTATION_LAYOUTS
 
-LAYOUTS = ("ade20k", "cityscapes")
+log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("make-demo-ade", help="write the demo segmentation scenes in ADE20K's layout")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--train", type=int, default=48, help="training images")
-    p.add_argument("--val", type=int, default=16, help="validation images")
-    p.set_defaults(func=cmd_make_demo_ade)
-
     p = subparsers.add_parser("seg-train", help="train + evaluate an mmseg config's diffusion segmentor (Table 2 left)")
     p.add_argument("config", help="mmseg config (config/mmseg/...)")
     p.add_argument("--work-dir", required=True, help="mmengine work dir (logs, config dump, checkpoints)")
@@ -43,7 +35,6 @@ def register(subparsers) -> None:
     p.add_argument("--data-root", help="dataset root (replaces the config's data_root)")
     p.add_argument("--iters", type=int, help="training iterations (the poly schedule follows; paper: 80000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16", "auto"],
                    help="the frozen diffusion models' dtype (model.backbone.dtype; paper configs: float16 on the GPU; "
                         "auto: the fastest this device runs natively)")
@@ -58,22 +49,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_seg_train)
 
     p = subparsers.add_parser("seg-baseline", help="constant-class baseline mIoU (most frequent training class)")
-    p.add_argument("--layout", choices=LAYOUTS, required=True)
+    p.add_argument("--layout", choices=SEGMENTATION_LAYOUTS, required=True)
     p.add_argument("--root", required=True)
     p.add_argument("--out", required=True, help="CSV (one row)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="extra column")
     p.set_defaults(func=cmd_seg_baseline)
-
-    p = subparsers.add_parser("seg-check", help="check an ADE20K or Cityscapes root; exit 1 if it has problems")
-    p.add_argument("--layout", choices=LAYOUTS, required=True)
-    p.add_argument("--root", required=True)
-    p.set_defaults(func=cmd_seg_check)
-
-    p = subparsers.add_parser("cityscapes-train-ids",
-                              help="write *_gtFine_labelTrainIds.png from *_gtFine_labelIds.png")
-    p.add_argument("--root", required=True)
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_train_ids)
 
 
 def dataloader_worker_options(workers: int) -> dict:
@@ -122,13 +102,6 @@ def part_overrides(args) -> list:
                          variant=nth(args.variant, i)) for i in range(n)]
 
 
-def cmd_make_demo_ade(args) -> int:
-    from diffact.data.demo_ade import DemoAdeConfig, make_demo_ade
-
-    make_demo_ade(args.out, DemoAdeConfig(size=args.size, n_train=args.train, n_val=args.val, seed=args.seed))
-    return 0
-
-
 def cmd_seg_train(args) -> int:
     import pandas as pd
 
@@ -137,10 +110,6 @@ def cmd_seg_train(args) -> int:
     from diffact.utils.io import write_csv
     from diffact.utils.seeding import seed_everything
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     labels = parse_pairs(args.label, "--label")
     options = parse_pairs(args.cfg_options, "--cfg-options")
@@ -175,24 +144,4 @@ def cmd_seg_baseline(args) -> int:
     row = {**parse_pairs(args.label, "--label"), **constant_baseline(args.layout, args.root)}
     write_csv(args.out, pd.DataFrame([row]))
     log.info("constant-class baseline (%s): mIoU %.2f → %s", row["class_name"], row["miou"], args.out)
-    return 0
-
-
-def cmd_seg_check(args) -> int:
-    from diffact.data.ade20k import check_ade20k
-    from diffact.data.cityscapes import check_cityscapes
-
-    problems = (check_ade20k if args.layout == "ade20k" else check_cityscapes)(args.root)
-    for problem in problems:
-        print(problem)
-    if not problems:
-        print(f"{args.root}: OK ({args.layout})")
-    return 1 if problems else 0
-
-
-def cmd_train_ids(args) -> int:
-    from diffact.data.cityscapes import write_train_ids
-
-    count = write_train_ids(args.root, overwrite=args.overwrite)
-    log.info("wrote %d *_gtFine_labelTrainIds.png under %s", count, args.root)
     return 0

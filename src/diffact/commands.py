@@ -1,6 +1,10 @@
-"""``diffact budget``: what a profile's workflow costs (jobs, images, U-Net passes, training iterations, disk and
-memory per stage), from its plan and the per-unit costs of ``benchmarks/bench_paper_scale.py``. See
-:mod:`diffact.budget`."""
+"""CLI of what a workflow run costs:
+
+* ``diffact budget``       — what a profile's workflow costs (jobs, images, U-Net passes, training iterations,
+  disk and memory per stage), from its plan and the per-unit costs of ``benchmarks/bench_paper_scale.py``
+  (see :mod:`diffact.budget`);
+* ``diffact usage-report`` — wall time and peak memory per kind of job, from a run's logs (see :mod:`diffact.usage`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ import json
 
 
 def register(subparsers) -> None:
+    _register_budget(subparsers)
+    _register_usage_report(subparsers)
+
+
+def _register_budget(subparsers) -> None:
     from diffact.budget import DEFAULT_BENCH
 
     p = subparsers.add_parser("budget", help="what a profile costs: jobs, U-Net passes, training, disk, memory per stage")
@@ -33,4 +42,30 @@ def run_budget(args) -> int:
     if args.out:
         write_json(args.out, budget, sort_keys=False)
     print(json.dumps(budget, indent=2) if args.json else format_budget(budget), end="" if not args.json else "\n")
+    return 0
+
+
+def _register_usage_report(subparsers) -> None:
+    parser = subparsers.add_parser("usage-report", help="jobs, wall time and peak RSS per log folder of a workflow run")
+    parser.add_argument("--logs", required=True, metavar="DIR", help="the run's logs folder (e.g. results/rehearsal/logs)")
+    parser.add_argument("--csv", metavar="FILE", help="also write the per-job rows as CSV")
+    parser.set_defaults(func=handle_usage_report)
+
+
+def handle_usage_report(args) -> int:
+    from pathlib import Path
+
+    from diffact.usage import markdown, read_usage, summarize
+    from diffact.utils.errors import ConfigError
+
+    if not Path(args.logs).is_dir():
+        raise ConfigError(f"--logs {args.logs}: no such folder (expected a run's logs, e.g. results/rehearsal/logs)")
+    rows = read_usage(args.logs)
+    print(markdown(summarize(rows)), end="")
+    if args.csv:
+        import pandas as pd
+
+        from diffact.utils.io import write_csv
+
+        write_csv(args.csv, pd.DataFrame([row.__dict__ for row in rows]))
     return 0
