@@ -2,7 +2,7 @@
 and memory per stage (``diffact budget``; no GPU, no weights and no datasets needed).
 
 The *plan* is what the Snakefile would run for the config, derived with the same helpers the rules call
-(:mod:`diffact.workflow`, :mod:`diffact.tasks.correspondence.plan`, :mod:`diffact.tasks.segmentation.plan`, and the
+(:mod:`diffact.workflow`, :mod:`diffact.workflow.correspondence`, :mod:`diffact.workflow.segmentation`, and the
 rule files' own logic for the properties and label-scarce sections, mirrored here function by function: the rule
 files cannot be imported outside snakemake). Which feature stores exist (dataset × model × layer set), how many
 images each holds, how often each model runs and on what, how long every training loop is, what each job writes.
@@ -429,7 +429,7 @@ class Planner:
             for model in self.practical_models():
                 out.append((corr["practical"]["select_on"], model, corr["layer_set"], "practical set (practical_screen)"))
                 out.append((corr["dataset"], model, corr["layer_set"], "practical set (practical_nn)"))
-        from diffact.tasks.correspondence import plan as corr_plan
+        from diffact.workflow import correspondence as corr_plan
 
         settings = corr_plan.table1_settings(cfg)
         if settings:
@@ -510,7 +510,7 @@ class Planner:
 
     def scarce_t2_combined_runs(self) -> dict[str, list[tuple[str, str]]]:
         """table2.combined entries that run (none of their parts unavailable): name → [(model, layer set)];
-        mirrors workflow/rules/helpers/scarce.smk scarce_t2_runs."""
+        mirrors diffact.workflow.scarce.t2_runs."""
         t2 = self.section("scarce").get("table2") or {}
         unavailable = t2.get("unavailable") or {}
         runs = {}
@@ -646,7 +646,7 @@ class Planner:
 
     def table1_stage(self) -> Stage:
         from diffact.tasks.correspondence import aggregation
-        from diffact.tasks.correspondence import plan as corr_plan
+        from diffact.workflow import correspondence as corr_plan
 
         stage = Stage("table1", "Table 1: aggregation-conv training and evaluation (corr_train, corr_evaluate, "
                                 "corr_table1)")
@@ -756,7 +756,7 @@ class Planner:
         paper_generic = t3.get("paper_generic") or {}
         unavailable = (scarce.get("table2") or {}).get("unavailable") or {}
         for model in [m for m in t3.get("models", []) if m in scarce.get("models", [])]:
-            # mirrors workflow/rules/helpers/compare.smk cmp_t3_settings: the paper's fixed generic set as a third
+            # mirrors diffact.workflow.compare.t3_settings: the paper's fixed generic set as a third
             # row, unless scarce.table2.unavailable says the model lacks its layers
             fixed = paper_generic.get(model, paper_generic.get(wf.model_entry(self.config, model)["family"]))
             runs_fixed = fixed is not None and fixed not in (unavailable.get(model) or {})
@@ -782,7 +782,7 @@ class Planner:
 
     # semantic segmentation
     def segmentation_stage(self) -> Stage:
-        from diffact.tasks.segmentation import plan as segplan
+        from diffact.workflow import segmentation as segplan
 
         stage = Stage("segmentation", "Table 2 (left): mmseg training + slide evaluation with on-the-fly "
                                       "activations (seg_train, seg_baseline)")
@@ -852,7 +852,7 @@ class Planner:
                  "figures_index": 1}
         if corr:
             rules["fig_demo_nn_pck"] = 1
-        from diffact.tasks.correspondence import plan as corr_plan
+        from diffact.workflow import correspondence as corr_plan
 
         if corr_plan.table1_settings(cfg):
             rules.update(table1_notebook=1, fig01_notebook=1)
@@ -927,7 +927,7 @@ def _mmseg_config(path: str) -> dict:
 def seg_schedule(config: dict, dataset: str, model: str, layer_set: str) -> dict:
     """Iterations, batch, evaluations and checkpoints of one seg_train job (the mmseg config + the profile's
     `segmentation.iters`, as `diffact seg-train` applies it)."""
-    from diffact.tasks.segmentation import plan as segplan
+    from diffact.workflow import segmentation as segplan
 
     schedule = dict(_mmseg_config(segplan.mmseg_config(config, dataset, model, layer_set)))
     iters = int(segplan.section(config).get("iters") or schedule["iters"])

@@ -1,11 +1,11 @@
-"""CLI: ``diffact figures-index`` writes paper_figures/README.md (the index of the paper's 24 items)."""
+"""CLI: ``diffact figures-index`` writes paper_figures/<profile>/README.md (the index of the paper's 24 items)."""
 
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("figures-index", help="write the index of regenerated paper figures and tables")
-    p.add_argument("--figures", default="paper_figures", help="folder of regenerated figures and tables")
+    p.add_argument("--figures", default="paper_figures/demo", help="folder of regenerated figures and tables")
     p.add_argument("--provenance", default="results/notebooks", help="folder of the notebooks' provenance files")
     p.add_argument("--profile", default="demo", help="the active profile's name (shown in the index)")
     p.add_argument("--out", default=None, help="index file (default: <figures>/README.md)")
