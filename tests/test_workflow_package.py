@@ -32,8 +32,9 @@ DEMO_JOBS = {
     "fig01_notebook": 1, "fig15_control": 1, "fig_properties_numbers": 1, "practical_table": 1, "table1_notebook": 1,
     "table3_notebook": 1, "figures_index": 1, "all": 1,
 }
-PAPER_ORDER = ["models", "data", "extract", "properties", "compare", "correspondence", "segmentation", "scarce",
-               "figures"]
+PAPER_ORDER = ["models", "data", "extract", "properties", "properties_figures", "compare", "correspondence",
+               "correspondence_table1", "segmentation", "scarce", "figures"]
+LONGEST_RULES_FILE = 250  # lines: a rules file a reader can take in at once
 
 
 def job_counts(text: str) -> dict[str, int]:
@@ -105,6 +106,11 @@ def test_the_demo_plans_the_same_jobs_per_rule():
     assert dry_run(ROOT) == DEMO_JOBS
 
 
+def test_rules_files_stay_short():
+    lengths = {p.name: len(p.read_text().splitlines()) for p in RULES.glob("*.smk")}
+    assert max(lengths.values()) < LONGEST_RULES_FILE, lengths
+
+
 def test_no_rule_runs_python_in_its_shell():
     """What `$(python -c ...)` computed at job time (a store's layers, the filter's kept activations, a store's
     channel total) is read by the rule's own diffact command (--layers all, --layers-from-csv, --budget-from-store)."""
@@ -160,3 +166,28 @@ def test_demo_stage_plans_without_snakemake():
 def test_rules_files_hold_rules_not_helpers(name):
     """Functions live in the package (importable, tested); a rules file declares rules."""
     assert not re.search(r"^def ", (RULES / f"{name}.smk").read_text(), re.M)
+
+
+# ---- the notebook rules' template ---------------------------------------------------------------------------------
+
+def test_notebook_command_derives_the_executed_notebook_and_out_stem_from_the_outputs():
+    """A notebook rule names neither its executed notebook nor its out_stem: both follow from its first output."""
+    from diffact.utils.errors import ConfigError
+    from diffact.viz.commands import derived_params, executed_path
+
+    outputs = ["paper_figures/demo/fig04_pck_m.png", "paper_figures/demo/fig04_pck_m.pdf"]
+    assert derived_params(outputs) == {"out_stem": "paper_figures/demo/fig04_pck_m"}
+    assert derived_params([]) == {}
+    assert executed_path(None, "results/notebooks", outputs) == "results/notebooks/fig04_pck_m.ipynb"
+    assert executed_path("elsewhere.ipynb", "results/notebooks", outputs) == "elsewhere.ipynb"
+    with pytest.raises(ConfigError, match="give --executed, or --executed-dir"):
+        executed_path(None, "results/notebooks", [])
+    shell = wf.figures.notebook_shell(DEMO, "fig04_pck", "-p table={input.table}")
+    assert shell.endswith("--rule fig04_pck --executed-dir results/notebooks -p table={input.table}")
+
+
+def test_every_notebook_rule_uses_the_template():
+    for path in RULES.glob("*.smk"):
+        text = path.read_text()
+        assert "--executed {" not in text and "rulename=" not in text, path.name
+        assert text.count("notebook {input.nb}") == 0, path.name  # the command lives in wf.figures.notebook_shell

@@ -131,18 +131,15 @@ rule table4_6_notebook:
         model=wf.scarce.model_pattern(config),
     params:
         paper=lambda w: wf.compare.paper_model(config, w.model),
-        rulename="table4_6_notebook",
-        executed=lambda w: f"{RESULTS}/notebooks/table4_6_{w.model}.ipynb",
-        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
     log:
         f"{LOGS}/figures/table4_6_{{model}}.log",
     threads: stage_threads("notebook")
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
-        "-p rank={input.rank} -p composition={input.composition} -p filter_report={input.filter} "
-        "-p model={wildcards.model} -p paper_model={params.paper} -p out_stem={params.out_stem}"
+        wf.figures.notebook_shell(
+            config, "table4_6_notebook", "-p rank={input.rank}", "-p composition={input.composition}",
+            "-p filter_report={input.filter}", "-p model={wildcards.model}", "-p paper_model={params.paper}")
 
 
 rule table3_notebook:
@@ -158,9 +155,6 @@ rule table3_notebook:
     params:
         models=wf.list_param(wf.compare.t3_models(config)),
         families=wf.compare.t3_families_param(config),
-        rulename="table3_notebook",
-        executed=f"{RESULTS}/notebooks/table3.ipynb",
-        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
         compare_dir=lambda w: wf.compare.compare_dir(config),
         paper_generic=wf.compare.t3_plan_json(config),
     log:
@@ -169,6 +163,6 @@ rule table3_notebook:
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
-        "-p 'models={params.models}' -p 'families={params.families}' -p compare_dir={params.compare_dir} -p out_stem={params.out_stem} "
-        "-p paper_generic={params.paper_generic}"
+        wf.figures.notebook_shell(
+            config, "table3_notebook", "-p 'models={params.models}'", "-p 'families={params.families}'",
+            "-p compare_dir={params.compare_dir}", "-p paper_generic={params.paper_generic}")

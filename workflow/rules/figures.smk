@@ -14,18 +14,13 @@ rule fig_demo_nn_pck:
         md=f"{FIGURES}/demo_nn_pck.md",
         png=report(f"{FIGURES}/demo_nn_pck_forward.png", caption="../report/fig_demo_nn_pck.rst", category="Demo"),
         pdf=f"{FIGURES}/demo_nn_pck_forward.pdf",
-    params:
-        rulename="fig_demo_nn_pck",
-        executed=f"{RESULTS}/notebooks/demo_nn_pck.ipynb",
-        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
     log:
         f"{LOGS}/figures/demo_nn_pck.log",
     threads: stage_threads("notebook")
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
-        "-p table={input.table} -p out_stem={params.out_stem}"
+        wf.figures.notebook_shell(config, "fig_demo_nn_pck", "-p table={input.table}")
 
 
 rule fig03_pca:
@@ -41,18 +36,14 @@ rule fig03_pca:
         store=lambda w, input: os.path.dirname(input.store),
         layers=lambda w: wf.figures.pca_layers_param(config),
         n=wf.figures.pca_images(config),
-        rulename="fig03_pca",
-        executed=lambda w: f"{RESULTS}/notebooks/fig03_pca_{w.model}.ipynb",
-        out_stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         f"{LOGS}/figures/fig03_pca_{{model}}.log",
     threads: stage_threads("notebook")
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
-        "-p store={params.store} -p 'layers={params.layers}' -p n_images={params.n} "
-        "-p out_stem={params.out_stem}"
+        wf.figures.notebook_shell(
+            config, "fig03_pca", "-p store={params.store}", "-p 'layers={params.layers}'", "-p n_images={params.n}")
 
 
 rule fig_demo_loss:
@@ -66,17 +57,13 @@ rule fig_demo_loss:
         pdf=f"{FIGURES}/demo_loss_curves.pdf",
     params:
         curves=lambda w, input: wf.list_param(input.curves),
-        rulename="fig_demo_loss",
-        executed=f"{RESULTS}/notebooks/demo_loss_curves.ipynb",
-        out_stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         f"{LOGS}/figures/demo_loss_curves.log",
     threads: stage_threads("notebook")
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
-        "-p 'curves={params.curves}' -p out_stem={params.out_stem}"
+        wf.figures.notebook_shell(config, "fig_demo_loss", "-p 'curves={params.curves}'")
 
 
 rule fig02_architecture:
@@ -90,18 +77,14 @@ rule fig02_architecture:
         pdf=f"{FIGURES}/fig02_architecture_{{model}}.pdf",
     params:
         ref=lambda w: wf.model_entry(config, w.model)["source"],
-        rulename="fig02_architecture",
-        executed=lambda w: f"{RESULTS}/notebooks/fig02_architecture_{w.model}.ipynb",
-        out_stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         f"{LOGS}/figures/fig02_architecture_{{model}}.log",
     threads: stage_threads("notebook")
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} "
-        "--executed {params.executed} "
-        "-p model_ref={params.ref} -p model={wildcards.model} -p out_stem={params.out_stem}"
+        wf.figures.notebook_shell(
+            config, "fig02_architecture", "-p model_ref={params.ref}", "-p model={wildcards.model}")
 
 
 # The index of all 24 paper items, beside the profile's figures.

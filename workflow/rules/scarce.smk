@@ -47,9 +47,6 @@ rule table2_right_notebook:
     params:
         plan=wf.scarce.t2_plan_json(config),
         dataset=wf.scarce.section(config).get("simple", ""),
-        rulename="table2_right_notebook",
-        executed=f"{RESULTS}/notebooks/table2_right.ipynb",
-        out_stem=lambda w, output: output.csv.removesuffix(".csv"),
         results_dir=lambda w: wf.scarce.table2_dir(config),
     log:
         f"{LOGS}/figures/table2_right.log",
@@ -57,6 +54,6 @@ rule table2_right_notebook:
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} --executed {params.executed} "
-        "-p plan={params.plan} -p results_dir={params.results_dir} -p dataset={params.dataset} "
-        "-p out_stem={params.out_stem}"
+        wf.figures.notebook_shell(
+            config, "table2_right_notebook", "-p plan={params.plan}", "-p results_dir={params.results_dir}",
+            "-p dataset={params.dataset}")

@@ -73,14 +73,10 @@ rule table2_left_notebook:
         md=f"{FIGURES}/table2_left.md",
     params:
         plan=wf.segmentation.table_plan_arg(config),
-        executed=f"{RESULTS}/notebooks/table2_left.ipynb",
-        stem=lambda w, output: os.path.splitext(output.csv)[0],
-        rulename="table2_left_notebook",
     log:
         f"{LOGS}/figures/table2_left.log",
     threads: stage_threads("notebook")
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        "diffact --log {log} notebook {input.nb} --rule {params.rulename} --inputs {input} --outputs {output} "
-        "--executed {params.executed} -p plan={params.plan} -p out_stem={params.stem}"
+        wf.figures.notebook_shell(config, "table2_left_notebook", "-p plan={params.plan}")

@@ -56,3 +56,15 @@ def figure_names(config: dict) -> list[str]:
 def targets(config: dict) -> list[str]:
     """This stage's outputs are all figures (:func:`figure_names`)."""
     return []
+
+
+# ---- the notebook rules' one template -------------------------------------------------------------------------
+NOTEBOOK_COMMAND = "diffact --log {log} notebook {input.nb} --inputs {input} --outputs {output}"
+
+
+def notebook_shell(config: dict, rule: str, *params: str) -> str:
+    """The shell command of notebook rule ``rule``: `diffact notebook` names the executed notebook after the rule's
+    first output (in <results>/notebooks/) and sets ``out_stem`` to that output without its extension, so a rule
+    states only its own parameters (``-p key={input.x}``, snakemake's placeholders). The rule's name is recorded in
+    the provenance file the figures index reads (snakemake's own ``{rule}`` in a shell command fails its linter)."""
+    return " ".join([NOTEBOOK_COMMAND, f"--rule {rule} --executed-dir {results_dir(config)}/notebooks", *params])
