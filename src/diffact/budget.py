@@ -417,7 +417,7 @@ class Planner:
     # ---- which feature stores the targets need (the rules' input functions, mirrored) ----
     def practical_models(self) -> list[str]:
         """Models whose practical set the workflow chooses by its validation screen (correspondence.practical)."""
-        return list((self.section("correspondence").get("practical") or {}).get("models", []))
+        return wf.correspondence.practical_models(self.config)
 
     def store_requests(self) -> list[tuple[str, str, str, str]]:
         """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
@@ -483,49 +483,31 @@ class Planner:
         """Models with a pck_screen job: the correspondence section's (pck_table) and, when the properties take
         NN PCK, every property model (properties_table's `pck` input)."""
         corr, prop = self.section("correspondence"), self.section("properties")
-        models = list(corr.get("models", []))
-        if corr.get("random_reference", False):
-            models += [f"{m}{wf.RANDOM_SUFFIX}" for m in corr.get("models", []) if self.config["models"][m].get("build")]
+        models = wf.correspondence.models(self.config)
         if prop.get("pck", True) and corr:
             models += self.prop_models()
         return list(dict.fromkeys(models))
 
     def prop_models(self) -> list[str]:
-        prop = self.section("properties")
-        return list(prop.get("models", list(self.config["models"]))) if self.prop_scenes() else []
+        return wf.properties.measured_models(self.config)
 
     def prop_scenes(self) -> list[str]:
-        return [s for s in self.section("properties").get("scenes", []) if s in self.config["datasets"]]
+        return wf.properties.scenes(self.config)
 
     def control_scene(self) -> str | None:
-        scene = (self.section("properties").get("control") or {}).get("scene")
-        return scene if scene in self.prop_scenes() else None
+        return wf.properties.control_scene(self.config)
 
     def scarce_t2_runs(self) -> list[tuple[str, str]]:
-        scarce = self.section("scarce")
-        t2 = scarce.get("table2") or {}
-        unavailable = t2.get("unavailable") or {}
-        return [(m, s) for m in scarce.get("models", []) for s in t2.get("layer_sets", [])
-                if not (unavailable.get(m) or {}).get(s)]
+        """(model, layer set) single-store runs of Table 2 (right): the workflow's own plan."""
+        return [(m, s) for m, s in wf.scarce.t2_runs(self.config) if m != wf.scarce.COMBINED]
 
     def scarce_t2_combined_runs(self) -> dict[str, list[tuple[str, str]]]:
-        """table2.combined entries that run (none of their parts unavailable): name → [(model, layer set)];
-        mirrors diffact.workflow.scarce.t2_runs."""
-        t2 = self.section("scarce").get("table2") or {}
-        unavailable = t2.get("unavailable") or {}
-        runs = {}
-        for name, entry in (t2.get("combined") or {}).items():
-            parts = [tuple(p) for p in entry["parts"]]
-            if not any((unavailable.get(m) or {}).get(s) for m, s in parts):
-                runs[name] = parts
-        return runs
+        """table2.combined entries that run (none of their parts unavailable): name → [(model, layer set)]."""
+        return {name: [(m, s) for _, m, s in wf.scarce.t2_parts(self.config, wf.scarce.COMBINED, name)]
+                for model, name in wf.scarce.t2_runs(self.config) if model == wf.scarce.COMBINED}
 
     def cmp_budget(self, model: str):
-        from diffact.analysis.compare import PRACTICAL_CHANNELS
-
-        budget = (self.section("scarce").get("compare") or {}).get("budget") or {}
-        family = wf.model_entry(self.config, model)["family"]
-        return budget.get(model, budget.get(family, PRACTICAL_CHANNELS.get(family)))
+        return wf.compare.budget(self.config, model)
 
     def stores(self) -> list[StorePlan]:
         """Every feature store of the plan once (deduplicated by folder, as snakemake does by output path)."""
@@ -753,14 +735,10 @@ class Planner:
         if not (scarce and scarce.get("screen") and t3):
             return stage
         splits = int(t3.get("splits", 5))
-        paper_generic = t3.get("paper_generic") or {}
-        unavailable = (scarce.get("table2") or {}).get("unavailable") or {}
-        for model in [m for m in t3.get("models", []) if m in scarce.get("models", [])]:
-            # mirrors diffact.workflow.compare.t3_settings: the paper's fixed generic set as a third
-            # row, unless scarce.table2.unavailable says the model lacks its layers
-            fixed = paper_generic.get(model, paper_generic.get(wf.model_entry(self.config, model)["family"]))
-            runs_fixed = fixed is not None and fixed not in (unavailable.get(model) or {})
-            for _setting in ("generic", "specific", *(("paper-generic",) if runs_fixed else ())):
+        for model in wf.compare.t3_models(self.config):
+            # the workflow's own settings: the paper's fixed generic set as a third row, unless
+            # scarce.table2.unavailable says the model lacks its layers
+            for _setting in wf.compare.t3_settings(self.config, model):
                 for scene in ("simple", "complex"):
                     steps, _ = self.scarce_steps(scene, splits)
                     stage.add_jobs(self.config, "scarce_table3_run", 1, "scarce")
