@@ -162,6 +162,24 @@ def test_demo_stage_plans_without_snakemake():
     assert re.fullmatch(wf.segmentation.model_pattern(DEMO), wf.segmentation.COMBINED)
 
 
+def test_the_package_plans_the_demos_runs_without_snakemake():
+    """The stage modules' own lists of runs have the sizes the dry run plans (DEMO_JOBS)."""
+    assert len(wf.correspondence.result_csvs(DEMO)) == DEMO_JOBS["corr_evaluate"]
+    assert len({e.folder for e, m, p in wf.correspondence.result_runs(DEMO) if m == "trained"}) == DEMO_JOBS["corr_train"]
+    assert len(wf.scarce.t2_runs(DEMO)) == DEMO_JOBS["scarce_set"]
+    assert len(wf.compare.t3_runs(DEMO)) == DEMO_JOBS["scarce_table3_run"]
+    assert len(wf.segmentation.run_csvs(DEMO)) == DEMO_JOBS["seg_train"]
+    assert len(wf.correspondence.models(DEMO)) + len(wf.correspondence.practical_models(DEMO)) >= 1
+    entry = next(e for e, m, p in wf.correspondence.result_runs(DEMO) if e.n_models == 1)
+    # the trained aggregation's paper protocol reads the validation scores logged in training: no store
+    assert wf.correspondence.eval_stores(DEMO, entry.name, entry.layer_set, "trained", "paper") == []
+    test_stores = wf.correspondence.eval_stores(DEMO, entry.name, entry.layer_set, "nn", "heldout")
+    assert test_stores == [wf.store_done(DEMO, wf.correspondence.split_dataset(DEMO, "test"), *entry.parts[0])]
+    draws = wf.correspondence.noise_draws(wf.correspondence.table1_settings(DEMO))
+    train = wf.correspondence.draw_store_args(DEMO, "--train-store", entry.name, entry.layer_set, "trn")
+    assert train.startswith("--train-store ") and train.count(",") == draws - 1  # one store per noise draw
+
+
 @pytest.mark.parametrize("name", PAPER_ORDER)
 def test_rules_files_hold_rules_not_helpers(name):
     """Functions live in the package (importable, tested); a rules file declares rules."""
