@@ -14,7 +14,7 @@
 
 # %% tags=["parameters"]
 curves = []
-out_stem = "paper_figures/demo_loss_curves"
+out_stem = "paper_figures/demo/demo_loss_curves"
 
 # %%
 from pathlib import Path

@@ -16,7 +16,7 @@
 
 # %% tags=["parameters"]
 table = "results/correspondence/nn_pck_table.csv"
-out_stem = "paper_figures/demo_nn_pck"
+out_stem = "paper_figures/demo/demo_nn_pck"
 alpha = 0.10
 
 # %%

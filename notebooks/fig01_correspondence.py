@@ -17,7 +17,7 @@
 
 # %% tags=["parameters"]
 table = "results/correspondence/table1.csv"
-out_stem = "paper_figures/fig01_correspondence"
+out_stem = "paper_figures/demo/fig01_correspondence"
 metric = "pck_bbox@0.10"
 
 # %%

@@ -17,7 +17,7 @@
 # %% tags=["parameters"]
 model_ref = "results/models/sdxl-tiny"
 model = "sdxl-tiny"
-out_stem = "paper_figures/fig02_architecture_sdxl-tiny"
+out_stem = "paper_figures/demo/fig02_architecture_sdxl-tiny"
 
 # %%
 import matplotlib.pyplot as plt

@@ -17,7 +17,7 @@
 store = "results/features/spair/sd15-tiny/screen-000000000000"
 layers = []
 n_images = 2
-out_stem = "paper_figures/fig03_pca_demo"
+out_stem = "paper_figures/demo/fig03_pca_demo"
 title = ""
 
 # %%

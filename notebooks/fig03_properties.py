@@ -23,7 +23,7 @@ store = "results/features/seg-simple/sd15-tiny/screen-000000000000"
 labels_root = "results/data/seg-simple"
 image_index = 0
 max_columns = 8
-out_stem = "paper_figures/fig03_properties_sd15-tiny"
+out_stem = "paper_figures/demo/fig03_properties_sd15-tiny"
 
 # %%
 import matplotlib.pyplot as plt

@@ -20,7 +20,7 @@
 # %% tags=["parameters"]
 table = "results/properties/sd15-tiny/properties.csv"
 max_blocks = 6
-out_stem = "paper_figures/fig04_pck_sd15-tiny"
+out_stem = "paper_figures/demo/fig04_pck_sd15-tiny"
 
 # %%
 import matplotlib.pyplot as plt

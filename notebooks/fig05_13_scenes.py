@@ -21,7 +21,7 @@ scenes = ["seg-simple"]
 model = "sd15-tiny"
 images_per_scene = 2
 max_columns = 10
-out_stem = "paper_figures/fig05_13_scenes_sd15-tiny"
+out_stem = "paper_figures/demo/fig05_13_scenes_sd15-tiny"
 
 # %%
 import matplotlib.pyplot as plt

@@ -22,7 +22,7 @@ tables = ["results/properties/sd15-tiny/properties.csv"]
 store = "results/properties/control-unet/seg-simple/store"
 image_index = 0
 max_columns = 10
-out_stem = "paper_figures/fig15_control"
+out_stem = "paper_figures/demo/fig15_control"
 
 # %%
 import matplotlib.pyplot as plt

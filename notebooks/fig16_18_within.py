@@ -23,7 +23,7 @@ store = "results/features/seg-simple/sd15-tiny/screen-000000000000"
 scene = "seg-simple"
 model = "sd15-tiny"
 image_index = 0
-out_dir = "paper_figures"
+out_dir = "paper_figures/demo"
 
 # %%
 import matplotlib.pyplot as plt

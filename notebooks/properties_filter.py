@@ -17,7 +17,7 @@
 
 # %% tags=["parameters"]
 reports = ["results/properties/filter/sdxl_vs_paper.csv"]
-out_stem = "paper_figures/properties_filter"
+out_stem = "paper_figures/demo/properties_filter"
 
 # %%
 import pandas as pd

@@ -18,8 +18,8 @@
 
 # %% tags=["parameters"]
 tables = ["results/properties/sd15-tiny/properties.csv"]
-out_stem = "paper_figures/properties_numbers"
-summary_stem = "paper_figures/properties_summary"
+out_stem = "paper_figures/demo/properties_numbers"
+summary_stem = "paper_figures/demo/properties_summary"
 
 # %%
 import matplotlib.pyplot as plt

@@ -25,7 +25,7 @@
 
 # %% tags=["parameters"]
 tables = ["results/properties/sd15-tiny/properties.csv"]
-out_stem = "paper_figures/properties_unet_vs_dit"
+out_stem = "paper_figures/demo/properties_unet_vs_dit"
 
 # %%
 import matplotlib.pyplot as plt

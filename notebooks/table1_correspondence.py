@@ -18,7 +18,7 @@
 
 # %% tags=["parameters"]
 table = "results/correspondence/table1.csv"
-out_stem = "paper_figures/table1_correspondence"
+out_stem = "paper_figures/demo/table1_correspondence"
 
 # %%
 import numpy as np

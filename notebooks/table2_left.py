@@ -26,7 +26,7 @@
 
 # %% tags=["parameters"]
 plan = []  # [{"dataset", "kind", "model", "family", "layer_set", "unavailable", "csv", "history", "baseline", ...}]
-out_stem = "paper_figures/table2_left"
+out_stem = "paper_figures/demo/table2_left"
 
 # %%
 from importlib import resources

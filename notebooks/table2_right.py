@@ -19,7 +19,7 @@
 plan = []  # [{"model", "family", "layer_set", "unavailable"}], one per (model, layer set) of the profile
 results_dir = "results/scarce/table2"
 dataset = "seg-simple"
-out_stem = "paper_figures/table2_right"
+out_stem = "paper_figures/demo/table2_right"
 
 # %%
 import json

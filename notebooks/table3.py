@@ -24,7 +24,7 @@
 models = ["sdxl-tiny"]
 families = {"sdxl-tiny": "sdxl"}  # model → family: the paper's Table 3 is for SDXL only
 compare_dir = "results/compare"
-out_stem = "paper_figures/table3"
+out_stem = "paper_figures/demo/table3"
 paper_generic = {}  # model → {"set": the paper's fixed generic set, "unavailable": why it did not run ('' = it ran)}
 
 # %%

@@ -21,7 +21,7 @@ composition = "results/compare/sdxl-tiny/composition.csv"
 filter_report = "results/compare/sdxl-tiny/filter_vs_paper.csv"
 model = "sdxl-tiny"
 paper_model = "sdxl"
-out_stem = "paper_figures/table4_6_sdxl-tiny"
+out_stem = "paper_figures/demo/table4_6_sdxl-tiny"
 
 # %%
 import numpy as np

@@ -1,4 +1,4 @@
-"""Config → Table 1 grid (diffact.tasks.correspondence.plan), and that the demo config's declared
+"""Config → Table 1 grid (diffact.workflow.correspondence), and that the demo config's declared
 'unavailable' sets are exactly those the demo U-Nets cannot resolve."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffact.tasks.correspondence.plan import find_entry, result_runs, split_dataset, table1_entries, table1_settings
+from diffact.workflow.correspondence import find_entry, result_runs, split_dataset, table1_entries, table1_settings
 from diffact.utils.errors import ConfigError
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())

@@ -141,15 +141,21 @@ def test_figures_find_a_store_image_where_extraction_read_it(tmp_path):
 def test_each_demo_build_belongs_to_one_kind_and_check_data_refuses_a_mismatch(tmp_path):
     from diffact import workflow
     from diffact.data.registry import KINDS
-    from diffact.tasks.segmentation import plan as segplan
 
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     schema_builds = schema["properties"]["datasets"]["additionalProperties"]["properties"]["build"]["enum"]
     builds = [build for kind in KINDS.values() for build in kind.builds]
     assert sorted(builds) == sorted(schema_builds) and len(set(builds)) == len(builds)
-    # the workflow's own markers (until it reads them from the registry) are the registry's
-    assert workflow.DEMO_DATA_MARKERS == {k: KINDS[k].demo_marker for k in workflow.DEMO_DATA_MARKERS}
-    assert segplan.DEMO_MARKER == KINDS["ade20k"].demo_marker
+    # the workflow asks the registry which datasets it builds and which file marks them complete
+    config = {"datasets": {"horse": {"kind": "ddpmseg", "root": "r/h", "build": "simple"},
+                           "real": {"kind": "ddpmseg", "root": "r/x"},
+                           "ade": {"kind": "ade20k", "root": "r/a", "build": "ade"},
+                           "pairs": {"kind": "spair", "root": "r/s", "build": "demo"}}}
+    assert list(workflow.profile.demo_datasets(config, "ddpmseg")) == ["horse"]
+    assert list(workflow.profile.demo_datasets(config, "ade20k")) == ["ade"]
+    assert workflow.dataset_input(config, "pairs") == [f"r/s/{KINDS['spair'].demo_marker}"]
+    assert workflow.dataset_input(config, "real") == []
+    assert workflow.segmentation.data_input(config, "ade") == [f"r/a/{KINDS['ade20k'].demo_marker}"]
 
     root = tmp_path / "seg"
     report = Report()

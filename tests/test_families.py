@@ -171,10 +171,10 @@ def test_the_demo_plans_the_dits_screen_properties_and_comparison_but_no_unet_fi
     plan = done.stdout + done.stderr
     for path in ("results/models/sd3-tiny.loss.csv", "results/correspondence/sd3-tiny/nn_pck.csv",
                  "results/properties/sd3-tiny/seg-simple/noise_share.csv", "results/properties/sd3-tiny/properties.csv",
-                 "paper_figures/properties_unet_vs_dit.png",
+                 "paper_figures/demo/properties_unet_vs_dit.png",
                  # its practical set, chosen by a validation screen (ours) and scored on the test pairs
                  "results/correspondence/practical/sd3-tiny/screen_val.csv",
                  "results/correspondence/practical/sd3-tiny/practical.yaml",
                  "results/correspondence/practical/practical_nn.csv"):
         assert path in plan, path
-    assert not re.search(r"paper_figures/fig\d+[a-z0-9_]*_sd3-tiny", plan)
+    assert not re.search(r"paper_figures/demo/fig\d+[a-z0-9_]*_sd3-tiny", plan)

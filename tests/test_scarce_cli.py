@@ -137,3 +137,60 @@ def test_bad_input_is_a_clean_error(demo, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["scarce", *_protocol(demo), "--layers", "up-level0-repeat0-res-out", "--pixel-rate", "2",
                  "--out", str(demo / "x.csv")]) == 2
+
+
+# ---- options that read what a rule's command needs from files made upstream (no Python in the rule's shell) ----
+
+def test_layers_from_csv_reads_the_rows_a_column_selects(tmp_path):
+    from diffact.tasks.scarce.commands import layers_from_csv
+    from diffact.utils.errors import ConfigError, DataError
+
+    csv = tmp_path / "filter.csv"
+    pd.DataFrame({"layer": ["a", "b", "c"], "kept": [True, False, True], "set": ["generic", "specific", "generic"]}
+                 ).to_csv(csv, index=False)
+    assert layers_from_csv(f"{csv}:layer:kept=True") == ["a", "c"]
+    assert layers_from_csv(f"{csv}:layer:set=specific") == ["b"]
+    assert layers_from_csv(f"{csv}:layer:set=none") == []
+    with pytest.raises(ConfigError, match="expected CSV:COLUMN:WHERE=VALUE"):
+        layers_from_csv(f"{csv}:layer")
+    with pytest.raises(DataError, match="no column 'activation'"):
+        layers_from_csv(f"{csv}:activation:kept=True")
+
+
+def test_scarce_layers_all_and_from_csv(demo, tmp_path):
+    """`--layers all` is every layer of its store (each store of a combined run), `--layers-from-csv` the rows a
+    column selects: what the workflow's rules once computed with `$(python -c ...)` in their shell."""
+    protocol = _protocol(demo, splits=1)[2:]
+    out = tmp_path / "all.csv"
+    stores = ["--store", f"sdxl={demo / 'store'}", "--store", f"pgv2={demo / 'store'}"]
+    assert main(["scarce", *stores, *protocol, "--layers", "all", "--layers", "up-level0-repeat0-res-out",
+                 "--out", str(out)]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["activation"] == ("sdxl:up-level1-repeat0-vit-block0-out+sdxl:up-level0-repeat0-res-out+"
+                                     "pgv2:up-level0-repeat0-res-out")
+    composition = tmp_path / "composition.csv"
+    pd.DataFrame({"activation": ["up-level0-repeat0-res-out", "up-level1-repeat0-vit-block0-out"],
+                  "set": ["specific", "generic"]}).to_csv(composition, index=False)
+    assert main(["scarce", *_protocol(demo, splits=1), "--layers-from-csv", f"{composition}:activation:set=generic",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["activation"] == "up-level1-repeat0-vit-block0-out"
+    screen = tmp_path / "screen.csv"
+    assert main(["scarce-screen", *_protocol(demo, splits=1), "--layers-from-csv",
+                 f"{composition}:activation:set=specific", "--out", str(screen)]) == 0
+    assert pd.read_csv(screen)["activation"].tolist() == ["up-level0-repeat0-res-out"]
+
+
+def test_compare_budget_from_store_is_the_stores_channel_total(tmp_path):
+    from diffact.tasks.scarce.commands import store_channels
+    from diffact.utils.errors import DataError
+
+    screen = _screen_csv(tmp_path / "screen.csv", [["a", 50.0, 1.0, 8], ["b", 40.0, 1.0, 4], ["c", 30.0, 1.0, 4]])
+    store = tmp_path / "complete.json"
+    store.write_text(json.dumps({"layers": {"a": [8, 4, 4], "b": [4, 8, 8]}}))
+    assert store_channels(str(store)) == 12
+    for name, budget in (("by-number", ["--budget", "12"]), ("by-store", ["--budget-from-store", str(store)])):
+        assert main(["scarce-compare", "--simple", str(screen), "--complex", str(screen), "--out",
+                     str(tmp_path / f"{name}.csv"), *budget]) == 0
+    assert (pd.read_csv(tmp_path / "by-number-composition.csv").equals(pd.read_csv(tmp_path / "by-store-composition.csv")))
+    with pytest.raises(DataError, match="does not exist"):
+        store_channels(str(tmp_path / "missing.json"))

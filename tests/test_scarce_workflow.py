@@ -21,8 +21,8 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 def _targets() -> list[str]:
     models = SCARCE["models"]
-    return (["paper_figures/table2_right.csv", "paper_figures/table3.csv"]
-            + [f"paper_figures/table4_6_{m}.csv" for m in models])
+    return (["paper_figures/demo/table2_right.csv", "paper_figures/demo/table3.csv"]
+            + [f"paper_figures/demo/table4_6_{m}.csv" for m in models])
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,9 @@ def test_protocol_config_reaches_the_commands(dry_run):
     assert all(f"--splits {SCARCE['screen']['splits']} {protocol}" in c for c in screens)
     assert all(f"--splits {SCARCE['table3']['splits']} {protocol}" in c for c in table3)
     assert all(f"--threads {p['threads']}" in c for c in scarce + screens + table3)
-    # the screened activations are what the qualitative filter kept, read when the job runs
-    assert all("filter.csv layer kept True" in c for c in screens)
+    # the screened activations are what the qualitative filter kept, read by the command when the job runs
+    assert all(re.search(r"--layers-from-csv \S+/filter\.csv:layer:kept=True ", c) for c in screens)
+    assert not any("python -c" in c for c in commands)
     for model in SCARCE["models"]:
         family = CONFIG["models"][model]["family"]
         compare = next(c for c in commands if " scarce-compare " in c and f"/compare/{model}/" in c)
@@ -100,7 +101,8 @@ def test_protocol_config_reaches_the_commands(dry_run):
         if isinstance(budget, int):
             assert f"--budget {budget} " in compare
         else:  # a layer set: its channel total, read from its store on the simple dataset when the job runs
-            assert re.search(rf"--budget \"\$\(python -c .* results/features/{SCARCE['simple']}/{model}/{budget}-", compare)
+            assert re.search(rf"--budget-from-store results/features/{SCARCE['simple']}/{model}/{budget}-\w+/complete\.json ",
+                             compare)
         assert any(f"qualitative-filter --model {CONFIG['models'][model]['source']} --family {family} --set pool" in c
                    for c in commands)
     make = [c for c in commands if " make-demo-seg " in c]

@@ -638,7 +638,7 @@ def test_workflow_config_declares_exactly_the_unavailable_demo_sets():
 
 
 def test_workflow_plan_of_the_demo_profile():
-    from diffact.tasks.segmentation import plan
+    from diffact.workflow import segmentation as plan
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     runs = plan.runs(config)
@@ -677,7 +677,7 @@ def test_workflow_plan_of_the_demo_profile():
 
 
 def test_workflow_plan_of_the_paper_profile_names_existing_configs():
-    from diffact.tasks.segmentation import plan
+    from diffact.workflow import segmentation as plan
 
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     if "segmentation" not in config:

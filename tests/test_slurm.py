@@ -25,7 +25,7 @@ PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 # The demo at its smallest (64 px, 2 training steps per model): model build, data, extraction, the NN PCK screen
 # and one notebook, the slice the issue asks for.
 SLICE = {"demo_models": {"image_size": 64, "batch_size": 4, "vae_steps": 2, "unet_steps": 2, "lr": 1.0e-3, "seed": 0}}
-TARGETS = ["results/correspondence/sd15-tiny/nn_pck.csv", "paper_figures/demo_loss_curves.png"]
+TARGETS = ["results/correspondence/sd15-tiny/nn_pck.csv", "paper_figures/demo/demo_loss_curves.png"]
 NODE_CORES = 2  # --max-threads: what `threads: all` becomes on the cluster, and --cores of the local run
 # Polling: the plugin's first status check after 5 s instead of 40; squeue, as the local cluster has no accounting.
 SLURM_ARGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",

@@ -106,7 +106,7 @@ def test_noise_draws_are_datasets_with_a_shifted_noise_seed():
     import pytest
     import yaml
 
-    from diffact.tasks.correspondence import plan as corr_plan
+    from diffact.workflow import correspondence as corr_plan
     from diffact.utils.errors import ConfigError
 
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())

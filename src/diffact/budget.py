@@ -2,7 +2,7 @@
 and memory per stage (``diffact budget``; no GPU, no weights and no datasets needed).
 
 The *plan* is what the Snakefile would run for the config, derived with the same helpers the rules call
-(:mod:`diffact.workflow`, :mod:`diffact.tasks.correspondence.plan`, :mod:`diffact.tasks.segmentation.plan`, and the
+(:mod:`diffact.workflow`, :mod:`diffact.workflow.correspondence`, :mod:`diffact.workflow.segmentation`, and the
 rule files' own logic for the properties and label-scarce sections, mirrored here function by function: the rule
 files cannot be imported outside snakemake). Which feature stores exist (dataset × model × layer set), how many
 images each holds, how often each model runs and on what, how long every training loop is, what each job writes.
@@ -416,7 +416,7 @@ class Planner:
     # ---- which feature stores the targets need (the rules' input functions, mirrored) ----
     def practical_models(self) -> list[str]:
         """Models whose practical set the workflow chooses by its validation screen (correspondence.practical)."""
-        return list((self.section("correspondence").get("practical") or {}).get("models", []))
+        return wf.correspondence.practical_models(self.config)
 
     def store_requests(self) -> list[tuple[str, str, str, str]]:
         """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
@@ -428,7 +428,7 @@ class Planner:
             for model in self.practical_models():
                 out.append((corr["practical"]["select_on"], model, corr["layer_set"], "practical set (practical_screen)"))
                 out.append((corr["dataset"], model, corr["layer_set"], "practical set (practical_nn)"))
-        from diffact.tasks.correspondence import plan as corr_plan
+        from diffact.workflow import correspondence as corr_plan
 
         settings = corr_plan.table1_settings(cfg)
         if settings:
@@ -482,49 +482,31 @@ class Planner:
         """Models with a pck_screen job: the correspondence section's (pck_table) and, when the properties take
         NN PCK, every property model (properties_table's `pck` input)."""
         corr, prop = self.section("correspondence"), self.section("properties")
-        models = list(corr.get("models", []))
-        if corr.get("random_reference", False):
-            models += [f"{m}{wf.RANDOM_SUFFIX}" for m in corr.get("models", []) if self.config["models"][m].get("build")]
+        models = wf.correspondence.models(self.config)
         if prop.get("pck", True) and corr:
             models += self.prop_models()
         return list(dict.fromkeys(models))
 
     def prop_models(self) -> list[str]:
-        prop = self.section("properties")
-        return list(prop.get("models", list(self.config["models"]))) if self.prop_scenes() else []
+        return wf.properties.measured_models(self.config)
 
     def prop_scenes(self) -> list[str]:
-        return [s for s in self.section("properties").get("scenes", []) if s in self.config["datasets"]]
+        return wf.properties.scenes(self.config)
 
     def control_scene(self) -> str | None:
-        scene = (self.section("properties").get("control") or {}).get("scene")
-        return scene if scene in self.prop_scenes() else None
+        return wf.properties.control_scene(self.config)
 
     def scarce_t2_runs(self) -> list[tuple[str, str]]:
-        scarce = self.section("scarce")
-        t2 = scarce.get("table2") or {}
-        unavailable = t2.get("unavailable") or {}
-        return [(m, s) for m in scarce.get("models", []) for s in t2.get("layer_sets", [])
-                if not (unavailable.get(m) or {}).get(s)]
+        """(model, layer set) single-store runs of Table 2 (right): the workflow's own plan."""
+        return [(m, s) for m, s in wf.scarce.t2_runs(self.config) if m != wf.scarce.COMBINED]
 
     def scarce_t2_combined_runs(self) -> dict[str, list[tuple[str, str]]]:
-        """table2.combined entries that run (none of their parts unavailable): name → [(model, layer set)];
-        mirrors workflow/rules/helpers/scarce.smk scarce_t2_runs."""
-        t2 = self.section("scarce").get("table2") or {}
-        unavailable = t2.get("unavailable") or {}
-        runs = {}
-        for name, entry in (t2.get("combined") or {}).items():
-            parts = [tuple(p) for p in entry["parts"]]
-            if not any((unavailable.get(m) or {}).get(s) for m, s in parts):
-                runs[name] = parts
-        return runs
+        """table2.combined entries that run (none of their parts unavailable): name → [(model, layer set)]."""
+        return {name: [(m, s) for _, m, s in wf.scarce.t2_parts(self.config, wf.scarce.COMBINED, name)]
+                for model, name in wf.scarce.t2_runs(self.config) if model == wf.scarce.COMBINED}
 
     def cmp_budget(self, model: str):
-        from diffact.analysis.compare import PRACTICAL_CHANNELS
-
-        budget = (self.section("scarce").get("compare") or {}).get("budget") or {}
-        family = wf.model_entry(self.config, model)["family"]
-        return budget.get(model, budget.get(family, PRACTICAL_CHANNELS.get(family)))
+        return wf.compare.budget(self.config, model)
 
     def stores(self) -> list[StorePlan]:
         """Every feature store of the plan once (deduplicated by folder, as snakemake does by output path)."""
@@ -645,7 +627,7 @@ class Planner:
 
     def table1_stage(self) -> Stage:
         from diffact.tasks.correspondence import aggregation
-        from diffact.tasks.correspondence import plan as corr_plan
+        from diffact.workflow import correspondence as corr_plan
 
         stage = Stage("table1", "Table 1: aggregation-conv training and evaluation (corr_train, corr_evaluate, "
                                 "corr_table1)")
@@ -752,14 +734,10 @@ class Planner:
         if not (scarce and scarce.get("screen") and t3):
             return stage
         splits = int(t3.get("splits", 5))
-        paper_generic = t3.get("paper_generic") or {}
-        unavailable = (scarce.get("table2") or {}).get("unavailable") or {}
-        for model in [m for m in t3.get("models", []) if m in scarce.get("models", [])]:
-            # mirrors workflow/rules/helpers/compare.smk cmp_t3_settings: the paper's fixed generic set as a third
-            # row, unless scarce.table2.unavailable says the model lacks its layers
-            fixed = paper_generic.get(model, paper_generic.get(wf.model_entry(self.config, model)["family"]))
-            runs_fixed = fixed is not None and fixed not in (unavailable.get(model) or {})
-            for _setting in ("generic", "specific", *(("paper-generic",) if runs_fixed else ())):
+        for model in wf.compare.t3_models(self.config):
+            # the workflow's own settings: the paper's fixed generic set as a third row, unless
+            # scarce.table2.unavailable says the model lacks its layers
+            for _setting in wf.compare.t3_settings(self.config, model):
                 for scene in ("simple", "complex"):
                     steps, _ = self.scarce_steps(scene, splits)
                     stage.add_jobs(self.config, "scarce_table3_run", 1, "scarce")
@@ -781,7 +759,7 @@ class Planner:
 
     # semantic segmentation
     def segmentation_stage(self) -> Stage:
-        from diffact.tasks.segmentation import plan as segplan
+        from diffact.workflow import segmentation as segplan
 
         stage = Stage("segmentation", "Table 2 (left): mmseg training + slide evaluation with on-the-fly "
                                       "activations (seg_train, seg_baseline)")
@@ -851,7 +829,7 @@ class Planner:
                  "figures_index": 1}
         if corr:
             rules["fig_demo_nn_pck"] = 1
-        from diffact.tasks.correspondence import plan as corr_plan
+        from diffact.workflow import correspondence as corr_plan
 
         if corr_plan.table1_settings(cfg):
             rules.update(table1_notebook=1, fig01_notebook=1)
@@ -926,7 +904,7 @@ def _mmseg_config(path: str) -> dict:
 def seg_schedule(config: dict, dataset: str, model: str, layer_set: str) -> dict:
     """Iterations, batch, evaluations and checkpoints of one seg_train job (the mmseg config + the profile's
     `segmentation.iters`, as `diffact seg-train` applies it)."""
-    from diffact.tasks.segmentation import plan as segplan
+    from diffact.workflow import segmentation as segplan
 
     schedule = dict(_mmseg_config(segplan.mmseg_config(config, dataset, model, layer_set)))
     iters = int(segplan.section(config).get("iters") or schedule["iters"])

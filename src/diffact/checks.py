@@ -68,7 +68,7 @@ def _strictest(a: dict, b: dict) -> dict:
 def spair_subset_uses(config: dict) -> list[tuple[str, str]]:
     """(dataset name, subset) of every named SPair subset the profile reads: the entries' own ``subset`` and
     Table 1's ``val_subset`` / ``test_subset`` on its val / test datasets (default val-360 / test-360)."""
-    from diffact.tasks.correspondence.plan import TABLE1_DEFAULTS
+    from diffact.workflow.correspondence import TABLE1_DEFAULTS
 
     datasets = config.get("datasets") or {}
     uses = [(name, str(entry["subset"])) for name, entry in datasets.items() if entry.get("subset")]
@@ -176,9 +176,9 @@ def check_segmentation_configs(config: dict, report: Report) -> None:
     if not config.get("segmentation"):
         return
     try:
-        from diffact.tasks.segmentation import plan
+        from diffact.workflow import segmentation as plan
     except ImportError:
-        report.note("segmentation", "not checked: diffact.tasks.segmentation.plan is not available")
+        report.note("segmentation", "not checked: diffact.workflow.segmentation is not available")
         return
     seen = set()
     for dataset, model, layer_set in plan.runs(config):

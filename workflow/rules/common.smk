@@ -1,4 +1,7 @@
-# Shared helpers and config validation; nothing else lives here.
+# The one shared preamble of every rules file (config validation, the folders, the conda env, threads and resources
+# per stage). Every other name the rules files use comes from diffact.workflow (`wf`), which turns the config into
+# targets, paths and arguments (one module per stage, tested without snakemake). No rules file reads a name another
+# rules file defines.
 import os
 import sys
 
@@ -26,8 +29,9 @@ except ConfigError as err:
 os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 
 RESULTS = wf.results_dir(config)
-# Regenerated figures and tables (`paper_figures/`; the rehearsal keeps its meaningless ones under its results).
-PAPER_FIGURES = wf.figures_dir(config)
+# Regenerated figures and tables, one folder per profile (`paper_figures/<profile>/`; the rehearsal keeps its
+# meaningless ones under its results).
+FIGURES = wf.figures_dir(config)
 # A profile may name its own Hugging Face hub cache (the rehearsal's stand-in models); jobs inherit it.
 wf.apply_hub_cache(config)
 LOGS = f"{RESULTS}/logs"
@@ -38,15 +42,13 @@ ENV = "../envs/diffact.yaml"
 # Threads and resources per rule, by stage (the config's `resources` section; see diffact.workflow.RESOURCE_STAGES).
 # Each job declares `threads: stage_threads("extract")` and `resources: **stage_resources("extract")`.
 # `threads: all` is asked of snakemake per job (wf.rule_threads), so `snakemake --unlock` needs no --cores.
+def job_cores():
+    return wf.total_cores(workflow)
+
+
 def stage_threads(stage, fallback=None):
-    return wf.rule_threads(config, stage, cores=lambda: wf.total_cores(workflow), fallback=fallback)
+    return wf.rule_threads(config, stage, cores=job_cores, fallback=fallback)
 
 
 def stage_resources(stage):
     return wf.stage_resources(config, stage)
-
-
-# Each rules file appends its final outputs: TARGETS (everything `snakemake` builds) and FIGURE_TARGETS
-# (what `snakemake figures` rebuilds from cached results; these are also in TARGETS).
-TARGETS = []
-FIGURE_TARGETS = []

@@ -32,17 +32,7 @@ rule extract_shard:
 
 
 # Sharded, the `extract` job is a light merge (stage `default`); unsharded it runs the model (stage `extract`).
-# `extraction.shards_by_store` may mix both in one run: then the stage is chosen per job (EXTRACT_STAGE None).
-EXTRACT_STAGE = wf.extract_rule_stage(config)
-if EXTRACT_STAGE:
-    EXTRACT_THREADS, EXTRACT_RESOURCES = stage_threads(EXTRACT_STAGE), stage_resources(EXTRACT_STAGE)
-else:
-    EXTRACT_THREADS = lambda w: wf.stage_threads(config, wf.extract_stage(config, w.dataset, w.model, w.layerset),
-                                                 cores=lambda: wf.total_cores(workflow))
-    EXTRACT_RESOURCES = wf.resources_by_stage(config, ("default", "extract"),
-                                              lambda w: wf.extract_stage(config, w.dataset, w.model, w.layerset))
-
-
+# `extraction.shards_by_store` may mix both in one run: then the stage is chosen per job.
 rule extract:
     message: "extract {wildcards.layerset} of {wildcards.model} on {wildcards.dataset}"
     input:
@@ -63,8 +53,37 @@ rule extract:
                            else "extract"),
     log:
         f"{LOGS}/extract/{{dataset}}/{{model}}/{{layerset}}-{{key}}.log",
-    threads: EXTRACT_THREADS
-    resources: **EXTRACT_RESOURCES
+    threads: wf.extract_rule_threads(config, cores=job_cores)
+    resources: **wf.extract_rule_resources(config)
     conda: ENV
     shell:
         "diffact --log {log} {params.command} {params.args} --out {params.out} --check-key"
+
+
+# The Fig 15 control U-Net's store, written by its own command (it is no diffusers pipeline), with its noise share.
+rule control_features:
+    message: "feature store and noise share of the control U-Net on {wildcards.scene}"
+    input:
+        model=f"{wf.properties.control_model_dir(config)}/model.safetensors",
+        data=lambda w: wf.dataset_input(config, w.scene),
+    wildcard_constraints:
+        scene=wf.properties.scene_pattern(config),
+    output:
+        store=f"{wf.properties.prop_dir(config)}/{wf.properties.CONTROL}/{{scene}}/store/complete.json",
+        noise=f"{wf.properties.prop_dir(config)}/{wf.properties.CONTROL}/{{scene}}/noise_share.csv",
+    params:
+        folder=lambda w, input: os.path.dirname(input.model),
+        root=lambda w: wf.dataset_entry(config, w.scene)["root"],
+        sampling=wf.properties.noise_share_args(config),
+        t=config["extraction"]["t"],
+        seed=config["seed"],
+        store=lambda w, output: os.path.dirname(output.store),
+    log:
+        f"{LOGS}/properties/{wf.properties.CONTROL}/{{scene}}/features.log",
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
+    conda: ENV
+    shell:
+        "diffact --log {log} control-features --model {params.folder} --dataset-root {params.root} "
+        "{params.sampling} --t {params.t} --seed {params.seed} "
+        "--store-out {params.store} --noise-out {output.noise}"

@@ -2,7 +2,7 @@
 
 * ``diffact notebook``      — run a jupytext ``.py`` notebook with papermill (rules call it) and record its
   provenance;
-* ``diffact figures-index`` — write paper_figures/README.md, the index of the paper's 24 items.
+* ``diffact figures-index`` — write paper_figures/<profile>/README.md, the index of the paper's 24 items.
 """
 
 from __future__ import annotations
@@ -24,13 +24,18 @@ def register(subparsers) -> None:
 def _register_notebook(subparsers) -> None:
     p = subparsers.add_parser("notebook", help="execute a notebooks/*.py (jupytext) with papermill")
     p.add_argument("notebook", help="notebooks/<name>.py")
-    p.add_argument("--executed", required=True, help="where the executed .ipynb is kept (results/notebooks/...)")
+    p.add_argument("--executed", help="where the executed .ipynb is kept (results/notebooks/...)")
+    p.add_argument("--executed-dir", metavar="DIR",
+                   help="instead of --executed: keep it in DIR, named after the first of --outputs (a rule's outputs "
+                        "name each job apart, so a rule need not name its executed notebook)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=YAML",
                    help="notebook parameter (value parsed as YAML)")
     p.add_argument("--kernel", default=None, help=f"Jupyter kernel (default: {KERNEL} if installed, else python3)")
     p.add_argument("--rule", default=None, help="the Snakemake rule running it (recorded in the provenance file)")
     p.add_argument("--inputs", nargs="*", default=[], help="the rule's input files (recorded in the provenance file)")
-    p.add_argument("--outputs", nargs="*", default=[], help="the rule's output files (recorded in the provenance file)")
+    p.add_argument("--outputs", nargs="*", default=[],
+                   help="the rule's output files (recorded in the provenance file); the first, without its extension, "
+                        "is the notebook's out_stem parameter unless -p out_stem=... is given")
     p.set_defaults(func=cmd_notebook)
 
 
@@ -46,6 +51,23 @@ def parse_params(items: list[str]) -> dict:
             raise ConfigError(f"notebook parameter {item!r}: expected KEY=VALUE with KEY a Python name")
         params[key] = yaml.safe_load(value)
     return params
+
+
+def derived_params(outputs: list[str]) -> dict:
+    """The parameters a rule's outputs give: ``out_stem``, the first output without its extension (where the
+    notebook writes its figure or table; each notebook adds its own suffixes)."""
+    return {"out_stem": str(Path(outputs[0]).with_suffix(""))} if outputs else {}
+
+
+def executed_path(executed: str | None, executed_dir: str | None, outputs: list[str]) -> str:
+    """Where the executed notebook is kept: ``--executed``, else ``--executed-dir`` / <first output's stem>.ipynb."""
+    from diffact.utils.errors import ConfigError
+
+    if executed:
+        return executed
+    if not (executed_dir and outputs):
+        raise ConfigError("diffact notebook: give --executed, or --executed-dir with the rule's --outputs")
+    return str(Path(executed_dir) / f"{Path(outputs[0]).stem}.ipynb")
 
 
 def _kernel(requested: str | None) -> str:
@@ -66,7 +88,8 @@ def cmd_notebook(args) -> int:
     source = Path(args.notebook)
     if not source.is_file():
         raise ConfigError(f"notebook {source} does not exist")
-    params = parse_params(args.param)
+    params = {**derived_params(args.outputs), **parse_params(args.param)}
+    args.executed = executed_path(args.executed, args.executed_dir, args.outputs)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir) / f"{source.stem}.ipynb"
         jupytext.write(jupytext.read(source), tmp, fmt="ipynb")
@@ -92,7 +115,7 @@ def provenance_path(executed: str | Path) -> Path:
 
 def _register_figures_index(subparsers) -> None:
     p = subparsers.add_parser("figures-index", help="write the index of regenerated paper figures and tables")
-    p.add_argument("--figures", default="paper_figures", help="folder of regenerated figures and tables")
+    p.add_argument("--figures", default="paper_figures/demo", help="folder of regenerated figures and tables")
     p.add_argument("--provenance", default="results/notebooks", help="folder of the notebooks' provenance files")
     p.add_argument("--profile", default="demo", help="the active profile's name (shown in the index)")
     p.add_argument("--out", default=None, help="index file (default: <figures>/README.md)")

@@ -1,10 +1,10 @@
-"""The index of regenerated figures and tables: ``paper_figures/README.md``.
+"""The index of regenerated figures and tables: ``paper_figures/<profile>/README.md``.
 
 It accounts for all 24 items of the paper (18 figures, 6 tables; the list is data, ``paper_items.yaml``): for each,
 the files this profile produced, the rule and the inputs that produced them (from the provenance files that
 ``diffact notebook`` writes beside each executed notebook), the paper's reported numbers, and, for tables, our table
 with the paper's numbers beside ours. An item without files is listed with the reason the profile cannot produce it.
-Files in ``paper_figures/`` that belong to no paper item (demo-only figures) are listed at the end.
+Files in ``paper_figures/<profile>/`` that belong to no paper item (demo-only figures) are listed at the end.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _status(item: PaperItem, names: list[str]) -> str:
 
 def build_index(figures_dir: str | Path, provenance_dir: str | Path, profile: str,
                 items: list[PaperItem] | None = None) -> str:
-    """The markdown of ``paper_figures/README.md`` for what is in ``figures_dir`` now."""
+    """The markdown of ``paper_figures/<profile>/README.md`` for what is in ``figures_dir`` now."""
     figures_dir = Path(figures_dir)
     items = items if items is not None else paper_items()
     names = sorted(p.name for p in figures_dir.iterdir() if p.is_file() and p.name not in IGNORED)

@@ -50,8 +50,12 @@ def _add_protocol_args(p) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser("scarce", help="label-scarce segmentation mIoU of one activation set, per split")
     _add_protocol_args(p)
-    p.add_argument("--layers", required=True, action="append",
-                   help="comma-separated store layers, concatenated; once per --store")
+    p.add_argument("--layers", action="append",
+                   help="comma-separated store layers, concatenated; once per --store; 'all': every layer of that "
+                        "store, in its forward order")
+    p.add_argument("--layers-from-csv", metavar="CSV:COLUMN:WHERE=VALUE",
+                   help="instead of --layers (one store): the COLUMN of the CSV's rows whose WHERE column reads VALUE "
+                        "(e.g. a composition CSV's activation:set=generic), in the CSV's order")
     p.add_argument("--out", required=True, help="CSV, one row per split")
     p.add_argument("--summary", help="JSON with mean ± std and per-class IoU (default: OUT with .json)")
     p.set_defaults(func=cmd_scarce)
@@ -59,6 +63,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("scarce-screen", help="label-scarce mIoU of each activation alone (mean ± std)")
     _add_protocol_args(p)
     p.add_argument("--layers", default="all", help="comma-separated layers, or 'all' (store order)")
+    p.add_argument("--layers-from-csv", metavar="CSV:COLUMN:WHERE=VALUE",
+                   help="instead of --layers: the COLUMN of the CSV's rows whose WHERE column reads VALUE (e.g. the "
+                        "qualitative filter's layer:kept=True), in the CSV's order")
     p.add_argument("--out", required=True, help="CSV, one row per activation; rewritten after each activation")
     p.add_argument("--no-resume", action="store_true", help="recompute activations already in OUT")
     p.set_defaults(func=cmd_screen)
@@ -70,6 +77,9 @@ def register(subparsers) -> None:
                    help="print the paper's Tables 4-6 values for this model beside ours")
     p.add_argument("--out", required=True, help="ranking CSV")
     p.add_argument("--budget", type=int, help="channel budget: also compose generic + specific sets")
+    p.add_argument("--budget-from-store", metavar="JSON",
+                   help="instead of --budget: the channel total of every layer of a feature store (its complete.json), "
+                        "e.g. the store of the practical set")
     p.add_argument("--resolutions", help="comma-separated resolutions to compose from (default: all)")
     p.add_argument("--composition-out", help="CSV of the composed sets (default: OUT with -composition.csv)")
     p.add_argument("--paper-generic", metavar="SET=L1,L2,...",
@@ -78,6 +88,9 @@ def register(subparsers) -> None:
     p.add_argument("--store-layers", metavar="JSON",
                    help="a feature store's complete.json or meta.json: channels of --paper-generic's layers")
     p.set_defaults(func=cmd_compare)
+
+
+ALL_LAYERS = "all"  # --layers all: every layer of the store, in its forward order
 
 
 def _config(args):
@@ -120,13 +133,56 @@ def _set_layers(args, store) -> list[str]:
     from diffact.tasks.scarce.sources import PART_SEP
     from diffact.utils.errors import ConfigError
 
+    if args.layers_from_csv:
+        if args.layers or len(args.store) != 1:
+            raise ConfigError("--layers-from-csv takes the place of --layers and reads one --store")
+        return check_layers(store, layers_from_csv(args.layers_from_csv))
+    args.layers = args.layers or []
     if len(args.layers) != len(args.store):
         raise ConfigError(f"got {len(args.store)} --store and {len(args.layers)} --layers; give one --layers per store")
     if len(args.store) == 1:
-        return check_layers(store, args.layers[0].split(","))
-    names = [f"{label}{PART_SEP}{name.strip()}" for label, layers in zip(store.parts, args.layers)
-             for name in layers.split(",") if name.strip()]
+        return check_layers(store, store.layers if args.layers[0] == ALL_LAYERS else args.layers[0].split(","))
+    names = [f"{label}{PART_SEP}{name.strip()}" for (label, part), layers in zip(store.parts.items(), args.layers)
+             for name in (part.layers if layers == ALL_LAYERS else layers.split(",")) if name.strip()]
     return check_layers(store, names)
+
+
+def layers_from_csv(spec: str) -> list[str]:
+    """``CSV:COLUMN:WHERE=VALUE`` → the COLUMN values of the CSV rows whose WHERE column reads VALUE (compared as
+    text, so ``kept=True`` matches a boolean column), in the CSV's order. The layers a rule's command reads from a
+    file made upstream (the filter's kept activations, a composed set) without Python in the rule's shell."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from diffact.utils.errors import ConfigError, DataError
+
+    path, column, condition = (spec.rsplit(":", 2) + ["", ""])[:3] if spec.count(":") >= 2 else (spec, "", "")
+    where, sep, value = condition.partition("=")
+    if not (path and column and where and sep):
+        raise ConfigError(f"--layers-from-csv {spec!r}: expected CSV:COLUMN:WHERE=VALUE (e.g. filter.csv:layer:kept=True)")
+    if not Path(path).is_file():
+        raise DataError(f"--layers-from-csv: {path} does not exist")
+    frame = pd.read_csv(path)
+    missing = [c for c in (column, where) if c not in frame.columns]
+    if missing:
+        raise DataError(f"--layers-from-csv: {path} has no column {missing[0]!r} (columns: {', '.join(frame.columns)})")
+    return frame.loc[frame[where].astype(str) == value, column].astype(str).tolist()
+
+
+def store_channels(done_file: str) -> int:
+    """The channel total of every layer of a feature store, from its complete.json (``--budget-from-store``)."""
+    import json
+    from pathlib import Path
+
+    from diffact.utils.errors import DataError
+
+    if not Path(done_file).is_file():
+        raise DataError(f"--budget-from-store: {done_file} does not exist (a feature store's complete.json)")
+    layers = json.loads(Path(done_file).read_text()).get("layers") or {}
+    if not layers:
+        raise DataError(f"--budget-from-store: {done_file} lists no layers")
+    return sum(int(shape[0]) for shape in layers.values())
 
 
 def cmd_scarce(args) -> int:
@@ -165,7 +221,10 @@ def cmd_screen(args) -> int:
     if len(args.store) != 1:
         raise ConfigError("scarce-screen reads one --store (each activation alone)")
     store, dataset = _open(args)
-    layers = store.layers if args.layers == "all" else check_layers(store, args.layers.split(","))
+    if args.layers_from_csv:
+        layers = check_layers(store, layers_from_csv(args.layers_from_csv))
+    else:
+        layers = store.layers if args.layers == ALL_LAYERS else check_layers(store, args.layers.split(","))
     rows: list[dict] = []
     if Path(args.out).is_file() and not args.no_resume:
         previous = pd.read_csv(args.out)
@@ -239,6 +298,8 @@ def cmd_compare(args) -> int:
             raise DataError(f"{path}: missing columns {sorted(missing)}; expected a scarce-screen CSV")
         screens[scene] = frame
     scores = compare.scores_from_screens(screens["simple"], screens["complex"])
+    if args.budget_from_store:
+        args.budget = store_channels(args.budget_from_store)
     paper = None if args.paper_model == "none" else compare.paper_reference(args.paper_model)
     ranked = compare.rank_per_resolution(scores, paper)
     write_csv(args.out, ranked)

@@ -105,7 +105,7 @@ def part_overrides(args) -> list:
 def cmd_seg_train(args) -> int:
     import pandas as pd
 
-    from diffact.tasks.segmentation.plan import history_csv
+    from diffact.workflow.segmentation import history_csv
     from diffact.tasks.segmentation.run import SegRun, result_row, train_and_evaluate
     from diffact.utils.io import write_csv
     from diffact.utils.seeding import seed_everything

@@ -1,4 +1,5 @@
-"""Config → the segmentation runs, paths and command-line arguments of workflow/rules/segmentation.smk.
+"""Semantic segmentation with mmseg (paper §2.9, Table 2 left): config → the runs, paths and command-line arguments
+of workflow/rules/segmentation.smk.
 
 Kept here (importable, tested) so the rules stay thin. The ``segmentation`` section of the config names datasets
 (``datasets`` entries of kind ade20k / cityscapes), models, layer sets, the mmseg config per dataset kind (``{family}``
@@ -11,12 +12,10 @@ from __future__ import annotations
 import json
 import shlex
 
-from diffact import workflow as wf
 from diffact.utils.errors import ConfigError
+from diffact.workflow.profile import alternatives, dataset_entry, demo_marker, model_entry, model_input, results_dir
 
 LAYOUTS = ("ade20k", "cityscapes")
-DEMO_BUILD = "ade"
-DEMO_MARKER = "dataset.json"  # written last by `diffact make-demo-ade`
 COMBINED = "combined"
 
 
@@ -25,7 +24,7 @@ def section(config: dict) -> dict:
 
 
 def seg_dir(config: dict) -> str:
-    return f"{wf.results_dir(config)}/segmentation"
+    return f"{results_dir(config)}/segmentation"
 
 
 def datasets(config: dict) -> list[str]:
@@ -41,25 +40,20 @@ def combined(config: dict) -> dict:
 
 
 def kind(config: dict, dataset: str) -> str:
-    value = wf.dataset_entry(config, dataset)["kind"]
+    value = dataset_entry(config, dataset)["kind"]
     if value not in LAYOUTS:
         raise ConfigError(f"segmentation.datasets: {dataset} has kind {value!r}; expected one of {', '.join(LAYOUTS)}")
     return value
 
 
 def root(config: dict, dataset: str) -> str:
-    return wf.dataset_entry(config, dataset)["root"]
-
-
-def demo_datasets(config: dict) -> dict:
-    """Datasets the workflow builds in ADE20K's layout (``build: ade``), by name."""
-    return {name: entry for name, entry in config["datasets"].items() if entry.get("build") == DEMO_BUILD}
+    return dataset_entry(config, dataset)["root"]
 
 
 def data_input(config: dict, dataset: str) -> list[str]:
     """The demo builder's marker for a built dataset; nothing for a real root (checked by `diffact seg-check`)."""
-    entry = wf.dataset_entry(config, dataset)
-    return [f"{entry['root']}/{DEMO_MARKER}"] if entry.get("build") == DEMO_BUILD else []
+    entry = dataset_entry(config, dataset)
+    return [demo_marker(entry)] if entry.get("build") else []
 
 
 def unavailable(config: dict, model: str, layer_set: str) -> str:
@@ -121,7 +115,7 @@ def mmseg_config(config: dict, dataset: str, model: str, layer_set: str) -> str:
     if layout not in configs:
         raise ConfigError(f"segmentation.configs has no mmseg config for dataset kind {layout!r}")
     first = combined_parts(config, layer_set)[0][0] if model == COMBINED else model
-    family = wf.model_entry(config, first)["family"]
+    family = model_entry(config, first)["family"]
     return configs[layout].format(family=family, set=layer_set.replace("-", "_"))
 
 
@@ -130,7 +124,7 @@ def run_parts(config: dict, model: str, layer_set: str) -> list[tuple[str, str |
 
 
 def model_inputs(config: dict, model: str, layer_set: str) -> list[str]:
-    return [f for m, _ in run_parts(config, model, layer_set) for f in wf.model_input(config, m)]
+    return [f for m, _ in run_parts(config, model, layer_set) for f in model_input(config, m)]
 
 
 def seg_train_args(config: dict, dataset: str, model: str, layer_set: str) -> str:
@@ -138,7 +132,7 @@ def seg_train_args(config: dict, dataset: str, model: str, layer_set: str) -> st
     sec = section(config)
     args: list = []
     for part, layers in run_parts(config, model, layer_set):
-        entry = wf.model_entry(config, part)
+        entry = model_entry(config, part)
         size = (entry.get("extraction") or {}).get("image_size", config["extraction"]["image_size"])
         args += ["--model", entry["source"], "--family", entry["family"],
                  "--layers", ",".join(layers) if isinstance(layers, list) else layers, "--image-size", size,
@@ -166,7 +160,7 @@ def table_plan(config: dict) -> list[dict]:
         layout = kind(config, d)
         for m in models(config):
             for s in section(config).get("layer_sets", []):
-                plan.append({"dataset": d, "kind": layout, "model": m, "family": wf.model_entry(config, m)["family"],
+                plan.append({"dataset": d, "kind": layout, "model": m, "family": model_entry(config, m)["family"],
                              "layer_set": s, "unavailable": unavailable(config, m, s), "csv": run_csv(config, d, m, s),
                              "history": history_csv(run_csv(config, d, m, s)), "baseline": baseline_csv(config, d)})
         for name, entry in combined(config).items():
@@ -182,8 +176,20 @@ def table_plan_arg(config: dict) -> str:
     return shlex.quote(json.dumps(table_plan(config)))
 
 
-def alternatives(names) -> str:
-    """A wildcard constraint matching exactly these names."""
-    import re
+def dataset_pattern(config: dict) -> str:
+    return alternatives(datasets(config))
 
-    return "|".join(re.escape(n) for n in names) or "^$"
+
+def model_pattern(config: dict) -> str:
+    return alternatives([*models(config), COMBINED])
+
+
+def figure_names(config: dict) -> list[str]:
+    return [f"table2_left.{ext}" for ext in ("csv", "tex", "md")] if section(config) else []
+
+
+def demo_data_args(config: dict) -> str:
+    """``--size``/``--train``/``--val`` of make-demo-ade when segmentation.demo_data sets them."""
+    from diffact.workflow.profile import optional_flags
+
+    return optional_flags(section(config).get("demo_data") or {}, {"size": "--size", "train": "--train", "val": "--val"})
