@@ -49,6 +49,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from diffact.data.ddpmseg import resize_labels
 from diffact.utils.errors import DataError
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,13 +181,6 @@ def cycles_per_image(granularity_value: float, side: int) -> float:
 
 # ---------------------------------------------------------------------------------------------------------------
 # P3: locality
-
-
-def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of an H×W label map to height×width (pixel centres)."""
-    rows = ((np.arange(height) + 0.5) * labels.shape[0] / height).astype(int).clip(0, labels.shape[0] - 1)
-    cols = ((np.arange(width) + 0.5) * labels.shape[1] / width).astype(int).clip(0, labels.shape[1] - 1)
-    return labels[rows][:, cols]
 
 
 def same_label_pairs(labels: np.ndarray, n_pairs: int, rng: np.random.Generator,

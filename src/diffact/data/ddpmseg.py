@@ -261,6 +261,13 @@ def open_ddpmseg(
     return dataset
 
 
+def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of an H×W label map to height×width (pixel centres)."""
+    rows = ((np.arange(height) + 0.5) * labels.shape[0] / height).astype(int).clip(0, labels.shape[0] - 1)
+    cols = ((np.arange(width) + 0.5) * labels.shape[1] / width).astype(int).clip(0, labels.shape[1] - 1)
+    return labels[rows][:, cols]
+
+
 def load_label(path: Path, num_classes: int | None = None, ignore_label: int = IGNORE_LABEL) -> np.ndarray:
     """Read a label array as H×W uint8. Must be 2-D with integer values in [0, K) or ``ignore_label``."""
     try:

@@ -292,7 +292,7 @@ def load_control(folder: str | Path) -> ControlUNet:
 
 def load_segmentation_arrays(items, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N×3×S×S in [-1, 1]) and nearest-resized labels (N×S×S uint8) of DDPM-seg items."""
-    from diffact.analysis.properties import resize_labels
+    from diffact.data.ddpmseg import resize_labels
     from diffact.data.ddpmseg import load_label
     from diffact.data.images import load_image_tensor
 
