@@ -39,10 +39,12 @@ def imported(path: Path, known: set[str]) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("diffact"):
-            names.update(n for n in [node.module, *(f"{node.module}.{a.name}" for a in node.names)] if n in known)
+            for alias in node.names:  # `from diffact.workflow import scarce` imports the submodule, not the package
+                sub = f"{node.module}.{alias.name}"
+                names.add(sub if sub in known else node.module)
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names if a.name in known)
-    return names - {"diffact"}
+    return (names & known) - {"diffact"}
 
 
 def allowed_imports() -> dict[str, set[str]]:

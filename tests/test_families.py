@@ -1,38 +1,17 @@
 """The model families (issue #17): one registry that everything asks, no family branches outside families/,
 no import cycles, and the DiTs' catalogs offline from their hub ids."""
 
-import ast
 import json
 import re
 from pathlib import Path
 
 import pytest
+from test_architecture import imported, modules
 
 from diffact.families import FAMILIES, family_of, find_family, get_family
 from diffact.utils.errors import ConfigError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "diffact"
-
-
-def _modules() -> dict[str, Path]:
-    mods = {}
-    for path in SRC.rglob("*.py"):
-        parts = path.relative_to(SRC.parent).with_suffix("").parts
-        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return mods
-
-
-def _imports(path: Path, known: set[str]) -> set[str]:
-    """Every diffact module ``path`` imports, at module level or inside functions."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("diffact"):
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in known else node.module)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("diffact"))
-    return found & known
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -66,15 +45,15 @@ def test_no_family_branches_outside_families():
 
 
 def test_models_import_nothing_from_extract():
-    mods = _modules()
-    offenders = {m: sorted(i for i in _imports(p, set(mods)) if i.startswith("diffact.extract"))
+    mods = modules()
+    offenders = {m: sorted(i for i in imported(p, set(mods)) if i.startswith("diffact.extract"))
                  for m, p in mods.items() if m.startswith("diffact.models")}
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
 def test_the_package_has_no_import_cycle():
-    mods = _modules()
-    graph = {m: _imports(p, set(mods)) - {m} for m, p in mods.items()}
+    mods = modules()
+    graph = {m: imported(p, set(mods)) - {m} for m, p in mods.items()}
     assert _cycle(graph) is None
 
 
@@ -117,8 +96,8 @@ def test_dit_catalogs_list_offline_from_their_hub_ids(hub_id, tmp_path, monkeypa
 
 
 def test_families_import_only_families_and_utils():
-    mods = _modules()
-    outside = {m: sorted(i for i in _imports(p, set(mods)) if not i.startswith(("diffact.families", "diffact.utils")))
+    mods = modules()
+    outside = {m: sorted(i for i in imported(p, set(mods)) if not i.startswith(("diffact.families", "diffact.utils")))
                for m, p in mods.items() if m.startswith("diffact.families")}
     assert {m: i for m, i in outside.items() if i} == {}
 
