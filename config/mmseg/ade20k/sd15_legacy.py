@@ -1,10 +1,7 @@
-# Legacy-v1.5 on ADE20K (paper Table 2 left: 40.26 mIoU): the output of each up-stage resolution of SD1.5. Levels
-# (one per resolution, coarsest first) have [1280, 1280, 960] channels at 512 px; the build checks them against the
-# U-Net's catalog. `diffact seg-train --model/--layers` can point the same config at other weights or layers.
-_base_ = ['../_base_/ade20k_segmentor.py']
-model = dict(
-    backbone=dict(models=[
-        dict(source='stable-diffusion-v1-5/stable-diffusion-v1-5', family='sd15', layers='legacy', image_size=512),
-    ]),
-    decode_head=dict(in_channels=[1280, 1280, 960]),
-    auxiliary_head=dict(in_channels=1280))
+# Legacy-v1.5 on ADE20K (paper Table 2 left: 40.26 mIoU): the output of each up-stage resolution of SD1.5. Models and
+# level widths: ../_base_/models/sd15_legacy.py. `diffact seg-train --model/--layers` can point the same config at
+# other weights or layers.
+_base_ = ['../_base_/ade20k_segmentor.py', '../_base_/models/sd15_legacy.py']
+model = dict(backbone=dict(models={{_base_.diffusion_models}}),
+             decode_head=dict(in_channels={{_base_.level_channels}}),
+             auxiliary_head=dict(in_channels={{_base_.aux_channels}}))

@@ -1,10 +1,7 @@
-# Ours-v1.5 on ADE20K (paper Table 2 left: 41.07 mIoU): SD1.5's four chosen activations (App. B.1). Levels (one per
-# resolution, coarsest first) have [2560, 640, 320] channels at 512 px; the build checks them against the U-Net's
-# catalog. `diffact seg-train --model/--layers` can point the same config at other weights or layers.
-_base_ = ['../_base_/ade20k_segmentor.py']
-model = dict(
-    backbone=dict(models=[
-        dict(source='stable-diffusion-v1-5/stable-diffusion-v1-5', family='sd15', layers='practical', image_size=512),
-    ]),
-    decode_head=dict(in_channels=[2560, 640, 320]),
-    auxiliary_head=dict(in_channels=640))
+# Ours-v1.5 on ADE20K (paper Table 2 left: 41.07 mIoU): SD1.5's four chosen activations (App. B.1). Models and level
+# widths: ../_base_/models/sd15_practical.py. `diffact seg-train --model/--layers` can point the same config at other
+# weights or layers.
+_base_ = ['../_base_/ade20k_segmentor.py', '../_base_/models/sd15_practical.py']
+model = dict(backbone=dict(models={{_base_.diffusion_models}}),
+             decode_head=dict(in_channels={{_base_.level_channels}}),
+             auxiliary_head=dict(in_channels={{_base_.aux_channels}}))

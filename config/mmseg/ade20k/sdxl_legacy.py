@@ -1,10 +1,7 @@
-# Legacy-XL on ADE20K (paper Table 2 left: 27.78 mIoU): the output of each up-stage resolution of SDXL. Levels (one
-# per resolution, coarsest first) have [1280, 960] channels at 1024 px; the build checks them against the U-Net's
-# catalog. `diffact seg-train --model/--layers` can point the same config at other weights or layers.
-_base_ = ['../_base_/ade20k_segmentor.py']
-model = dict(
-    backbone=dict(models=[
-        dict(source='stabilityai/stable-diffusion-xl-base-1.0', family='sdxl', layers='legacy', image_size=1024),
-    ]),
-    decode_head=dict(in_channels=[1280, 960]),
-    auxiliary_head=dict(in_channels=960))
+# Legacy-XL on ADE20K (paper Table 2 left: 27.78 mIoU): the output of each up-stage resolution of SDXL. Models and
+# level widths: ../_base_/models/sdxl_legacy.py. `diffact seg-train --model/--layers` can point the same config at
+# other weights or layers.
+_base_ = ['../_base_/ade20k_segmentor.py', '../_base_/models/sdxl_legacy.py']
+model = dict(backbone=dict(models={{_base_.diffusion_models}}),
+             decode_head=dict(in_channels={{_base_.level_channels}}),
+             auxiliary_head=dict(in_channels={{_base_.aux_channels}}))

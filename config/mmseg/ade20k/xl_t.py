@@ -1,17 +1,7 @@
-# Ours-XL-t on ADE20K (paper Table 2 left: 45.71 mIoU; App. B.4, the paper's configs/ade_full.py): SDXL's practical
-# set + up-level1-upsampler-out, and Playground v2's up-level0 block 5, up-level1 block-0 cross-q and
-# up-level1-upsampler-out, both at 1024 px; level i of both models is concatenated ([3840, 1920, 1280] channels at
-# 32², 64², 128²). Per layer MultiRes(C, 4), per level MultiRes(sum, 2), then one ResBlock per level.
-_base_ = ['../_base_/ade20k_segmentor.py']
-model = dict(
-    backbone=dict(models=[
-        dict(source='stabilityai/stable-diffusion-xl-base-1.0', family='sdxl', image_size=1024,
-             layers=['up-level0-repeat0-vit-block7-out', 'up-level0-repeat0-vit-block5-out',
-                     'up-level1-repeat0-vit-block0-cross-q', 'up-level1-repeat0-vit-block0-out',
-                     'up-level1-upsampler-out']),
-        dict(source='playgroundai/playground-v2-1024px-aesthetic', family='sdxl', image_size=1024,
-             layers=['up-level0-repeat0-vit-block5-out', 'up-level1-repeat0-vit-block0-cross-q',
-                     'up-level1-upsampler-out']),
-    ]),
-    decode_head=dict(in_channels=[3840, 1920, 1280]),
-    auxiliary_head=dict(in_channels=1920))
+# Ours-XL-t on ADE20K (paper Table 2 left: 45.71 mIoU; App. B.4, the paper's configs/ade_full.py). Models and level
+# widths: ../_base_/models/xl_t.py. `diffact seg-train --model/--layers` can point the same config at other weights or
+# layers.
+_base_ = ['../_base_/ade20k_segmentor.py', '../_base_/models/xl_t.py']
+model = dict(backbone=dict(models={{_base_.diffusion_models}}),
+             decode_head=dict(in_channels={{_base_.level_channels}}),
+             auxiliary_head=dict(in_channels={{_base_.aux_channels}}))
