@@ -49,9 +49,10 @@ def dataset_policy_from_args(args) -> dict:
     return subset_options_from_args(args) if args.dataset_kind == "spair" else {}
 
 
-def add_extraction_args(p) -> None:
+def add_extraction_args(p, required: bool = True) -> None:
     """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
-    that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
+    that extracts, so rules can pass ``workflow.extract_args`` to any of them. ``required=False``: model, family,
+    layers and dataset kind may be left out (``diffact pck-screen`` takes them only when it extracts itself)."""
     from diffact.data.spair import add_subset_policy_args
     from diffact.extract.pipeline import ExtractionSettings
     from diffact.utils.args import default_of, positive_int
@@ -59,16 +60,16 @@ def add_extraction_args(p) -> None:
     def setting(name):  # the defaults are ExtractionSettings' (the paper's), written there once
         return default_of(ExtractionSettings, name)
 
-    p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
+    p.add_argument("--model", required=required, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
     p.add_argument("--variant", help="weight-file variant to load, e.g. fp16 (the hub's *.fp16.safetensors)")
     p.add_argument("--torch-threads", dest="threads", type=positive_int, metavar="N",
                    help="the same as --threads; the workflow fixes it (extraction.torch_threads) because the CPU "
                         "kernels' float sums depend on the thread count (docs/determinism.md)")
-    p.add_argument("--family", required=True,
+    p.add_argument("--family", required=required,
                    help="model family (config/layers/<family>/): sd15, sdxl, pixart, sd3 or flux")
-    p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
-    p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
+    p.add_argument("--layers", required=required, help="a layer-set name or comma-separated layer names")
+    p.add_argument("--dataset-kind", required=required, choices=["spair", "ddpmseg", "folder"])
     p.add_argument("--dataset-root", required=True)
     p.add_argument("--split")
     p.add_argument("--subset")
