@@ -205,31 +205,11 @@ def check_screen_source(args) -> None:
 def stream_screen(args, pairs):
     """The screen of the features ``diffact extract`` would store for these arguments, extracted batch by batch
     and scored without storing them (:func:`diffact.tasks.correspondence.stream.screen_stream`)."""
-    import torch
-
-    from diffact.api import FeatureExtractor
-    from diffact.data.images import ResizePolicy, load_image_tensor
-    from diffact.data.registry import dataset_images
-    from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args
+    from diffact.streamed import extraction_from_args
     from diffact.tasks.correspondence.stream import screen_stream
 
-    extraction = extraction_settings_from_args(args)
-    # The store's image list (its order cuts the batches) and its extractor, as `diffact extract` builds them.
-    images = dataset_images("spair", args.dataset_root, args.split, args.subset, **dataset_policy_from_args(args))
-    fx = FeatureExtractor.from_pretrained(args.model, args.layers, family=args.family, revision=args.revision,
-                                          variant=args.variant, device=args.device, release_text_encoders=True,
-                                          **extraction.as_dict())
-    path_of = dict(images)
-
-    def extract_batch(ids):  # = diffact.extract.run.extract_to_store's batch
-        batch = torch.stack([load_image_tensor(path_of[i], extraction.image_size, extraction.resize)[0] for i in ids])
-        return fx.extractor(batch, list(ids))
-
-    # FeatureStore.resize of a store with these settings: None is the paper's square stretch.
-    resize = None if extraction.resize == "square" else ResizePolicy(extraction.resize, int(extraction.image_size))
-    return screen_stream(extract_batch, [i for i, _ in images], pairs, batch_size=args.batch_size,
-                         storage_dtype=args.storage_dtype, buffer_mb=args.buffer_mb, eval_size=args.eval_size,
-                         resize=resize, label=str(args.model_name or args.model))
+    return screen_stream(extraction_from_args(args), pairs, buffer_mb=args.buffer_mb, eval_size=args.eval_size,
+                         label=str(args.model_name or args.model))
 
 
 def cmd_practical_set(args) -> int:

@@ -1,8 +1,8 @@
 """The per-activation NN PCK screen streamed from the extractor: no feature store of the pool (issue #19, point 2).
 
 :func:`screen_stream` gives the table :func:`diffact.tasks.correspondence.screen.screen_store` gives for a store
-extracted with the same settings, byte for byte once written: the features are the store's (same batches of the
-dataset's image list, so batched kernels round alike; the store's dtype cast and float32 read-back), and every
+extracted with the same settings, byte for byte once written: the features are the store's bit for bit
+(:mod:`diffact.streamed`: same extractor, same batches, the store's dtype cast and float32 read-back), and every
 activation's accumulator sees the pairs in the same order (its per-image mean is a float sum, so order matters).
 
 How it streams: the pairs are scored in order; the two images of a pair come from an in-memory cache or, on a
@@ -19,35 +19,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from diffact.data.registry import spair_image_id
-from diffact.extract.store import STORAGE_DTYPES
+from diffact.streamed import Features, StreamedExtraction, features_nbytes
 from diffact.tasks.correspondence.matching import transfer_pair
 from diffact.tasks.correspondence.pck import PCKAccumulator
 from diffact.tasks.correspondence.screen import ALPHAS, _summary_row, kind_of
 from diffact.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-Features = dict[str, torch.Tensor]  # one image's activations, name → C×h×w
-# (ids of a batch) → name → B×C×h×w float32 CPU tensors, in that batch's order
-ExtractBatch = Callable[[Sequence[str]], Mapping[str, torch.Tensor]]
-
-
-def features_nbytes(features: Mapping[str, torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in features.values())
-
-
-def as_stored(value: torch.Tensor, storage_dtype: str) -> torch.Tensor:
-    """One image's activation as a store holds it (:meth:`FeatureStore.write`'s cast). Always a copy, so that a
-    cached image does not keep its whole batch's tensor alive."""
-    return value.detach().to("cpu", STORAGE_DTYPES[storage_dtype], copy=True)
-
 
 class FurthestUseCache:
     """Images' features within ``limit_bytes``; when full, the image whose next use is furthest away goes first.
@@ -106,35 +90,23 @@ class FurthestUseCache:
         self.nbytes -= features_nbytes(self.held.pop(image_id))
 
 
-def batches_of(image_ids: Sequence[str], batch_size: int) -> dict[str, list[str]]:
-    """Image id → its batch of the dataset list cut into ``batch_size`` images (as ``diffact extract`` cuts it)."""
-    batch_of = {}
-    for start in range(0, len(image_ids), batch_size):
-        batch = list(image_ids[start:start + batch_size])
-        for image_id in batch:
-            batch_of[image_id] = batch
-    return batch_of
-
-
 def pair_ids(pair) -> tuple[str, str]:
     return spair_image_id(pair.category, pair.src_path), spair_image_id(pair.category, pair.trg_path)
 
 
-def screen_stream(extract_batch: ExtractBatch, image_ids: Sequence[str], pairs: Sequence, batch_size: int = 1,
-                  storage_dtype: str = "float32", buffer_mb: float = 1024, eval_size: int = 64,
-                  alphas: Sequence[float] = ALPHAS, resize=None, layers: Sequence[str] | None = None,
+def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float = 1024, eval_size: int = 64,
+                  alphas: Sequence[float] = ALPHAS, layers: Sequence[str] | None = None,
                   label: str = "") -> pd.DataFrame:
-    """The :func:`~diffact.tasks.correspondence.screen.screen_store` table of the features ``extract_batch`` gives,
-    without storing them (see the module docstring).
+    """The :func:`~diffact.tasks.correspondence.screen.screen_store` table of the features a store of ``source``
+    would hold, without storing them (see the module docstring).
 
-    ``image_ids``: the dataset's image list in the order a store extraction walks it (batches are cut from it);
-    ``layers``: score only these (default: every activation extracted, in forward order); ``resize``: as the
-    store's. ``buffer_mb``: the most the cache of features may hold (0: every pair extracts its images)."""
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
+    ``layers``: score only these (default: every activation of ``source``, in its order). ``buffer_mb``: the most
+    the cache of features may hold (0: every pair extracts its images)."""
     if buffer_mb < 0:
         raise ConfigError(f"--buffer-mb must be ≥ 0, got {buffer_mb}")
-    batch_of = batches_of(image_ids, batch_size)
+    if not pairs:
+        raise DataError("no pairs to screen")
+    batch_of = source.batch_of
     uses: dict[str, list[int]] = {}
     for position, pair in enumerate(pairs):
         for image_id in pair_ids(pair):
@@ -143,45 +115,39 @@ def screen_stream(extract_batch: ExtractBatch, image_ids: Sequence[str], pairs: 
                                 "image list: pass the same dataset arguments as the extraction")
             uses.setdefault(image_id, []).append(position)
     cache = FurthestUseCache(int(buffer_mb * 2**20), uses)
+    names = list(layers) if layers is not None else source.layers
+    unknown = [n for n in names if n not in source.layers]
+    if unknown:
+        raise ConfigError(f"--layers: {', '.join(unknown)} not among the extracted activations")
     state = {"extracted": 0, "batches": 0, "extract_s": 0.0, "shapes": None}
 
     def extract(batch: list[str], keep: Sequence[str]) -> dict[str, Features]:
         """The features of ``batch`` as a store holds them; offers each image to the cache."""
         start = time.perf_counter()
-        raw = extract_batch(batch)
+        out = source.stored_batch(batch)
         state["extract_s"] += time.perf_counter() - start
         state["batches"] += 1
         state["extracted"] += len(batch)
-        out = {image_id: {name: as_stored(value[b], storage_dtype) for name, value in raw.items()}
-               for b, image_id in enumerate(batch)}
-        del raw
         if state["shapes"] is None:
             state["shapes"] = {name: tuple(t.shape) for name, t in next(iter(out.values())).items()}
         for image_id, features in out.items():
             cache.offer(image_id, features, keep)
         return out
 
-    accumulators: dict[str, PCKAccumulator] | None = None
-    seconds: dict[str, float] = {}
+    accumulators = {name: PCKAccumulator(alphas=tuple(alphas)) for name in names}
+    seconds = dict.fromkeys(names, 0.0)
     for position, pair in enumerate(tqdm(pairs, desc=f"NN PCK stream {label}".rstrip(), unit="pair")):
         ids = pair_ids(pair)
         found = {image_id: cache.get(image_id) for image_id in ids}
         for image_id in ids:
             if found[image_id] is None:
                 found.update({i: f for i, f in extract(batch_of[image_id], keep=ids).items() if i in ids})
-        if accumulators is None:
-            names = list(layers) if layers is not None else list(state["shapes"])
-            unknown = [n for n in names if n not in state["shapes"]]
-            if unknown:
-                raise ConfigError(f"--layers: {', '.join(unknown)} not among the extracted activations")
-            accumulators = {name: PCKAccumulator(alphas=tuple(alphas)) for name in names}
-            seconds = dict.fromkeys(names, 0.0)
         src, trg = (found[i] for i in ids)
         for name, acc in accumulators.items():
             start = time.perf_counter()
             # .float(): a store is read back as float32 (FeatureStore.read), whatever its storage dtype.
             acc.add_spair_pair(pair, transfer_pair(pair, src[name].float(), trg[name].float(), eval_size=eval_size,
-                                                   resize=resize))
+                                                   resize=source.resize))
             seconds[name] += time.perf_counter() - start
         for image_id in ids:
             cache.used(image_id, position)
@@ -189,7 +155,7 @@ def screen_stream(extract_batch: ExtractBatch, image_ids: Sequence[str], pairs: 
              "cache peak %.4g MB of %.4g MB", len(pairs), state["extracted"], state["batches"], len(uses),
              state["extract_s"], cache.peak_bytes / 2**20, buffer_mb)
     rows = []
-    for index, (name, acc) in enumerate((accumulators or {}).items()):
+    for index, (name, acc) in enumerate(accumulators.items()):
         channels, height, width = state["shapes"][name]
         rows.append({"forward_index": index, "layer": name, "kind": kind_of(name), "channels": channels,
                      "height": height, "width": width, **_summary_row(acc, seconds[name])})
