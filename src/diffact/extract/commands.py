@@ -52,7 +52,7 @@ def dataset_policy_from_args(args) -> dict:
 def add_extraction_args(p, required: bool = True) -> None:
     """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
     that extracts, so rules can pass ``workflow.extract_args`` to any of them. ``required=False``: model, family,
-    layers and dataset kind may be left out (``diffact pck-screen`` takes them only when it extracts itself)."""
+    layers and dataset may be left out (``pck-screen`` and ``property-maps`` take them only when they extract)."""
     from diffact.data.spair import add_subset_policy_args
     from diffact.extract.pipeline import ExtractionSettings
     from diffact.utils.args import default_of, positive_int
@@ -70,7 +70,7 @@ def add_extraction_args(p, required: bool = True) -> None:
                    help="model family (config/layers/<family>/): sd15, sdxl, pixart, sd3 or flux")
     p.add_argument("--layers", required=required, help="a layer-set name or comma-separated layer names")
     p.add_argument("--dataset-kind", required=required, choices=["spair", "ddpmseg", "folder"])
-    p.add_argument("--dataset-root", required=True)
+    p.add_argument("--dataset-root", required=required)
     p.add_argument("--split")
     p.add_argument("--subset")
     add_subset_policy_args(p)

@@ -185,6 +185,8 @@ def check_screen_source(args) -> None:
     """pck-screen reads a store or extracts: one of the two, and for extracting the whole model definition."""
     from diffact.utils.errors import ConfigError
 
+    if not args.dataset_root:
+        raise ConfigError("pck-screen: --dataset-root is required (the SPair root of the pairs)")
     if args.store:
         if args.model:
             raise ConfigError("pck-screen: --store and --model exclude each other (score a store, or extract from "
