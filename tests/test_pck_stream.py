@@ -79,6 +79,8 @@ def test_streamed_features_are_the_stores_bit_for_bit(cli, spair, store_screen, 
     assert len(scored) == len(expected)
     for (src, trg), (src_stored, trg_stored) in zip(scored, expected):
         assert torch.equal(src, src_stored) and torch.equal(trg, trg_stored)
+        # and laid out as a store reads them (numpy sums a permuted view in another order)
+        assert src.is_contiguous() and trg.is_contiguous()
 
 
 def test_a_cache_smaller_than_the_pool_gives_the_same_csv(cli, spair, store_screen, tmp_path):

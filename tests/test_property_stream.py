@@ -6,8 +6,9 @@ from __future__ import annotations
 from diffact.data.demo_seg import DemoSegConfig, make_demo_seg
 
 # float16 storage and batches of 2 over 3 images (the last batch is short): granularity and locality are float
-# sums over the maps, so a missed cast or other batch partners would change the CSV.
-EXTRACTION = ["--family", "sd15", "--layers", "legacy", "--dataset-kind", "ddpmseg", "--t", 50, "--image-size", 32,
+# sums over the maps, so a missed cast or other batch partners would change the CSV. The screen set has token
+# activations (attention q/k/v), whose maps numpy would sum in another order unless laid out as a store's.
+EXTRACTION = ["--family", "sd15", "--layers", "screen", "--dataset-kind", "ddpmseg", "--t", 50, "--image-size", 32,
               "--prompt", "a photo", "--batch-size", 2, "--storage-dtype", "float16", "--device", "cpu"]
 
 

@@ -27,9 +27,11 @@ def features_nbytes(features: Mapping[str, torch.Tensor]) -> int:
 
 
 def as_stored(value: torch.Tensor, storage_dtype: str) -> torch.Tensor:
-    """One image's activation as a store holds it (:meth:`FeatureStore.write`'s cast). Always a copy, so that a
-    kept image does not keep its whole batch's tensor alive."""
-    return value.detach().to("cpu", STORAGE_DTYPES[storage_dtype], copy=True)
+    """One image's activation as a store holds it (:meth:`FeatureStore.write`'s cast), contiguous as a store reads
+    it back: a token activation is a permuted view of the token layout, and numpy sums it in another order than
+    the contiguous map (the property maps' last digits change). Always a copy, so that a kept image does not keep
+    its whole batch's tensor alive."""
+    return value.detach().to("cpu", STORAGE_DTYPES[storage_dtype], copy=True, memory_format=torch.contiguous_format)
 
 
 def batches_of(image_ids: Sequence[str], batch_size: int) -> dict[str, list[str]]:
