@@ -33,6 +33,7 @@ from diffact.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+
 class FurthestUseCache:
     """Images' features within ``limit_bytes``; when full, the image whose next use is furthest away goes first.
 
@@ -53,15 +54,15 @@ class FurthestUseCache:
     def get(self, image_id: str) -> Features | None:
         return self.held.get(image_id)
 
-    def offer(self, image_id: str, features: Features, keep: Sequence[str] = ()) -> None:
+    def offer(self, image_id: str, features: Features) -> None:
         """Hold ``features`` if the image is needed again and room can be made by dropping images needed later
-        than it (never those in ``keep``: the pair being scored)."""
+        than it."""
         if image_id in self.held or not self.uses.get(image_id):
             return
         size = features_nbytes(features)
         if size > self.limit_bytes:
             return
-        later = sorted((i for i in self.held if i not in keep and self.next_use(i) > self.next_use(image_id)),
+        later = sorted((i for i in self.held if self.next_use(i) > self.next_use(image_id)),
                        key=self.next_use, reverse=True)
         free = self.limit_bytes - self.nbytes
         victims = []
@@ -121,7 +122,7 @@ def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float 
         raise ConfigError(f"--layers: {', '.join(unknown)} not among the extracted activations")
     state = {"extracted": 0, "batches": 0, "extract_s": 0.0, "shapes": None}
 
-    def extract(batch: list[str], keep: Sequence[str]) -> dict[str, Features]:
+    def extract(batch: list[str]) -> dict[str, Features]:
         """The features of ``batch`` as a store holds them; offers each image to the cache."""
         start = time.perf_counter()
         out = source.stored_batch(batch)
@@ -131,7 +132,7 @@ def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float 
         if state["shapes"] is None:
             state["shapes"] = {name: tuple(t.shape) for name, t in next(iter(out.values())).items()}
         for image_id, features in out.items():
-            cache.offer(image_id, features, keep)
+            cache.offer(image_id, features)
         return out
 
     accumulators = {name: PCKAccumulator(alphas=tuple(alphas)) for name in names}
@@ -140,8 +141,11 @@ def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float 
         ids = pair_ids(pair)
         found = {image_id: cache.get(image_id) for image_id in ids}
         for image_id in ids:
+            # This pair holds its images itself (outside the cache's budget): the cache weighs their later uses only.
+            cache.used(image_id, position)
+        for image_id in ids:
             if found[image_id] is None:
-                found.update({i: f for i, f in extract(batch_of[image_id], keep=ids).items() if i in ids})
+                found.update({i: f for i, f in extract(batch_of[image_id]).items() if i in ids})
         src, trg = (found[i] for i in ids)
         for name, acc in accumulators.items():
             start = time.perf_counter()
@@ -149,8 +153,6 @@ def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float 
             acc.add_spair_pair(pair, transfer_pair(pair, src[name].float(), trg[name].float(), eval_size=eval_size,
                                                    resize=source.resize))
             seconds[name] += time.perf_counter() - start
-        for image_id in ids:
-            cache.used(image_id, position)
     log.info("streamed %d pairs: %d image extractions in %d batches for %d images (%.1f s extracting), feature "
              "cache peak %.4g MB of %.4g MB", len(pairs), state["extracted"], state["batches"], len(uses),
              state["extract_s"], cache.peak_bytes / 2**20, buffer_mb)
