@@ -130,3 +130,8 @@ def test_bad_screen_source_is_one_clear_line(cli, spair, tmp_path, extra, needle
     for needle in needles:
         assert needle in done.stderr
     assert not out.exists()
+
+
+def test_screen_without_dataset_root_is_one_clear_line(cli, tmp_path):
+    done = cli("pck-screen", "--model", "m", "--family", "sd15", "--layers", "legacy", "--out", tmp_path / "x.csv")
+    assert done.returncode == 2 and "--dataset-root is required" in done.stderr and "Traceback" not in done.stderr
