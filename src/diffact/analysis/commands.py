@@ -39,6 +39,7 @@ def _pairs(items, what: str) -> dict[str, str]:
 
 def register(subparsers) -> None:
     # the defaults of settings that have a dataclass are the dataclass's, written there once
+    from diffact.extract.commands import add_extraction_args
     from diffact.extract.pipeline import ExtractionSettings
     from diffact.models.control_unet import ControlConfig
     from diffact.utils.args import default_of
@@ -50,8 +51,13 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="CSV")
     p.set_defaults(func=cmd_noise_share)
 
-    p = subparsers.add_parser("property-maps", help="P2 granularity + P3 locality of every activation in a store")
-    p.add_argument("--store", required=True, help="feature store folder")
+    p = subparsers.add_parser("property-maps", help="P2 granularity + P3 locality of every activation, from a store "
+                                                    "(--store) or streamed from the model (the arguments of diffact "
+                                                    "extract instead of --store; no store written)")
+    p.add_argument("--store", help="feature store folder")
+    # Streaming: exactly the arguments of `diffact extract` (rules pass the store's workflow.extract_args), so the
+    # features measured are the ones that store would hold.
+    add_extraction_args(p, required=False)
     p.add_argument("--labels-root", help="DDPM-seg-layout dataset with the store's images (for locality)")
     p.add_argument("--images", type=int, default=0, help="first N store images (0 = all)")
     p.add_argument("--pairs", type=int, default=2000, help="same-label pixel pairs per image and resolution")
@@ -138,12 +144,29 @@ def cmd_noise_share(args) -> int:
 
 
 def cmd_property_maps(args) -> int:
-    from diffact.analysis.property_runs import store_map_properties
-    from diffact.extract.store import FeatureStore
     from diffact.utils.io import write_csv
 
-    store = FeatureStore.open(args.store)
-    table = store_map_properties(store, args.labels_root, args.images, args.pairs, args.seed)
+    if args.store:
+        if args.model:
+            raise ConfigError("property-maps: --store and --model exclude each other (read a store, or extract from "
+                              "the model without storing)")
+        from diffact.analysis.property_runs import store_map_properties
+        from diffact.extract.store import FeatureStore
+
+        table = store_map_properties(FeatureStore.open(args.store), args.labels_root, args.images, args.pairs,
+                                     args.seed)
+    else:
+        from diffact.analysis.property_runs import streamed_map_properties
+        from diffact.extract.commands import streamed_extraction_from_args
+
+        missing = [flag for flag, value in (("--model", args.model), ("--family", args.family),
+                                            ("--layers", args.layers), ("--dataset-kind", args.dataset_kind),
+                                            ("--dataset-root", args.dataset_root)) if not value]
+        if missing:
+            raise ConfigError(f"property-maps: give --store, or stream from the model with the arguments of diffact "
+                              f"extract (missing {', '.join(missing)})")
+        table = streamed_map_properties(streamed_extraction_from_args(args), args.labels_root, args.images, args.pairs,
+                                        args.seed)
     write_csv(args.out, table)
     log.info("wrote %s: granularity/locality of %d activations", args.out, len(table))
     return 0

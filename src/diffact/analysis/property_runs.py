@@ -104,12 +104,41 @@ def store_map_properties(store, labels_root: str | Path | None = None, n_images:
         image_ids = image_ids[:n_images]
     if not image_ids:
         raise DataError(f"{store.root}: the feature store holds no images")
+    return _map_properties_table(lambda image_id, name: store.read_layer(image_id, name), image_ids,
+                                 layers if layers is not None else store.layers, labels_root, n_pairs, seed)
+
+
+def streamed_map_properties(source, labels_root: str | Path | None = None, n_images: int = 0, n_pairs: int = 2000,
+                            seed: int = 0) -> pd.DataFrame:
+    """:func:`store_map_properties` of the store that ``source`` (a :class:`diffact.streamed.StreamedExtraction`)
+    would fill, without the store: the images are visited in the store's order, so each batch is extracted once
+    and dropped when the next begins (peak memory: one batch of features)."""
+    image_ids = source.image_ids[:n_images] if n_images else source.image_ids
+    batch_of = source.batch_of
+    held: dict = {}  # image id → features of the batch being read
+    bar = tqdm(total=len(image_ids), desc="property maps (streamed)", unit="img")
+
+    def features_of(image_id: str, name: str) -> torch.Tensor:
+        if image_id not in held:
+            held.clear()
+            held.update(source.stored_batch(batch_of[image_id]))  # the whole batch: its partners round alike
+            bar.update(sum(i in image_ids for i in held))
+        return held[image_id][name].float()  # a store is read back as float32 (FeatureStore.read)
+
+    try:
+        return _map_properties_table(features_of, image_ids, source.layers, labels_root, n_pairs, seed)
+    finally:
+        bar.close()
+
+
+def _map_properties_table(features_of, image_ids: Sequence[str], layers: Sequence[str],
+                          labels_root: str | Path | None, n_pairs: int, seed: int) -> pd.DataFrame:
     labels_of, ignore = segmentation_labels(labels_root) if labels_root else (None, 255)
     image_of = segmentation_images(labels_root) if labels_root else None
     # Stores list layers alphabetically: restore the forward order (forward_index is the plots' x axis).
-    names = forward_sorted(layers if layers is not None else store.layers)
-    rows = map_properties(lambda image_id, name: store.read_layer(image_id, name), image_ids, names, labels_of,
-                          n_pairs=n_pairs, seed=seed, ignore_label=ignore, image_of=image_of)
+    names = forward_sorted(layers)
+    rows = map_properties(features_of, image_ids, names, labels_of, n_pairs=n_pairs, seed=seed, ignore_label=ignore,
+                          image_of=image_of)
     return pd.DataFrame(rows).sort_values("forward_index")
 
 

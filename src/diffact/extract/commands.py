@@ -49,9 +49,10 @@ def dataset_policy_from_args(args) -> dict:
     return subset_options_from_args(args) if args.dataset_kind == "spair" else {}
 
 
-def add_extraction_args(p) -> None:
+def add_extraction_args(p, required: bool = True) -> None:
     """The arguments that define an extraction (model, layers, dataset, settings); shared by every command
-    that extracts, so rules can pass ``workflow.extract_args`` to any of them."""
+    that extracts, so rules can pass ``workflow.extract_args`` to any of them. ``required=False``: model, family,
+    layers and dataset may be left out (``pck-screen`` and ``property-maps`` take them only when they extract)."""
     from diffact.data.spair import add_subset_policy_args
     from diffact.extract.pipeline import ExtractionSettings
     from diffact.utils.args import default_of, positive_int
@@ -59,17 +60,17 @@ def add_extraction_args(p) -> None:
     def setting(name):  # the defaults are ExtractionSettings' (the paper's), written there once
         return default_of(ExtractionSettings, name)
 
-    p.add_argument("--model", required=True, help="hub id or pipeline folder (loaded with from_pretrained)")
+    p.add_argument("--model", required=required, help="hub id or pipeline folder (loaded with from_pretrained)")
     p.add_argument("--revision")
     p.add_argument("--variant", help="weight-file variant to load, e.g. fp16 (the hub's *.fp16.safetensors)")
     p.add_argument("--torch-threads", dest="threads", type=positive_int, metavar="N",
                    help="the same as --threads; the workflow fixes it (extraction.torch_threads) because the CPU "
                         "kernels' float sums depend on the thread count (docs/determinism.md)")
-    p.add_argument("--family", required=True,
+    p.add_argument("--family", required=required,
                    help="model family (config/layers/<family>/): sd15, sdxl, pixart, sd3 or flux")
-    p.add_argument("--layers", required=True, help="a layer-set name or comma-separated layer names")
-    p.add_argument("--dataset-kind", required=True, choices=["spair", "ddpmseg", "folder"])
-    p.add_argument("--dataset-root", required=True)
+    p.add_argument("--layers", required=required, help="a layer-set name or comma-separated layer names")
+    p.add_argument("--dataset-kind", required=required, choices=["spair", "ddpmseg", "folder"])
+    p.add_argument("--dataset-root", required=required)
     p.add_argument("--split")
     p.add_argument("--subset")
     add_subset_policy_args(p)
@@ -115,6 +116,19 @@ def extraction_settings_from_args(args):
     return ExtractionSettings(t=args.t, prompt=args.prompt, image_size=args.image_size, noise_seed=args.noise_seed,
                               ensemble=args.ensemble, vae_mode=args.vae_mode, dtype=args.dtype, resize=args.resize,
                               inversion=args.inversion, inversion_steps=args.inversion_steps)
+
+
+def streamed_extraction_from_args(args):
+    """The features ``diffact extract`` with these arguments would store, streamed instead
+    (:func:`diffact.streamed.open_extraction`; ``pck-screen`` and ``property-maps`` without ``--store``)."""
+    from diffact.data.registry import dataset_images
+    from diffact.streamed import open_extraction
+
+    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
+                            **dataset_policy_from_args(args))
+    model = {"source": args.model, "family": args.family, "revision": args.revision, "variant": args.variant}
+    return open_extraction(model, args.layers, extraction_settings_from_args(args), images, args.batch_size,
+                           args.storage_dtype, device=args.device)
 
 
 def _store_settings_from_args(args) -> tuple[object, dict, list]:

@@ -100,13 +100,20 @@ def _register_screens(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
     from diffact.tasks.correspondence.matching import PAPER_EVAL_SIZE
 
-    p = subparsers.add_parser("pck-screen", help="nearest-neighbour PCK of every activation in a feature store")
-    p.add_argument("--store", required=True, help="feature store folder (from diffact extract)")
-    p.add_argument("--dataset-root", required=True, help="SPair-71k-layout root")
-    p.add_argument("--split", default="test")
-    p.add_argument("--subset")
-    add_subset_policy_args(p)
-    p.add_argument("--layers", help="comma-separated subset of the store's layers (default: all)")
+    from diffact.extract.commands import add_extraction_args
+
+    p = subparsers.add_parser(
+        "pck-screen", help="nearest-neighbour PCK of every activation, from a feature store (--store) or streamed "
+                           "from the model (the arguments of diffact extract instead of --store; no store written)")
+    p.add_argument("--store", help="feature store folder (from diffact extract); --layers then picks a comma-separated "
+                                   "subset of its layers (default: all)")
+    # Streaming: the extraction is defined by exactly the arguments of `diffact extract` (rules pass the store's
+    # workflow.extract_args), so the features scored are the ones that store would hold.
+    add_extraction_args(p, required=False)
+    p.set_defaults(split="test")
+    p.add_argument("--buffer-mb", type=float, default=1024,
+                   help="streaming: the most memory the cache of extracted images may hold, in MB (default "
+                        "%(default)s); an image dropped from it is extracted again when a later pair needs it")
     p.add_argument("--eval-size", type=int, default=PAPER_EVAL_SIZE, help="features are upsampled to this square (paper: 512)")
     p.add_argument("--model-name", default="", help="label written into the 'model' column")
     p.add_argument("--out", required=True, help="CSV")
@@ -152,19 +159,59 @@ def screen_pairs(args):
 
 
 def cmd_pck_screen(args) -> int:
-    from diffact.extract.store import FeatureStore
-    from diffact.tasks.correspondence.screen import screen_store, without_timings
+    from diffact.tasks.correspondence.screen import without_timings
     from diffact.utils.io import write_csv
 
-    store = FeatureStore.open(args.store)
+    check_screen_source(args)
     pairs, protocol = screen_pairs(args)
-    layers = args.layers.split(",") if args.layers else None
-    table = screen_store(store, pairs, layers, eval_size=args.eval_size)
-    table.insert(0, "model", args.model_name or store.settings.get("model", {}).get("source", ""))
+    if args.store:
+        from diffact.extract.store import FeatureStore
+        from diffact.tasks.correspondence.screen import screen_store
+
+        store = FeatureStore.open(args.store)
+        layers = args.layers.split(",") if args.layers else None
+        table = screen_store(store, pairs, layers, eval_size=args.eval_size)
+        model = store.settings.get("model", {}).get("source", "")
+    else:
+        table, model = stream_screen(args, pairs), args.model
+    table.insert(0, "model", args.model_name or model)
     table.insert(1, "protocol", protocol)
     write_csv(args.out, without_timings(table))
     log.info("wrote %s (%d activations)", args.out, len(table))
     return 0
+
+
+def check_screen_source(args) -> None:
+    """pck-screen reads a store or extracts: one of the two, and for extracting the whole model definition."""
+    from diffact.utils.errors import ConfigError
+
+    if not args.dataset_root:
+        raise ConfigError("pck-screen: --dataset-root is required (the SPair root of the pairs)")
+    if args.store:
+        if args.model:
+            raise ConfigError("pck-screen: --store and --model exclude each other (score a store, or extract from "
+                              "the model without storing)")
+        return
+    missing = [flag for flag, value in (("--model", args.model), ("--family", args.family), ("--layers", args.layers))
+               if not value]
+    if missing:
+        raise ConfigError(f"pck-screen: give --store, or stream from the model with the arguments of diffact extract "
+                          f"(missing {', '.join(missing)})")
+    if args.dataset_kind not in (None, "spair"):
+        raise ConfigError(f"pck-screen scores SPair pairs: --dataset-kind must be spair, got {args.dataset_kind}")
+    if args.buffer_mb < 0:
+        raise ConfigError(f"pck-screen: --buffer-mb must be ≥ 0, got {args.buffer_mb}")
+    args.dataset_kind = "spair"  # the subset policy arguments apply (dataset_policy_from_args)
+
+
+def stream_screen(args, pairs):
+    """The screen of the features ``diffact extract`` would store for these arguments, extracted batch by batch
+    and scored without storing them (:func:`diffact.tasks.correspondence.stream.screen_stream`)."""
+    from diffact.extract.commands import streamed_extraction_from_args
+    from diffact.tasks.correspondence.stream import screen_stream
+
+    return screen_stream(streamed_extraction_from_args(args), pairs, buffer_mb=args.buffer_mb, eval_size=args.eval_size,
+                         label=str(args.model_name or args.model))
 
 
 def cmd_practical_set(args) -> int:

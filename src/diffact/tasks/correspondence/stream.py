@@ -1,0 +1,167 @@
+"""The per-activation NN PCK screen streamed from the extractor: no feature store of the pool (issue #19, point 2).
+
+:func:`screen_stream` gives the table :func:`diffact.tasks.correspondence.screen.screen_store` gives for a store
+extracted with the same settings, byte for byte once written: the features are the store's bit for bit
+(:mod:`diffact.streamed`: same extractor, same batches, the store's dtype cast and float32 read-back), and every
+activation's accumulator sees the pairs in the same order (its per-image mean is a float sum, so order matters).
+
+How it streams: the pairs are scored in order; the two images of a pair come from an in-memory cache or, on a
+miss, from extracting the image's whole batch of the dataset list (the batch a store would have extracted it in).
+Each image's features are needed by a few pairs only: the cache keeps those still needed, within ``buffer_mb``,
+and when full drops the image needed furthest in the future (the best choice when the whole order is known in
+advance, Belady's rule). An image dropped and needed again is extracted again: its noise is seeded by its id and
+its batch is the same, so the features are the same. Peak memory: the cache, plus one batch of features, plus
+the pair being scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Mapping, Sequence
+
+import pandas as pd
+from tqdm import tqdm
+
+from diffact.data.registry import spair_image_id
+from diffact.streamed import Features, StreamedExtraction, features_nbytes
+from diffact.tasks.correspondence.matching import transfer_pair
+from diffact.tasks.correspondence.pck import PCKAccumulator
+from diffact.tasks.correspondence.screen import ALPHAS, _summary_row, kind_of
+from diffact.utils.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+class FurthestUseCache:
+    """Images' features within ``limit_bytes``; when full, the image whose next use is furthest away goes first.
+
+    ``uses``: image id → the positions (ascending) of the pairs that read it; :meth:`used` consumes them as the
+    screen advances. Images with no use left are dropped at once."""
+
+    def __init__(self, limit_bytes: int, uses: Mapping[str, Sequence[int]]):
+        self.limit_bytes = limit_bytes
+        self.uses = {image_id: deque(positions) for image_id, positions in uses.items()}
+        self.held: dict[str, Features] = {}
+        self.nbytes = 0
+        self.peak_bytes = 0
+
+    def next_use(self, image_id: str) -> float:
+        positions = self.uses.get(image_id)
+        return positions[0] if positions else float("inf")
+
+    def get(self, image_id: str) -> Features | None:
+        return self.held.get(image_id)
+
+    def offer(self, image_id: str, features: Features) -> None:
+        """Hold ``features`` if the image is needed again and room can be made by dropping images needed later
+        than it."""
+        if image_id in self.held or not self.uses.get(image_id):
+            return
+        size = features_nbytes(features)
+        if size > self.limit_bytes:
+            return
+        later = sorted((i for i in self.held if self.next_use(i) > self.next_use(image_id)),
+                       key=self.next_use, reverse=True)
+        free = self.limit_bytes - self.nbytes
+        victims = []
+        for victim in later:
+            if free >= size:
+                break
+            victims.append(victim)
+            free += features_nbytes(self.held[victim])
+        if free < size:
+            return  # everything held is needed sooner than this image: it is extracted again when its turn comes
+        for victim in victims:
+            self._drop(victim)
+        self.held[image_id] = features
+        self.nbytes += size
+        self.peak_bytes = max(self.peak_bytes, self.nbytes)
+
+    def used(self, image_id: str, position: int) -> None:
+        """Pair ``position`` has read the image: its next use moves on, and with none left it is dropped."""
+        positions = self.uses.get(image_id)
+        while positions and positions[0] <= position:
+            positions.popleft()
+        if not positions and image_id in self.held:
+            self._drop(image_id)
+
+    def _drop(self, image_id: str) -> None:
+        self.nbytes -= features_nbytes(self.held.pop(image_id))
+
+
+def pair_ids(pair) -> tuple[str, str]:
+    return spair_image_id(pair.category, pair.src_path), spair_image_id(pair.category, pair.trg_path)
+
+
+def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float = 1024, eval_size: int = 64,
+                  alphas: Sequence[float] = ALPHAS, layers: Sequence[str] | None = None,
+                  label: str = "") -> pd.DataFrame:
+    """The :func:`~diffact.tasks.correspondence.screen.screen_store` table of the features a store of ``source``
+    would hold, without storing them (see the module docstring).
+
+    ``layers``: score only these (default: every activation of ``source``, in its order). ``buffer_mb``: the most
+    the cache of features may hold (0: every pair extracts its images)."""
+    if buffer_mb < 0:
+        raise ConfigError(f"--buffer-mb must be ≥ 0, got {buffer_mb}")
+    if not pairs:
+        raise DataError("no pairs to screen")
+    batch_of = source.batch_of
+    uses: dict[str, list[int]] = {}
+    for position, pair in enumerate(pairs):
+        for image_id in pair_ids(pair):
+            if image_id not in batch_of:
+                raise DataError(f"image {image_id} of pair {position} ({pair.category}) is not in the dataset's "
+                                "image list: pass the same dataset arguments as the extraction")
+            uses.setdefault(image_id, []).append(position)
+    cache = FurthestUseCache(int(buffer_mb * 2**20), uses)
+    names = list(layers) if layers is not None else source.layers
+    unknown = [n for n in names if n not in source.layers]
+    if unknown:
+        raise ConfigError(f"--layers: {', '.join(unknown)} not among the extracted activations")
+    state = {"extracted": 0, "batches": 0, "extract_s": 0.0, "shapes": None}
+
+    def extract(batch: list[str]) -> dict[str, Features]:
+        """The features of ``batch`` as a store holds them; offers each image to the cache."""
+        start = time.perf_counter()
+        out = source.stored_batch(batch)
+        state["extract_s"] += time.perf_counter() - start
+        state["batches"] += 1
+        state["extracted"] += len(batch)
+        if state["shapes"] is None:
+            state["shapes"] = {name: tuple(t.shape) for name, t in next(iter(out.values())).items()}
+        for image_id, features in out.items():
+            cache.offer(image_id, features)
+        return out
+
+    accumulators = {name: PCKAccumulator(alphas=tuple(alphas)) for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for position, pair in enumerate(tqdm(pairs, desc=f"NN PCK stream {label}".rstrip(), unit="pair")):
+        ids = pair_ids(pair)
+        found = {image_id: cache.get(image_id) for image_id in ids}
+        for image_id in ids:
+            # This pair holds its images itself (outside the cache's budget): the cache weighs their later uses only.
+            cache.used(image_id, position)
+        for image_id in ids:
+            if found[image_id] is None:
+                found.update({i: f for i, f in extract(batch_of[image_id]).items() if i in ids})
+        src, trg = (found[i] for i in ids)
+        for name, acc in accumulators.items():
+            start = time.perf_counter()
+            # .float(): a store is read back as float32 (FeatureStore.read), whatever its storage dtype.
+            acc.add_spair_pair(pair, transfer_pair(pair, src[name].float(), trg[name].float(), eval_size=eval_size,
+                                                   resize=source.resize))
+            seconds[name] += time.perf_counter() - start
+    log.info("streamed %d pairs: %d image extractions in %d batches for %d images (%.1f s extracting), feature "
+             "cache peak %.4g MB of %.4g MB", len(pairs), state["extracted"], state["batches"], len(uses),
+             state["extract_s"], cache.peak_bytes / 2**20, buffer_mb)
+    rows = []
+    for index, (name, acc) in enumerate(accumulators.items()):
+        channels, height, width = state["shapes"][name]
+        rows.append({"forward_index": index, "layer": name, "kind": kind_of(name), "channels": channels,
+                     "height": height, "width": width, **_summary_row(acc, seconds[name])})
+    table = pd.DataFrame(rows)
+    table.attrs["stream"] = {"image_extractions": state["extracted"], "images": len(uses),
+                             "cache_peak_bytes": cache.peak_bytes}
+    return table
