@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 # Jobs of the paper DAG per rule (config/paper.yaml; `segmentation` rules are counted by their own tests).
-# extract: 87 stores = NN screening (pool × 4 property models on spair-screen) 4 + Table 1 (sd15/sdxl legacy +
-# practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws × trn/val + test)) 54 + Fig 3 PCA (sdxl figure on
-# horse21) 1 + properties (pool × 4 models × 2 scenes) 8 + Table 2 right (legacy/practical/amalgamation × 3 models
-# on horse21, less PGv2 practical) 8 = 75 for the U-Nets, + 12 for the three DiTs (spair-screen, the val-36 store
-# that chooses the practical set, 2 property scenes); each in 4 shards.
+# extract: 80 stores = Table 1 (sd15/sdxl legacy + practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws ×
+# trn/val + test)) 54 + Fig 3 PCA (sdxl figure on horse21) 1 + properties (pool × 4 models × 2 scenes) 8 + Table 2
+# right (legacy/practical/amalgamation × 3 models on horse21, less PGv2 practical) 8 = 71 for the U-Nets, + 9 for the
+# three DiTs (the spair-screen pool that practical_nn scores their practical sets on, 2 property scenes); each in 4
+# shards. The NN screens stream (issue #19): the U-Nets' spair-screen pools and the DiTs' val-36 pools are not stored.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 348, "extract": 87,
+    "extract_shard": 320, "extract": 80,
     "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,
@@ -52,7 +52,7 @@ PAPER_TARGETS = (
     + [f"{fig}_{m}.png" for m in PROPERTY_MODELS for fig in ("fig03_properties", "fig04_pck", "fig05_13_scenes",
                                                             "fig16_increments", "fig17_resolution", "fig18_vits")]
 )
-GPU_RULES = ("extract_shard", "noise_share", "control_features", "train_control_unet", "build_demo_model", "corr_train", "corr_evaluate", "practical_nn",
+GPU_RULES = ("extract_shard", "noise_share", "control_features", "train_control_unet", "build_demo_model", "corr_train", "corr_evaluate", "practical_nn", "pck_screen", "practical_screen",
              "scarce_set", "scarce_screen", "scarce_table3_run")
 
 
@@ -321,8 +321,14 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
                             "results/paper/correspondence/sdxl/nn_pck.csv", cwd=paper_tree)
     assert printed.returncode == 0, printed.stderr[-3000:]
+    # the NN screen streams the SDXL pool (the arguments of its store's extract) and writes no store (issue #19)
+    assert re.search(r"pck-screen --model \S+ --family sdxl --layers pool .*--image-size 1024 .*--split test "
+                     r"--subset test-90 .*--eval-size 512 ", printed.stdout)
+    assert "diffact --log" in printed.stdout and " extract " not in printed.stdout.replace("pck-screen", "")
+    printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
+                            "results/paper/properties/sdxl/horse21/maps.csv", cwd=paper_tree)
+    assert printed.returncode == 0, printed.stderr[-3000:]
     assert re.search(r"extract --model \S+ --family sdxl --layers pool .*--image-size 1024 ", printed.stdout)
-    assert re.search(r"pck-screen .*--split test --subset test-90 --eval-size 512 ", printed.stdout)
     assert "--shard 4/4" in printed.stdout and "extract-merge --shards 4" in printed.stdout
     # corr_train reads the 4 noise draws of each part's trn and val stores (correspondence.table1.noise: draws)
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",

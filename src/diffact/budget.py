@@ -423,10 +423,9 @@ class Planner:
         cfg, out = self.config, []
         corr, prop = self.section("correspondence"), self.section("properties")
         if corr:
-            for model in self.corr_screen_models():
-                out.append((corr["dataset"], model, corr["layer_set"], "NN screening (pck_screen)"))
+            # the screens stream (no store), but for the models whose practical set practical_nn scores on the pool
+            # store of the screening dataset, where pck_screen reads that store (workflow.correspondence.screen_reads_store)
             for model in self.practical_models():
-                out.append((corr["practical"]["select_on"], model, corr["layer_set"], "practical set (practical_screen)"))
                 out.append((corr["dataset"], model, corr["layer_set"], "practical set (practical_nn)"))
         from diffact.workflow import correspondence as corr_plan
 
@@ -558,6 +557,13 @@ class Planner:
             stage.notes.append(f"{per_image} U-Net passes per image (ensemble / DDIM inversion)")
         return stage
 
+    def add_streamed_screen(self, stage: Stage, model: str, dataset: str, layer_set: str) -> None:
+        """A streamed NN screen's model passes (one per image: the lower bound, reached when the cache holds each
+        image until its last pair) and its GPU peak; it writes no store."""
+        size = self.image_size(dataset, model)
+        stage.add_passes(model, size, self.count(dataset).images)
+        self.note_gpu(stage, model, size)
+
     def noise_share_stage(self) -> Stage:
         stage = Stage("noise_share", "P1 noise share: every pool activation over K noise draws (noise_share)")
         prop = self.section("properties")
@@ -610,19 +616,29 @@ class Planner:
         if not corr:
             return stage
         models = self.corr_screen_models()
-        stage.add_jobs(self.config, "pck_screen", len(models), "analysis")
+        stage.add_jobs(self.config, "pck_screen", len(models), "extract")
         stage.add_jobs(self.config, "pck_pixels", 1 if corr.get("pixel_patch") else 0, "analysis")
         stage.add_jobs(self.config, "pck_table", 1, "default")
         n = self.count(corr["dataset"]).images
         stage.images += n * len(models)
+        # The screens stream: each image's pool is extracted in the job (once per image while the feature cache,
+        # --buffer-mb, holds it until its last pair; more passes when it does not), scored, and dropped.
+        from diffact.workflow import correspondence as corr_plan
+
+        for model in models:
+            if not corr_plan.screen_reads_store(self.config, model):
+                self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
         practical = self.practical_models()
         if practical:
-            stage.add_jobs(self.config, "practical_screen", len(practical), "analysis")
+            stage.add_jobs(self.config, "practical_screen", len(practical), "extract")
             stage.add_jobs(self.config, "practical_set", len(practical), "default")
             stage.add_jobs(self.config, "practical_nn", len(practical), "corr_eval")
             stage.add_jobs(self.config, "practical_table", 1, "default")
             stage.images += (self.count(corr["practical"]["select_on"]).images + n) * len(practical)
-        stage.rss_missing.append(f"{NOT_MEASURED} (CPU analysis jobs are not benchmarked)")
+            for model in practical:
+                self.add_streamed_screen(stage, model, corr["practical"]["select_on"], corr["layer_set"])
+        stage.rss_missing.append(f"{NOT_MEASURED} (the streamed screens' feature cache is bounded by --buffer-mb; "
+                                 "CPU analysis jobs are not benchmarked)")
         return stage
 
     def table1_stage(self) -> Stage:

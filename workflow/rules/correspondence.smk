@@ -1,28 +1,27 @@
 # Semantic correspondence: per-activation nearest-neighbour PCK (paper §2.8 protocol) and the demo table.
 
+# The screens stream: each image's pool is extracted once (within a feature cache) and only the scores are kept, so no
+# pool store is written (issue #19; the CSV is byte-identical to scoring a stored pool: tests/test_pck_stream.py),
+# except where the store is written anyway (wf.correspondence.screen_reads_store).
 rule pck_screen:
     message: "NN PCK of every {params.layerset} activation of {wildcards.model}"
     input:
-        store=lambda w: wf.correspondence.screen_store(config, w.model),
+        lambda w: wf.correspondence.screen_input(config, w.model),
     output:
         f"{RESULTS}/correspondence/{{model}}/nn_pck.csv",
     wildcard_constraints:
         model="(?!pixels/|table1/)[^/]+",  # pixels/ is the raw-pixel reference (rule pck_pixels)
     params:
         layerset=wf.correspondence.section(config).get("layer_set"),
-        root=lambda w: wf.correspondence.dataset_root(config),
-        split=lambda w: wf.correspondence.dataset_split(config),
-        subset=lambda w: wf.correspondence.subset_arg(config),
+        source=lambda w: wf.correspondence.screen_source_args(config, w.model),
         eval_size=wf.correspondence.eval_size_arg(config),
-        store=lambda w, input: os.path.dirname(input.store),
     log:
         f"{LOGS}/correspondence/{{model}}.log",
-    threads: stage_threads("analysis")
-    resources: **stage_resources("analysis")
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
     conda: ENV
     shell:
-        "diffact --log {log} pck-screen --store {params.store} --dataset-root {params.root} --split {params.split} {params.subset} "
-        "{params.eval_size} --model-name {wildcards.model} --threads {threads} --out {output}"
+        "diffact --log {log} pck-screen {params.source} {params.eval_size} --model-name {wildcards.model} --out {output}"
 
 
 rule pck_pixels:
@@ -73,24 +72,20 @@ rule pck_table:
 rule practical_screen:
     message: "NN PCK of every {params.layerset} activation of {wildcards.model} on the validation split that chooses its practical set"
     input:
-        store=lambda w: wf.correspondence.screen_store(config, w.model, wf.correspondence.practical_select_on(config)),
+        lambda w: wf.correspondence.screen_input(config, w.model, wf.correspondence.practical_select_on(config)),
     output:
         f"{wf.correspondence.practical_dir(config)}/{{model}}/screen_val.csv",
     params:
         layerset=wf.correspondence.section(config).get("layer_set"),
-        root=lambda w: wf.correspondence.dataset_root(config, wf.correspondence.practical_select_on(config)),
-        split=lambda w: wf.correspondence.dataset_split(config, wf.correspondence.practical_select_on(config), "val"),
-        subset=lambda w: wf.correspondence.subset_arg(config, wf.correspondence.practical_select_on(config)),
+        source=lambda w: wf.correspondence.screen_source_args(config, w.model, wf.correspondence.practical_select_on(config)),
         eval_size=wf.correspondence.eval_size_arg(config),
-        store=lambda w, input: os.path.dirname(input.store),
     log:
         f"{LOGS}/correspondence/practical/{{model}}-screen.log",
-    threads: stage_threads("analysis")
-    resources: **stage_resources("analysis")
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
     conda: ENV
     shell:
-        "diffact --log {log} pck-screen --store {params.store} --dataset-root {params.root} --split {params.split} {params.subset} "
-        "{params.eval_size} --model-name {wildcards.model} --threads {threads} --out {output}"
+        "diffact --log {log} pck-screen {params.source} {params.eval_size} --model-name {wildcards.model} --out {output}"
 
 
 rule practical_set:

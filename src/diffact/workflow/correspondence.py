@@ -23,9 +23,9 @@ import shlex
 from dataclasses import dataclass, field
 
 from diffact.utils.errors import ConfigError
-from diffact.workflow.extract import store_dir, store_done
-from diffact.workflow.profile import RANDOM_SUFFIX, dataset_entry, noise_draw_dataset, optional_flags, results_dir, \
-    spair_subset_args
+from diffact.workflow.extract import extract_args, store_dir, store_done
+from diffact.workflow.profile import RANDOM_SUFFIX, dataset_entry, dataset_input, model_input, noise_draw_dataset, \
+    optional_flags, results_dir, spair_subset_args
 
 COMBINED_SET = "combined"  # the layer-set label of multi-model entries
 SPLIT_ROLES = ("trn", "val", "test")
@@ -231,6 +231,34 @@ def screen_layer_set(config: dict) -> str:
 def screen_store(config: dict, model: str, dataset: str | None = None) -> str:
     """The screened store (complete.json) of ``model`` on ``dataset`` (default: correspondence.dataset)."""
     return store_done(config, dataset or screen_dataset(config), model, screen_layer_set(config))
+
+
+def screen_reads_store(config: dict, model: str, dataset: str | None = None) -> bool:
+    """Whether the NN screen of ``model`` on ``dataset`` reads the pool store rather than streaming: only where the
+    store is written anyway (``practical_nn`` scores a screen-chosen set on the screening store), so a model is never
+    run twice over the same images. Everywhere else the screen streams and the pool is never stored (issue #19)."""
+    dataset = dataset or screen_dataset(config)
+    return dataset == screen_dataset(config) and model in practical_models(config)
+
+
+def screen_input(config: dict, model: str, dataset: str | None = None) -> list[str]:
+    """The pool store a screen reads, or what a streamed screen needs (a built demo model and dataset)."""
+    dataset = dataset or screen_dataset(config)
+    if screen_reads_store(config, model, dataset):
+        return [screen_store(config, model, dataset)]
+    return model_input(config, model) + dataset_input(config, dataset)
+
+
+def screen_source_args(config: dict, model: str, dataset: str | None = None) -> str:
+    """``pck-screen``'s feature source: ``--store`` with the pairs' dataset, or, streamed, exactly the screened
+    store's ``diffact extract`` arguments (model, layer set, dataset entry with split and subset, extraction
+    settings), which give byte-identical scores (tests/test_pck_stream.py)."""
+    dataset = dataset or screen_dataset(config)
+    if screen_reads_store(config, model, dataset):
+        store = os.path.dirname(screen_store(config, model, dataset))
+        return (f"--store {shlex.quote(store)} --dataset-root {shlex.quote(dataset_root(config, dataset))} "
+                f"--split {dataset_split(config, dataset)} {subset_arg(config, dataset)}").strip()
+    return extract_args(config, dataset, model, screen_layer_set(config))
 
 
 def dataset_root(config: dict, dataset: str | None = None) -> str:
