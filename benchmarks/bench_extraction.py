@@ -34,9 +34,12 @@ extraction of every non-map activation into a feature store, as ``extract_to_sto
   total_s       extract_s + write_s, the per-image cost of a screening store (median of ``--repeats`` images)
 
 Threads: ``--threads`` torch threads for every process (use the number of idle cores; 1 gives the steadiest
-numbers on a shared machine).
+numbers on a shared machine). Allocator: every process runs with the memory policy ``diffact extract`` sets
+(:func:`diffact.utils.memory.reuse_freed_memory`: freed memory is kept for reuse rather than refaulted);
+``--malloc default`` measures glibc's default policy instead, under which the kept activations cost the page
+faults that were most of hooks-all's overhead (issue #19 point 4).
 
-    python benchmarks/bench_extraction.py [--models demo,sd15] [--repeats 5] [--threads 1] [--out results/bench]
+    python benchmarks/bench_extraction.py [--models demo,sd15] [--repeats 5] [--threads 1] [--malloc default]
 """
 
 from __future__ import annotations
@@ -218,12 +221,18 @@ def main() -> None:
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every process")
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end store extraction")
+    parser.add_argument("--malloc", choices=["extraction", "default"], default="extraction",
+                        help="the allocator policy of `diffact extract` (default) or glibc's own")
     parser.add_argument("--part", nargs="+", help=argparse.SUPPRESS)  # internal: one part in a fresh process
     args = parser.parse_args()
     if args.repeats < MIN_REPEATS:
         parser.error(f"--repeats must be ≥ {MIN_REPEATS} (a median of fewer forwards is too noisy)")
-    common = ["--repeats", str(args.repeats), "--threads", str(args.threads)]
+    common = ["--repeats", str(args.repeats), "--threads", str(args.threads), "--malloc", args.malloc]
     if args.part:
+        if args.malloc == "extraction":
+            from diffact.utils.memory import reuse_freed_memory
+
+            reuse_freed_memory()
         part, *rest = args.part
         if part == "time":
             print(json.dumps(time_variants(rest[0], args.repeats, args.threads)))
@@ -248,6 +257,7 @@ def main() -> None:
             e2e.append(in_subprocess("--part", "e2e", model, *common))
             print(f"  {model:5s} end-to-end {e2e[-1]}", flush=True)
     table = pd.DataFrame(rows)
+    table["malloc"] = args.malloc
     table["target"] = table.variant.map(TARGETS)
     table["meets_target"] = [bool(r.ratio_to_bare <= r.target) if r.target == r.target else None
                              for r in table.itertuples()]
