@@ -5,8 +5,8 @@ later temporaries cannot reuse that memory and take fresh memory instead. glibc'
 freed memory to the kernel (it trims the top of the heap and unmaps every block above its mmap threshold, at
 most 32 MiB), so the next image's forward gets it back as fresh pages: one page fault, and a zeroed 4 KiB page,
 for every page, every image. On the full-size SD1.5 U-Net with its 165 non-map activations kept (556 MiB)
-that was about 10⁵–6·10⁵ page faults per forward, all of the hooks' overhead over a bare forward that was not
-Python (issue #19 point 4; ``benchmarks/bench_extraction.py`` reports the faults per forward).
+that was 10⁵–6·10⁵ page faults per forward and most of the hooks' overhead over a bare forward; the 165 Python
+hooks themselves cost about 0.1 % (issue #19 point 4; ``benchmarks/bench_extraction.py`` reports the faults).
 
 :func:`reuse_freed_memory` makes malloc keep what it frees for the process's next allocations: the memory an
 image's features and temporaries used is reused by the next image without any page fault. The price is that
