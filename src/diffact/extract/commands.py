@@ -153,6 +153,7 @@ def _store_settings_from_args(args) -> tuple[object, dict, list]:
 def cmd_extract(args) -> int:
     from diffact.api import FeatureExtractor
     from diffact.extract.run import extract_to_store, parse_shard, shard_images
+    from diffact.utils import memory
     from diffact.utils.io import write_json
 
     shard = parse_shard(args.shard) if args.shard else None
@@ -170,6 +171,9 @@ def cmd_extract(args) -> int:
     fx = FeatureExtractor.from_pretrained(args.model, args.layers, family=args.family, revision=args.revision,
                                           variant=args.variant, device=args.device, early_exit=not args.no_early_exit,
                                           release_text_encoders=True, **extraction.as_dict())
+    # From here on every image needs the same memory again: keep what is freed instead of refaulting it
+    # (diffact.utils.memory; set after the model load, so the text encoders' memory is still given back).
+    memory.reuse_freed_memory()
     store = extract_to_store(fx.pipe, fx.layers, images, args.out, settings, extraction, batch_size=args.batch_size,
                              storage_dtype=args.storage_dtype, shard=shard, extractor=fx.extractor)
     layers = fx.layers
