@@ -85,6 +85,10 @@ def open_extraction(model: dict, layers, extraction, images: Sequence[tuple[str,
     fx = FeatureExtractor.from_pretrained(model["source"], layers, family=model.get("family"),
                                           revision=model.get("revision"), variant=model.get("variant"),
                                           device=device, release_text_encoders=True, **extraction.as_dict())
+    # As in `diffact extract`: every image needs the same memory again, so keep what is freed (after the model load).
+    from diffact.utils.memory import reuse_freed_memory
+
+    reuse_freed_memory()
     path_of = dict(images)
 
     def extract_batch(ids: Sequence[str]) -> Mapping[str, torch.Tensor]:  # = diffact.extract.run.extract_to_store's
