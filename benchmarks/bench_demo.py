@@ -45,11 +45,15 @@ def job_records(metadata_dir: str | Path) -> list[dict]:
         if record.get("incomplete") or record.get("starttime") is None or record.get("endtime") is None:
             continue
         logs = record.get("log") or []
-        key = (record["rule"], record["starttime"], record["endtime"], tuple(logs))
+        # A job's outputs carry its log (unique per job: every rule names one with its wildcards); their times agree
+        # to the millisecond, not to the last digit, so they cannot be the key on their own.
+        key = (record["rule"], tuple(logs)) if logs else (record["rule"], round(record["starttime"], 1))
         job = jobs.setdefault(key, {"rule": record["rule"], "log": logs[0] if logs else "",
-                                    "start": record["starttime"], "wall_s": record["endtime"] - record["starttime"],
-                                    "outputs": 0})
+                                    "start": record["starttime"], "end": record["endtime"], "outputs": 0})
+        job["start"], job["end"] = min(job["start"], record["starttime"]), max(job["end"], record["endtime"])
         job["outputs"] += 1
+    for job in jobs.values():
+        job["wall_s"] = job.pop("end") - job["start"]
     return sorted(jobs.values(), key=lambda job: job["start"])
 
 

@@ -40,7 +40,7 @@ def test_jobs_are_counted_once_and_rules_ranked_by_summed_wall_time(tmp_path, ca
     # one extract job with two outputs (counted once), a second extract job, a notebook job without a usage line,
     # and an unfinished job (left out)
     _record(tmp_path, "results/a/store/complete.json", "extract", 100.0, 160.0, "results/logs/a.log")
-    _record(tmp_path, "results/a/store/meta.json", "extract", 100.0, 160.0, "results/logs/a.log")
+    _record(tmp_path, "results/a/store/meta.json", "extract", 100.0, 160.0004, "results/logs/a.log")  # same job
     _record(tmp_path, "results/b/store/complete.json", "extract", 170.0, 190.5, "results/logs/b.log")
     _record(tmp_path, "paper_figures/fig.png", "fig03_properties", 200.0, 270.0, "results/logs/fig.log")
     _record(tmp_path, "results/c.csv", "pck_screen", 300.0, 301.0, None, incomplete=True)
@@ -51,7 +51,7 @@ def test_jobs_are_counted_once_and_rules_ranked_by_summed_wall_time(tmp_path, ca
     jobs = bench.job_table(tmp_path)
     assert list(jobs["rule"]) == ["extract", "extract", "fig03_properties"]
     assert list(jobs["outputs"]) == [2, 1, 1]
-    assert list(jobs["wall_s"]) == [60.0, 20.5, 70.0]
+    assert list(jobs["wall_s"]) == [60.0, 20.5, 70.0]  # rounded to 0.1 s
     assert jobs["peak_rss_mb"].tolist()[:2] == [1200.0, 700.0] and pd.isna(jobs["peak_rss_mb"].iloc[2])
 
     rules = bench.rule_table(jobs)
