@@ -10,8 +10,8 @@ rule corr_train:
         train=lambda w: wf.correspondence.entry_stores(config, w.entry, w.layerset, "trn"),
         val=lambda w: wf.correspondence.entry_stores(config, w.entry, w.layerset, "val"),
     output:
-        evaluations=f"{wf.correspondence.table1_dir(config)}/{{entry}}/{{layerset}}/run/evaluations.csv",
-        train_log=f"{wf.correspondence.table1_dir(config)}/{{entry}}/{{layerset}}/run/train_log.csv",
+        evaluations=f"{wf.correspondence.run_dir(config, '{entry}', '{layerset}')}/evaluations.csv",
+        train_log=f"{wf.correspondence.run_dir(config, '{entry}', '{layerset}')}/train_log.csv",
     wildcard_constraints:
         entry="[A-Za-z0-9_.-]+",
         layerset="[A-Za-z0-9_-]+",
@@ -34,7 +34,7 @@ rule corr_train:
 rule corr_evaluate:
     message: "Table 1 number: {wildcards.entry}/{wildcards.layerset}, {wildcards.method}, {wildcards.protocol} protocol"
     input:
-        run=lambda w: [f"{wf.correspondence.table1_dir(config)}/{w.entry}/{w.layerset}/run/evaluations.csv"] if w.method == "trained" else [],
+        run=lambda w: [f"{wf.correspondence.run_dir(config, w.entry, w.layerset)}/evaluations.csv"] if w.method == "trained" else [],
         stores=lambda w: wf.correspondence.eval_stores(config, w.entry, w.layerset, w.method, w.protocol),
     output:
         f"{wf.correspondence.table1_dir(config)}/{{entry}}/{{layerset}}/{{method}}-{{protocol}}.csv",
@@ -45,7 +45,7 @@ rule corr_evaluate:
         protocol="paper|heldout",
     params:
         stores=lambda w, input: wf.correspondence.store_args("--store", input.stores),
-        run=lambda w: f"--run {wf.correspondence.table1_dir(config)}/{w.entry}/{w.layerset}/run" if w.method == "trained" else "",
+        run=lambda w: f"--run {wf.correspondence.run_dir(config, w.entry, w.layerset)}" if w.method == "trained" else "",
         subset=lambda w: wf.correspondence.eval_subset_arg(config, w.protocol),
         split=lambda w: wf.correspondence.eval_role(w.protocol),
         root=wf.correspondence.table1_root(config),

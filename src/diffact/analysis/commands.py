@@ -117,8 +117,7 @@ def register(subparsers) -> None:
 
 def cmd_noise_share(args) -> int:
     from diffact.analysis.property_runs import diffusion_noise_share
-    from diffact.data.registry import dataset_images
-    from diffact.extract.commands import dataset_policy_from_args, extraction_settings_from_args
+    from diffact.extract.commands import extraction_settings_from_args, images_from_args
     from diffact.extract.layersets import resolve_layers_arg
     from diffact.models.loading import denoiser, load_pipeline
     from diffact.utils.errors import ConfigError
@@ -128,8 +127,7 @@ def cmd_noise_share(args) -> int:
         raise ConfigError(f"noise-share --inversion {args.inversion}: the noise share measures how features vary "
                           "over noise draws, and an inversion has no noise draw; use --inversion none")
     settings = extraction_settings_from_args(args)
-    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
-                            **dataset_policy_from_args(args))
+    images = images_from_args(args)
     if args.images:
         images = images[: args.images]
     pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device, revision=args.revision,

@@ -118,14 +118,20 @@ def extraction_settings_from_args(args):
                               inversion=args.inversion, inversion_steps=args.inversion_steps)
 
 
+def images_from_args(args) -> list:
+    """[(image id, path)] of the dataset the :func:`add_extraction_args` arguments name, in store order."""
+    from diffact.data.registry import dataset_images
+
+    return dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
+                          **dataset_policy_from_args(args))
+
+
 def streamed_extraction_from_args(args):
     """The features ``diffact extract`` with these arguments would store, streamed instead
     (:func:`diffact.streamed.open_extraction`; ``pck-screen`` and ``property-maps`` without ``--store``)."""
-    from diffact.data.registry import dataset_images
     from diffact.streamed import open_extraction
 
-    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
-                            **dataset_policy_from_args(args))
+    images = images_from_args(args)
     model = {"source": args.model, "family": args.family, "revision": args.revision, "variant": args.variant}
     return open_extraction(model, args.layers, extraction_settings_from_args(args), images, args.batch_size,
                            args.storage_dtype, device=args.device)
@@ -133,7 +139,6 @@ def streamed_extraction_from_args(args):
 
 def _store_settings_from_args(args) -> tuple[object, dict, list]:
     """(extraction settings, store settings, dataset images) of the arguments; checks the folder's key."""
-    from diffact.data.registry import dataset_images
     from diffact.extract.run import store_settings
     from diffact.extract.store import settings_key
 
@@ -145,9 +150,7 @@ def _store_settings_from_args(args) -> tuple[object, dict, list]:
     key = settings_key(settings)
     if args.check_key and not Path(args.out).name.endswith(key):
         raise ConfigError(f"--out {args.out} does not end with the settings key {key}")
-    images = dataset_images(args.dataset_kind, args.dataset_root, args.split, args.subset,
-                            **dataset_policy_from_args(args))
-    return extraction, settings, images
+    return extraction, settings, images_from_args(args)
 
 
 def cmd_extract(args) -> int:
