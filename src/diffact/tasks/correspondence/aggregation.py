@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffact.data.spair import keypoints_present
-from diffact.tasks.correspondence.matching import keypoints_to_eval_pixels, transfer_pair
+from diffact.tasks.correspondence.matching import PAPER_EVAL_SIZE, keypoints_to_eval_pixels, transfer_pair
 from diffact.tasks.correspondence.pck import ALPHAS, PER_IMAGE, PCKAccumulator, metric_column
 from diffact.utils.errors import ConfigError, DataError
 from diffact.utils.seeding import derive_seed, numpy_rng
@@ -47,7 +47,6 @@ from diffact.utils.seeding import derive_seed, numpy_rng
 log = logging.getLogger(__name__)
 
 PAPER_FEATURE_SIZE = 128  # docs/paper.md §2.8: every layer → 128×128 before the conv
-PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: conv output → 512×512 for the NN search
 PAPER_TEMPERATURE = 0.07  # docs/paper.md §2.8: logit_scale = log(1/0.07), fixed (not a parameter)
 LOGIT_SCALE = math.log(1.0 / PAPER_TEMPERATURE)
 DEFAULT_CACHE_BYTES = 2 * 2**30  # resized input maps kept in memory (≈ 8 images at the paper's 3840×128²)
