@@ -125,6 +125,22 @@ def test_paper_store_bytes_follow_the_layer_shapes(paper_budget):
         ("spair-screen", dit) for dit in ("pixart-sigma", "sd3-medium", "flux-dev")}
 
 
+
+def test_paper_segmentation_keeps_one_checkpoint_per_run(paper_budget):
+    """Every paper mmseg run keeps only its latest checkpoint (what --resume needs; the results come from the
+    validation history): mmengine's default kept all 10 of 80k / 8000, 354 GB over the profile's 10 runs."""
+    from diffact.workflow import segmentation as segplan
+
+    config = paper_config()
+    runs = list(segplan.runs(config))
+    runs += [(d, segplan.COMBINED, n) for d in segplan.datasets(config) for n in segplan.combined(config)]
+    for dataset, model, layer_set in runs:
+        schedule = bd.seg_schedule(config, dataset, model, layer_set)
+        assert (schedule["checkpoints_written"], schedule["checkpoints"]) == (10, 1), (dataset, model, layer_set)
+    segmentation = next(s for s in paper_budget["stages"] if s["name"] == "segmentation")
+    assert segmentation["disk_bytes"] < 40e9  # 10 runs × one 1.3-8.7 GB checkpoint
+
+
 def small_config():
     """config/paper.yaml with a 10-iteration segmentation schedule (counts come from SMALL_SIZES)."""
     config = copy.deepcopy(paper_config())

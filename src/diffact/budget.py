@@ -802,8 +802,10 @@ class Planner:
                 described.add(dataset)
                 stage.notes.append(f"{dataset}: per run {schedule['iters']} iterations × batch {schedule['batch']} "
                                    f"(training crops) + {schedule['evaluations']} slide evaluations × {windows} windows "
-                                   f"({val.images} {schedule['val_split']} images); {schedule['checkpoints']} "
-                                   "checkpoints kept (mmengine keeps every one)")
+                                   f"({val.images} {schedule['val_split']} images); {schedule['checkpoints']} of "
+                                   f"{schedule['checkpoints_written']} checkpoints kept"
+                                   + (" (max_keep_ckpts; one more while the next is written)"
+                                      if schedule["checkpoints"] < schedule["checkpoints_written"] else ""))
             stage.notes.append(f"{dataset} {model}/{layer_set}: levels {head['levels']}, "
                                f"{head['params'] / 1e6:.1f} M trainable parameters, checkpoint "
                                f"{human_bytes(head['checkpoint_bytes'])}")
@@ -910,6 +912,8 @@ def _mmseg_config(path: str) -> dict:
             "test_repeats_validation": test_repeats_validation(cfg),
             "batch": int(cfg.train_dataloader.batch_size),
             "checkpoint_interval": int(cfg.default_hooks.checkpoint.interval),
+            # mmengine's CheckpointHook keeps every checkpoint unless max_keep_ckpts > 0 (then the newest ones).
+            "max_keep_ckpts": int(cfg.default_hooks.checkpoint.get("max_keep_ckpts", -1)),
             "crop": tuple(cfg.model.test_cfg.crop_size), "stride": tuple(cfg.model.test_cfg.stride),
             "test_scale": tuple(test["scale"]) if test else (10**9, 10**9),
             "num_classes": int(cfg.model.decode_head.num_classes),
@@ -932,7 +936,10 @@ def seg_schedule(config: dict, dataset: str, model: str, layer_set: str) -> dict
     validations = (iters // interval + (1 if iters % interval else 0)) if schedule["validates"] else 0
     schedule["evaluations"] = validations + (0 if validations and schedule["test_repeats_validation"] else 1)
     every = schedule["checkpoint_interval"]
-    schedule["checkpoints"] = iters // every + (1 if iters % every else 0)  # + save_last when not on an interval
+    written = iters // every + (1 if iters % every else 0)  # + save_last when not on an interval
+    keep = schedule["max_keep_ckpts"]
+    schedule["checkpoints_written"] = written
+    schedule["checkpoints"] = min(written, keep) if keep > 0 else written  # what stays on disk
     return schedule
 
 
