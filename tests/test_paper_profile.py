@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 # Jobs of the paper DAG per rule (config/paper.yaml; `segmentation` rules are counted by their own tests).
-# extract: 80 stores = Table 1 (sd15/sdxl legacy + practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws ×
+# extract: 77 stores = Table 1 (sd15/sdxl legacy + practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws ×
 # trn/val + test)) 54 + Fig 3 PCA (sdxl figure on horse21) 1 + properties (pool × 4 models × 2 scenes) 8 + Table 2
-# right (legacy/practical/amalgamation × 3 models on horse21, less PGv2 practical) 8 = 71 for the U-Nets, + 9 for the
-# three DiTs (the spair-screen pool that practical_nn scores their practical sets on, 2 property scenes); each in 4
-# shards. The NN screens stream (issue #19): the U-Nets' spair-screen pools and the DiTs' val-36 pools are not stored.
+# right (legacy/practical/amalgamation × 3 models on horse21, less PGv2 practical) 8 = 71 for the U-Nets, + 6 for the
+# three DiTs (2 property scenes); each in 4 shards. The NN screens and practical_nn stream (issue #19): no
+# spair-screen or val-36 pool is stored.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 320, "extract": 80,
+    "extract_shard": 308, "extract": 77,
     "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,

@@ -422,11 +422,7 @@ class Planner:
         """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
         cfg, out = self.config, []
         corr, prop = self.section("correspondence"), self.section("properties")
-        if corr:
-            # the screens stream (no store), but for the models whose practical set practical_nn scores on the pool
-            # store of the screening dataset, where pck_screen reads that store (workflow.correspondence.screen_reads_store)
-            for model in self.practical_models():
-                out.append((corr["dataset"], model, corr["layer_set"], "practical set (practical_nn)"))
+        # The NN screens and practical_nn stream (issue #19): no store of the screening datasets.
         from diffact.workflow import correspondence as corr_plan
 
         settings = corr_plan.table1_settings(cfg)
@@ -626,17 +622,18 @@ class Planner:
         from diffact.workflow import correspondence as corr_plan
 
         for model in models:
-            if not corr_plan.screen_reads_store(self.config, model):
-                self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
+            self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
         practical = self.practical_models()
         if practical:
             stage.add_jobs(self.config, "practical_screen", len(practical), "extract")
             stage.add_jobs(self.config, "practical_set", len(practical), "default")
-            stage.add_jobs(self.config, "practical_nn", len(practical), "corr_eval")
+            stage.add_jobs(self.config, "practical_nn", len(practical), "extract")
             stage.add_jobs(self.config, "practical_table", 1, "default")
             stage.images += (self.count(corr["practical"]["select_on"]).images + n) * len(practical)
             for model in practical:
                 self.add_streamed_screen(stage, model, corr["practical"]["select_on"], corr["layer_set"])
+                # practical_nn streams the screened pool again and scores the chosen set (no pool store)
+                self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
         stage.rss_missing.append(f"{NOT_MEASURED} (the streamed screens' feature cache is bounded by --buffer-mb; "
                                  "CPU analysis jobs are not benchmarked)")
         return stage
