@@ -108,6 +108,8 @@ def test_paper_budget_records_where_every_count_comes_from(paper_budget):
     assert datasets["cityscapes:val"]["images"] == 500
     assert datasets["horse21"]["images"] == 50 and not datasets["horse21"]["exact"]
     assert datasets["spair-screen"]["images"] == 180 and "upper bound" in datasets["spair-screen"]["source"]
+    # Table 1's test stores hold the test-360 images its heldout numbers score, not the whole split's 1,800
+    assert datasets["spair"]["images"] == 720 and "test-360" in datasets["spair"]["source"]
     assert all(c["source"] for c in datasets.values())
 
 
