@@ -20,7 +20,7 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 308, "extract": 77, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
+    "extract_shard": 308, "extract": 77, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 14, "property_maps": 16,
     "properties_table": 8, "fig_properties_unet_vs_dit": 1, "fig02_architecture": 4, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
@@ -92,7 +92,7 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 77 and extract["forward_passes"] == sum(s["images"] for s in stores)
+    assert len(stores) == 83 and extract["forward_passes"] == sum(s["images"] for s in stores)
 
 
 def test_paper_budget_jobs_match_the_dag(paper_budget):
@@ -122,6 +122,12 @@ def test_paper_store_bytes_follow_the_layer_shapes(paper_budget):
     assert sdxl_practical["channels"] == 3840
     # the SDXL candidate pool at 1024 px: the docs' 1.4 GB per image
     assert 1.3e9 < stores[("horse21", "sdxl", "pool")]["bytes_per_image"] < 1.5e9
+    # the label-scarce screens read stores of the filtered activations (+ Table 3's paper-generic Ours-XL), not
+    # the pool: SDXL 63 of 279 activations, 225 MB instead of 1.45 GB per 1024-px image
+    filtered = {(d, m): s for (d, m, name), s in stores.items() if name == "filtered"}
+    assert set(filtered) == {(d, m) for d in ("horse21", "bedroom28") for m in ("sd15", "sdxl", "pgv2")}
+    assert filtered[("horse21", "sdxl")]["layers"] == 63 and 2.2e8 < filtered[("horse21", "sdxl")]["bytes_per_image"] < 2.3e8
+    assert filtered[("bedroom28", "sd15")]["layers"] == 33
     # the NN screens and practical_nn stream: no pool store of the screening splits (the DiTs' was 2.05 TB)
     assert not [(d, m) for d, m, s in stores if d in ("spair-screen", "spair-val-screen")]
 
@@ -157,14 +163,15 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
     assert draws == 4
     # each Table 1 part is stored on the trn, val(-360) and test datasets, trn and val once per noise draw
     table1 = draws * (trn + val) + test
+    filtered = horse + bedroom  # the label-scarce screens' stores of the filtered activations, both scenes
     extract = {
         # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + properties + Table 2 right
         # (+ horse: the SD1.5 and PGv2 amalgamation stores of Table 2's Ours-XL-t)
-        "sd15": spair_screen + 3 * table1 + (horse + bedroom) + 2 * horse + horse,
+        "sd15": spair_screen + 3 * table1 + (horse + bedroom) + 2 * horse + horse + filtered,
         "sd21": spair_screen + (horse + bedroom),
         # + Fig 3 PCA (figure set on horse21); Table 1: legacy, practical
-        "sdxl": spair_screen + 2 * table1 + horse + (horse + bedroom) + 2 * horse,
-        "pgv2": spair_screen + table1 + (horse + bedroom) + 2 * horse + horse,  # Table 1: amalgamation (Ours-XL-t)
+        "sdxl": spair_screen + 2 * table1 + horse + (horse + bedroom) + 2 * horse + filtered,
+        "pgv2": spair_screen + table1 + (horse + bedroom) + 2 * horse + horse + filtered,  # Table 1: amalgamation
     }
     # the DiTs, all streamed but the properties: the NN screen + the validation screen that chooses their practical
     # set (val-36 has no count in SMALL_SIZES: the split's 6 images bound it) + practical_nn (the screened images

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -361,6 +362,7 @@ class StorePlan:
     channels: int
     bytes_per_image: int
     bytes_source: str
+    shards: int | None = None  # None: the profile's (extraction.shards); a store written by one job says 1
 
     @property
     def disk_bytes(self) -> int:
@@ -420,6 +422,8 @@ class Planner:
 
     def store_requests(self) -> list[tuple[str, str, str, str]]:
         """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
+        from diffact.workflow import compare as cmp_plan
+
         cfg, out = self.config, []
         corr, prop = self.section("correspondence"), self.section("properties")
         # The NN screens and practical_nn stream (issue #19): no store of the screening datasets.
@@ -453,10 +457,11 @@ class Planner:
                 out.extend((scarce["simple"], model, layer_set, "Table 2 right, combined (scarce_set)")
                            for model, layer_set in parts)
             if scarce.get("screen"):
-                for model in scarce.get("models", []):
+                filtered = cmp_plan.reads_filtered_store(cfg)  # those stores are planned by filtered_stores()
+                for model in scarce.get("models", []) if not filtered else []:
                     for scene in ("simple", "complex"):
-                        out.append((scarce[scene], model, scarce["screen"].get("store_set", "pool"),
-                                    "Tables 3-6 (scarce_screen)"))
+                        out.append((scarce[scene], model, cmp_plan.store_set(cfg), "Tables 3-6 (scarce_screen)"))
+                for model in scarce.get("models", []):
                     budget = self.cmp_budget(model)
                     if not isinstance(budget, int):
                         out.append((scarce["simple"], model, budget, "channel budget (scarce_compare)"))
@@ -520,7 +525,33 @@ class Planner:
                 per_image, source = computed["shard_bytes"], "computed from the model config"
             seen[path] = StorePlan(dataset, model, layer_set, size, path, self.count(dataset), len(shapes),
                                    sum(s[0] for s in shapes.values()), per_image, source)
-        return list(seen.values())
+        return list(seen.values()) + self.filtered_stores()
+
+    def filtered_stores(self) -> list[StorePlan]:
+        """The label-scarce screens' stores of the filtered activations (scarce.screen.store_set: filtered): one
+        unsharded scarce_filtered_store job per model and scene, holding the kept activations and Table 3's
+        paper-generic set (workflow.compare)."""
+        from diffact.workflow import compare as cmp_plan
+
+        scarce = self.section("scarce")
+        if not (scarce.get("screen") and cmp_plan.reads_filtered_store(self.config)):
+            return []
+        plans = []
+        for model in scarce.get("models", []):
+            layers = list(self.screen_kept(model))
+            if not cmp_plan.paper_generic_unavailable(self.config, model):
+                paper = set_layers(self.config, model, cmp_plan.paper_generic_set(self.config, model))
+                layers += [name for name in paper if name not in layers]
+            for scene in ("simple", "complex"):
+                dataset = scarce[scene]
+                size = self.image_size(dataset, model)
+                shapes = set_shapes(self.config, model, layers, size)
+                per_image = shard_bytes(shapes, self.storage_dtype)["shard_bytes"]
+                path = os.path.dirname(cmp_plan.screen_store(self.config, model, scene))
+                plans.append(StorePlan(dataset, model, cmp_plan.FILTERED_SET, size, path, self.count(dataset),
+                                       len(shapes), sum(s[0] for s in shapes.values()), per_image,
+                                       "computed from the model config", shards=1))
+        return plans
 
     # ---- stages ----
     def stages(self) -> tuple[list[Stage], list[StorePlan]]:
@@ -537,8 +568,10 @@ class Planner:
         per_image = max(1, int(ex.get("ensemble", 1))) * (1 + (int(ex.get("inversion_steps", 10))
                                                                  if ex.get("inversion", "none") == "ddim" else 0))
         for store in stores:
-            shards = wf.extraction_shards(self.config, store.dataset, store.model, store.layer_set)
-            if shards > 1:
+            shards = store.shards or wf.extraction_shards(self.config, store.dataset, store.model, store.layer_set)
+            if store.layer_set == "filtered" and store.shards == 1:
+                stage.add_jobs(self.config, "scarce_filtered_store", 1, "extract")
+            elif shards > 1:
                 stage.add_jobs(self.config, "extract_shard", shards, "extract")
                 stage.add_jobs(self.config, "extract", 1, "default")
             else:
@@ -619,8 +652,6 @@ class Planner:
         stage.images += n * len(models)
         # The screens stream: each image's pool is extracted in the job (once per image while the feature cache,
         # --buffer-mb, holds it until its last pair; more passes when it does not), scored, and dropped.
-        from diffact.workflow import correspondence as corr_plan
-
         for model in models:
             self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
         practical = self.practical_models()
