@@ -16,14 +16,15 @@ rule scarce_filter:
     output:
         report=f"{wf.compare.compare_dir(config)}/{{model}}/filter.csv",
         paper=f"{wf.compare.compare_dir(config)}/{{model}}/filter_vs_paper.csv",
-        layers=f"{wf.compare.compare_dir(config)}/{{model}}/filtered.yaml",
+        # the set file of the filtered store, only where the screens read one (scarce.screen.store_set: filtered)
+        **wf.compare.filtered_set_output(config),
     wildcard_constraints:
         model=wf.scarce.model_pattern(config),
     params:
         source=lambda w: wf.model_entry(config, w.model)["source"],
         family=lambda w: wf.compare.family(config, w.model),
         set=wf.compare.filter_set(config),
-        also=lambda w: wf.compare.filtered_set_args(config, w.model),
+        set_out=lambda w, output: wf.compare.filtered_set_args(config, w.model, output),
     log:
         f"{LOGS}/compare/{{model}}/filter.log",
     threads: stage_threads("default")
@@ -31,7 +32,7 @@ rule scarce_filter:
     conda: ENV
     shell:
         "diffact --log {log} qualitative-filter --model {params.source} --family {params.family} --set {params.set} "
-        "--out {output.report} --compare-out {output.paper} --set-out {output.layers} {params.also}"
+        "--out {output.report} --compare-out {output.paper} {params.set_out}"
 
 
 # With scarce.screen.store_set: filtered (the paper profile), the screens and Table 3 read a store of the kept

@@ -67,9 +67,19 @@ def filtered_set_file(config: dict, model: str) -> str:
     return f"{compare_dir(config)}/{model}/filtered.yaml"
 
 
-def filtered_set_args(config: dict, model: str) -> str:
-    """``--also-set`` of scarce_filter: Table 3's paper-generic set where that row runs (it reads the same store)."""
-    return "" if paper_generic_unavailable(config, model) else f"--also-set {paper_generic_set(config, model)}"
+def filtered_set_output(config: dict) -> dict:
+    """scarce_filter's ``layers`` output (the set file) where the screens read a filtered store, else nothing (the
+    demo's screens read its `screen` store: no file, no rerun of the filter's dependants)."""
+    return {"layers": f"{compare_dir(config)}/{{model}}/filtered.yaml"} if reads_filtered_store(config) else {}
+
+
+def filtered_set_args(config: dict, model: str, output) -> str:
+    """scarce_filter's ``--set-out`` (when it writes the set file) and ``--also-set``: Table 3's paper-generic set
+    where that row runs (it reads the same store)."""
+    if not reads_filtered_store(config):
+        return ""
+    also = "" if paper_generic_unavailable(config, model) else f" --also-set {paper_generic_set(config, model)}"
+    return f"--set-out {shlex.quote(str(output.layers))}{also}"
 
 
 def filtered_store_args(config: dict, model: str, scene: str) -> str:
