@@ -680,7 +680,8 @@ class Planner:
             return stage
         entries = [e for e in corr_plan.table1_entries(self.config) if e.runs]
         steps = int(settings["epochs"]) * int(settings["pairs_per_epoch"])
-        checkpoints = len(aggregation.evaluation_steps(steps, int(settings["eval_every"])))
+        written = len(aggregation.evaluation_steps(steps, int(settings["eval_every"])))
+        checkpoints = 1  # corr-train --keep-best (workflow.correspondence.train_options): the one heldout reads
         trn = corr_plan.split_dataset(self.config, "trn")
         if "trained" in settings["methods"]:
             stage.add_jobs(self.config, "corr_train", len(entries), "corr_train")
@@ -691,7 +692,8 @@ class Planner:
                 weight = channels * out * 9 * 4
                 stage.add_iterations("aggregation-conv steps", steps)
                 stage.disk_bytes += checkpoints * (weight + 1024)
-            stage.notes.append(f"{checkpoints} conv checkpoints per training run (float32 C×C'×3×3 each)")
+            stage.notes.append(f"{checkpoints} of {written} conv checkpoints kept per training run (float32 C×C'×3×3 "
+                               "each; --keep-best: the one heldout selects, one more while a better one is written)")
         stage.add_jobs(self.config, "corr_evaluate", len(corr_plan.result_runs(self.config)), "corr_eval")
         stage.add_jobs(self.config, "corr_table1", 1, "default")
         stage.rss_missing.append(f"{NOT_MEASURED} (correspondence training/evaluation is not benchmarked)")

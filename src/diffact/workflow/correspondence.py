@@ -381,12 +381,13 @@ def run_dir(config: dict, entry: str, layer_set: str) -> str:
 
 
 def train_options(config: dict) -> str:
-    """corr-train's validation subset, sizes, schedule and device (Table 1 settings, paper defaults underneath)."""
+    """corr-train's validation subset, sizes, schedule and device (Table 1 settings, paper defaults underneath); it
+    keeps only the checkpoint heldout selects (by select_metric), the one any Table 1 number reads."""
     t1 = table1_settings(config)
     return (f"--val-subset {t1.get('val_subset') or 'all'} {subset_policy(config, 'val')} --feature-size {t1['feature_size']} "
             f"--eval-size {t1['eval_size']} --epochs {t1['epochs']} --pairs-per-epoch {t1['pairs_per_epoch']} "
             f"--eval-every {t1['eval_every']} --lr {t1['lr']} --weight-decay {t1['weight_decay']} "
-            f"--seed {t1['seed']} --device {t1['device']}")
+            f"--seed {t1['seed']} --device {t1['device']} --keep-best {t1['select_metric']}")
 
 
 def eval_subset_arg(config: dict, protocol: str) -> str:

@@ -62,6 +62,9 @@ def _register_table1(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=default_of(Train, "weight_decay"))
     p.add_argument("--seed", type=int, default=default_of(Train, "seed"))
     p.add_argument("--out-dir", required=True, help="run folder (replaced atomically): evaluations.csv, train_log.csv, checkpoints/")
+    p.add_argument("--keep-best", metavar="METRIC",
+                   help="keep only the checkpoint the heldout protocol selects by this validation column (e.g. "
+                        "pck_img@0.10; corr-evaluate --select-metric); default: keep every checkpoint")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("corr-evaluate", help="one Table 1 number: nn or trained, paper or heldout protocol")
@@ -344,7 +347,8 @@ def cmd_train(args) -> int:
     with atomic_dir(out) as tmp:
         _, evaluations, train_log = train_aggregation(
             train_pairs, train_features, val_pairs, val_features, train_features.channels, settings,
-            n_models=train_features.n_models, checkpoint_dir=tmp / "checkpoints", checkpoint_meta=meta, device=device)
+            n_models=train_features.n_models, checkpoint_dir=tmp / "checkpoints", checkpoint_meta=meta, device=device,
+            keep_best=args.keep_best)
         # These validation scores feed both protocols: paper = their max, heldout = the selection.
         evaluations.insert(1, "protocol", "val-per-checkpoint")
         evaluations.insert(2, "split", "val")
