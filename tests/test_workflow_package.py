@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "workflow" / "rules"
 DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
-# Jobs of `snakemake -n --forceall` on the demo profile per rule (189 in all), recorded before the rules files
-# moved their config logic into diffact.workflow (issue #18: 192, the same per rule before and after), less the 3
+# Jobs of `snakemake -n --forceall` on the demo profile per rule (188 in all), recorded before the rules files
+# moved their config logic into diffact.workflow (issue #18: 192, the same per rule before and after), less the 4
 # pool stores the streamed NN screens no longer write (issue #19: sd15-tiny-random's and sdxl-tiny-random's on
-# spair, sd3-tiny's on spair-val); the paper profile's are PAPER_JOBS in tests/test_paper_profile.py.
+# spair, sd3-tiny's on spair-val, and sd3-tiny's on spair, which practical_nn now streams too); the paper profile's
+# are PAPER_JOBS in tests/test_paper_profile.py.
 DEMO_JOBS = {
     "build_demo_model": 4, "demo_ade_data_ade_demo": 1, "demo_seg_data_seg_complex": 1, "demo_seg_data_seg_simple": 1,
-    "demo_spair": 1, "properties_unavailable": 1, "qualitative_filter": 2, "extract": 56, "fig02_architecture": 2,
+    "demo_spair": 1, "properties_unavailable": 1, "qualitative_filter": 2, "extract": 55, "fig02_architecture": 2,
     "fig_demo_loss": 1, "fig_properties_filter": 1, "noise_share": 6, "pck_pixels": 1, "scarce_filter": 2,
     "seg_baseline": 1, "seg_train": 7, "train_control_unet": 1, "control_features": 2, "corr_evaluate": 28,
     "corr_train": 7, "fig03_pca": 1, "fig05_13_scenes": 2, "pck_screen": 4, "practical_screen": 1,

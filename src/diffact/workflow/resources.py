@@ -11,7 +11,8 @@ from diffact.utils.errors import ConfigError
 # --cpus-per-task / --mem / --time / --gpus. Extra keys (e.g. slurm_partition, gpu_model) are passed on as they are.
 RESOURCE_STAGES = {
     "default": "light jobs: demo data, merges, tables, the qualitative filter",
-    "extract": "jobs that run a diffusion model: extract, noise_share, control_features",
+    "extract": ("jobs that run a diffusion model: extract, noise_share, control_features, the streamed NN screens "
+                "and practical_nn, scarce_filtered_store"),
     "train_unet": "U-Net training: build_demo_model, train_control_unet",
     "corr_train": "Table 1 aggregation-conv training (corr_train)",
     "corr_eval": "Table 1 evaluation (corr_evaluate)",

@@ -415,6 +415,28 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 # ----------------------------------------------------------------------------------------------
 
 
+class BestCheckpoint:
+    """Keeps on disk only the checkpoint :func:`diffact.tasks.correspondence.protocol.select_checkpoint` would
+    select by ``metric`` (the highest value, the earliest on ties, NaN never chosen over a number): the heldout
+    protocol reads that one alone, and the paper protocol none (issue #19: 19 → 1 per run)."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.path: Path | None = None
+        self.value = float("nan")
+
+    def offer(self, path: Path, row: Mapping) -> None:
+        if self.metric not in row:
+            raise ConfigError(f"--keep-best {self.metric}: not a validation column (e.g. pck_img@0.10)")
+        value = float(row[self.metric])
+        if self.path is None or (not math.isnan(value) and (math.isnan(self.value) or value > self.value)):
+            if self.path is not None:
+                self.path.unlink()
+            self.path, self.value = path, value
+        else:
+            path.unlink()
+
+
 def train_aggregation(
     train_pairs: Sequence,
     train_features: PairFeatures,
@@ -428,11 +450,14 @@ def train_aggregation(
     checkpoint_meta: Mapping | None = None,
     device: str | torch.device = "cpu",
     alphas: Sequence[float] = ALPHAS,
+    keep_best: str | None = None,
 ) -> tuple[AggregationNetwork, pd.DataFrame, pd.DataFrame]:
     """Train the conv on ``train_pairs`` and evaluate it on ``val_pairs`` every ``eval_every`` steps.
 
     ``*_features``: pair → (src, trg) C×S×S maps on the ``feature_size`` grid (e.g.
-    :class:`StorePairFeatures`). With ``checkpoint_dir`` a checkpoint is saved at every evaluation.
+    :class:`StorePairFeatures`). With ``checkpoint_dir`` a checkpoint is saved at every evaluation; with
+    ``keep_best`` (a validation column) only the one the heldout protocol selects stays on disk
+    (:class:`BestCheckpoint`), while every evaluation row still names its checkpoint.
     Returns the final network, the evaluations (one row per evaluation: step, val PCK, mean training
     loss since the previous evaluation, timing, checkpoint file) and the training log (step, pair, loss).
     """
@@ -446,6 +471,7 @@ def train_aggregation(
             f"{len(order)} training steps with eval_every={settings.eval_every} give no evaluation "
             "(evaluations happen at steps > 0 that are multiples of eval_every)")
     train_log, evaluations, recent = [], [], []
+    best = BestCheckpoint(keep_best) if keep_best else None
     resize = getattr(train_features, "resize", None)  # StorePairFeatures: the stores' resize policy
     started = time.perf_counter()
     for step, index in enumerate(order):
@@ -471,6 +497,8 @@ def train_aggregation(
                 save_checkpoint(Path(checkpoint_dir) / name, network,
                                 {**dict(checkpoint_meta or {}), "step": step, "settings": settings.as_dict()})
                 row["checkpoint"] = name
+                if best is not None:
+                    best.offer(Path(checkpoint_dir) / name, row)
             evaluations.append(row)
             recent = []
             log.info("step %d: train loss %.4f, val PCK@0.1 img %.2f bbox %.2f (%.0f keypoints/s)", step,
