@@ -48,10 +48,11 @@ DIT_COMPONENTS = ("dit_flow_mse",)
 
 @dataclass(frozen=True)
 class DemoTrainSettings:
-    """Demo-model training settings (config/config.yaml ``demo_models``). On the default 1 thread the sd15 build
-    costs 212 CPU-seconds in all (measured 2026-12-07 with sdxl and sd3 training beside it; a U-Net step 1.15 CPU s,
-    sdxl's 1.63: ``benchmarks/bench_demo_training.py``); a U-Net step on 2 threads costs 1.28× the CPU time of 1,
-    for little gain in wall time at these widths, so the workflow trains the models side by side, one core each."""
+    """Demo-model training settings (config/config.yaml ``demo_models``). On the default 1 thread a whole build
+    costs sd15 212, sdxl 285, sd3 333 CPU-seconds (measured 2026-12-07, the three side by side on a loaded 2-core
+    machine; VAE + calibration ~15%, the denoiser the rest). A U-Net step on 2 threads costs 1.28× the CPU time of 1
+    (``benchmarks/bench_demo_training.py``), for little gain in wall time at these widths, so the workflow trains
+    the models side by side, one core each. Their loss curves match the 2-thread ones within 0.2% at every step."""
 
     image_size: int = 64  # training crop size in pixels; latents are image_size / 2
     batch_size: int = 16
