@@ -211,3 +211,17 @@ def test_every_notebook_rule_uses_the_template():
         text = path.read_text()
         assert "--executed {" not in text and "rulename=" not in text, path.name
         assert text.count("notebook {input.nb}") == 0, path.name  # the command lives in wf.figures.notebook_shell
+
+
+def test_a_demo_model_job_reserves_the_threads_its_training_is_pinned_to():
+    """build_demo_model passes demo_models.threads as --threads (the weights' bits depend on it) and reserves that
+    many cores, not every core (`threads: all` before issue #19): on 2 cores the demo's models then train side by
+    side, one core each, instead of one after another."""
+    pinned = wf.demo_model_threads(DEMO)
+    assert pinned == 1
+    assert "--threads 1" in " ".join(f"--{k.replace('_', '-')} {v}" for k, v in DEMO["demo_models"].items())
+    rule = re.search(r"rule build_demo_model:.*?(?=\nrule |\Z)", (RULES / "models.smk").read_text(), re.S).group(0)
+    stage, fallback = re.search(r"threads: stage_threads\(\"(\w+)\", fallback=wf\.(\w+)\(config\)\)", rule).groups()
+    assert fallback == "demo_model_threads"
+    assert wf.rule_threads(DEMO, stage, cores=lambda: 2, fallback=pinned) == pinned
+    assert wf.demo_model_threads({"demo_models": {"seed": 0}}) is None  # unset: the stage's threads apply
