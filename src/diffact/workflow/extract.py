@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-from diffact.extract.pipeline import ExtractionSettings
-from diffact.extract.run import store_key
+from diffact.extract.settings import ExtractionSettings, store_key
 from diffact.workflow.profile import dataset_entry, model_entry, results_dir, spair_subset_args, split_noise_draw
 from diffact.utils.errors import ConfigError
 
