@@ -23,7 +23,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from diffact.utils.errors import ConfigError
-from diffact.workflow.extract import extract_args, store_dir, store_done
+from diffact.workflow.extract import extract_args, pinned_threads_args, store_dir, store_done
 from diffact.workflow.profile import RANDOM_SUFFIX, dataset_entry, dataset_input, model_input, noise_draw_dataset, \
     optional_flags, results_dir, spair_subset_args
 
@@ -252,12 +252,14 @@ def screen_input(config: dict, model: str, dataset: str | None = None) -> list[s
 def screen_source_args(config: dict, model: str, dataset: str | None = None) -> str:
     """``pck-screen``'s feature source: ``--store`` with the pairs' dataset, or, streamed, exactly the screened
     store's ``diffact extract`` arguments (model, layer set, dataset entry with split and subset, extraction
-    settings), which give byte-identical scores (tests/test_pck_stream.py)."""
+    settings), which give byte-identical scores (tests/test_pck_stream.py). Both pin torch's threads where the
+    profile does (``--torch-threads`` / ``--threads``)."""
     dataset = dataset or screen_dataset(config)
     if screen_reads_store(config, model, dataset):
         store = os.path.dirname(screen_store(config, model, dataset))
-        return (f"--store {shlex.quote(store)} --dataset-root {shlex.quote(dataset_root(config, dataset))} "
-                f"--split {dataset_split(config, dataset)} {subset_arg(config, dataset)}").strip()
+        parts = [f"--store {shlex.quote(store)} --dataset-root {shlex.quote(dataset_root(config, dataset))}",
+                 f"--split {dataset_split(config, dataset)}", subset_arg(config, dataset), pinned_threads_args(config)]
+        return " ".join(part for part in parts if part)
     return extract_args(config, dataset, model, screen_layer_set(config))
 
 

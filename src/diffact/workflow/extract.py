@@ -62,6 +62,16 @@ def extract_args(config: dict, dataset: str, model: str, layer_set: str) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
+def pinned_threads_args(config: dict) -> str:
+    """``--threads N`` when the profile pins torch's CPU threads (``extraction.torch_threads``), else nothing. For the
+    jobs that run torch on stored or built features without ``diffact extract``'s arguments (which carry
+    ``--torch-threads``): the control U-Net's store and noise share, a screen that reads a store. Their bytes then
+    follow the profile, not the job's ``threads`` (its stage's, or ``--cores`` for ``all``), as the stores' do
+    (docs/determinism.md)."""
+    threads = config.get("extraction", {}).get("torch_threads")
+    return f"--threads {threads}" if threads else ""
+
+
 def extraction_shards(config: dict, dataset: str | None = None, model: str | None = None,
                       layer_set: str | None = None) -> int:
     """How many jobs fill one feature store (1: a single extract job): ``extraction.shards``, or for the store
