@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.setrecursionlimit(10_000)
     jobs = workflow_jobs(args.cores)
+    threads_override = pairs(args.threads, int)
     for job in jobs:
-        job["threads"] = pairs(args.threads, int).get(job["rule"], job["threads"])
+        job["threads"] = threads_override.get(job["rule"], job["threads"])
     measured = pd.read_csv(args.times)
     times = job_times(jobs, measured, pairs(args.scale, float), pairs(args.add, float), args.missing)
     result = replay(jobs, times, args.cores)
