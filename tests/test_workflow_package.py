@@ -225,3 +225,21 @@ def test_a_demo_model_job_reserves_the_threads_its_training_is_pinned_to():
     assert fallback == "demo_model_threads"
     assert wf.rule_threads(DEMO, stage, cores=lambda: 2, fallback=pinned) == pinned
     assert wf.demo_model_threads({"demo_models": {"seed": 0}}) is None  # unset: the stage's threads apply
+
+
+def test_demo_extraction_jobs_share_the_cores_with_pinned_torch_threads():
+    """The demo's model jobs declare one core (start-up dominates them, so two run side by side) while torch's threads
+    stay the profile's (extraction.torch_threads), so no job's bytes follow its declared threads or --cores: every
+    extract-stage command passes --torch-threads (diffact extract's arguments) or --threads (the control U-Net's
+    store, a screen that reads a store). Unpinned at one thread, the control store's features and its noise share
+    differ from two threads' (measured); pinned they are byte-identical."""
+    pinned = DEMO["extraction"]["torch_threads"]
+    assert pinned and wf.stage_threads(DEMO, "extract", cores=2) == 1
+    assert wf.pinned_threads_args(DEMO) == f"--threads {pinned}"
+    assert wf.pinned_threads_args({"extraction": {}}) == ""
+    assert f"--torch-threads {pinned}" in wf.extract_args(DEMO, "seg-simple", "sd15-tiny", "screen")
+    for model in ("sd15-tiny", "sd3-tiny"):  # every NN screen streams (the extract arguments, since #19)
+        assert re.search(f"--(torch-)?threads {pinned}( |$)", wf.correspondence.screen_source_args(DEMO, model)), model
+    rule = (ROOT / "workflow" / "rules" / "extract.smk").read_text()
+    control = rule[rule.index("rule control_features:"):]
+    assert "threads=wf.pinned_threads_args(config)" in control and "control-features {params.threads}" in control

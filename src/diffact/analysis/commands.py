@@ -40,8 +40,8 @@ def _pairs(items, what: str) -> dict[str, str]:
 def register(subparsers) -> None:
     # the defaults of settings that have a dataclass are the dataclass's, written there once
     from diffact.extract.commands import add_extraction_args
-    from diffact.extract.pipeline import ExtractionSettings
-    from diffact.models.control_unet import ControlConfig
+    from diffact.extract.settings import ExtractionSettings
+    from diffact.models.control_config import ControlConfig
     from diffact.utils.args import default_of
 
     p = subparsers.add_parser("noise-share", help="P1: per-activation noise share over K diffusion-noise draws")
