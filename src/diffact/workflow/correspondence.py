@@ -23,7 +23,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from diffact.utils.errors import ConfigError
-from diffact.workflow.extract import extract_args, pinned_threads_args, store_dir, store_done
+from diffact.workflow.extract import extract_args, store_dir, store_done
 from diffact.workflow.profile import RANDOM_SUFFIX, dataset_entry, dataset_input, model_input, noise_draw_dataset, \
     optional_flags, results_dir, spair_subset_args
 

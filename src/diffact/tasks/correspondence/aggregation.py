@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffact.data.spair import keypoints_present
-from diffact.tasks.correspondence.matching import PAPER_EVAL_SIZE, keypoints_to_eval_pixels, transfer_pair
+from diffact.tasks.correspondence.matching import keypoints_to_eval_pixels, transfer_pair
 from diffact.tasks.correspondence.pck import ALPHAS, PER_IMAGE, PCKAccumulator, metric_column
 # The training settings live in a module without torch (the command parser reads their defaults).
 from diffact.tasks.correspondence.settings import PAPER_EVAL_SIZE, PAPER_FEATURE_SIZE, AggregationTrainSettings  # noqa: F401

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from diffact.utils.errors import ConfigError
 
 PAPER_FEATURE_SIZE = 128  # docs/paper.md §2.8: every layer → 128×128 before the conv
-PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: conv output → 512×512 for the NN search
+PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: features (or the trained conv's output) → 512×512 for the NN search
 
 
 @dataclass(frozen=True)
