@@ -36,9 +36,14 @@ def minmax(scores: np.ndarray) -> np.ndarray:
 
 def pca_rgb(feature: torch.Tensor, size: int | None = None) -> np.ndarray:
     """C×H×W activation → H'×W'×3 float RGB in [0, 1] (nearest-upsampled to ``size`` if given)."""
-    rgb = minmax(pca_project(feature, 3))
-    if size is not None and rgb.shape[0] != size:
-        rows = (np.arange(size) * rgb.shape[0] // size)
-        cols = (np.arange(size) * rgb.shape[1] // size)
-        rgb = rgb[rows][:, cols]
-    return rgb
+    return nearest_resize(minmax(pca_project(feature, 3)), size)
+
+
+def nearest_resize(image: np.ndarray, size: int | None) -> np.ndarray:
+    """H×W(×k) map → size×size(×k), nearest neighbour (unchanged when ``size`` is None or its height already):
+    the maps of one figure are drawn at the largest one's size."""
+    if size is None or image.shape[0] == size:
+        return image
+    rows = (np.arange(size) * image.shape[0] // size)
+    cols = (np.arange(size) * image.shape[1] // size)
+    return image[rows][:, cols]
