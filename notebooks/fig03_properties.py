@@ -21,7 +21,6 @@
 # %% tags=["parameters"]
 table = "results/properties/sd15-tiny/properties.csv"
 maps = "results/properties/sd15-tiny/seg-simple/figure_maps.npz"
-labels_root = "results/data/seg-simple"
 image_index = 0
 max_columns = 8
 out_stem = "paper_figures/demo/fig03_properties_sd15-tiny"
@@ -34,7 +33,6 @@ import pandas as pd
 from diffact.analysis.names import forward_sorted, parse_name
 from diffact.analysis.plots import inter_module_along, per_layer, resolution_members, up_levels_with_vits
 from diffact.data.images import load_rgb
-from diffact.analysis.property_runs import segmentation_labels
 from diffact.viz import theme
 from diffact.viz.figure_maps import FigureMaps
 
@@ -43,8 +41,7 @@ numbers = per_layer(pd.read_csv(table)).set_index("layer")
 fm = FigureMaps(maps)
 layers = forward_sorted(fm.layers)
 image_id = fm.image_ids[image_index]
-labels_of, _ = segmentation_labels(labels_root)
-labels = labels_of(image_id)
+labels = fm.labels(image_id)
 
 
 def evenly(names, k):

@@ -80,8 +80,6 @@ rule fig03_properties:
     output:
         png=report(f"{FIGURES}/fig03_properties_{{prop_model}}.png", caption="../report/fig03_properties.rst", category="Figure 3"),
         pdf=f"{FIGURES}/fig03_properties_{{prop_model}}.pdf",
-    params:
-        root=lambda w: wf.dataset_entry(config, wf.properties.figure_scene(config))["root"],
     log:
         f"{LOGS}/figures/fig03_properties_{{prop_model}}.log",
     threads: stage_threads("notebook")
@@ -89,8 +87,7 @@ rule fig03_properties:
     conda: ENV
     shell:
         wf.figures.notebook_shell(
-            config, "fig03_properties", "-p table={input.table}", "-p maps={input.maps}",
-            "-p labels_root={params.root}")
+            config, "fig03_properties", "-p table={input.table}", "-p maps={input.maps}")
 
 
 rule fig04_pck:

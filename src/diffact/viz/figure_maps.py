@@ -6,7 +6,8 @@ For each of a few images and every activation (or those named), a figure-maps fi
 
 * ``rgb/<i>/<layer>``: the PCA → RGB map at the activation's own resolution (:func:`diffact.viz.pca.pca_rgb` without
   the up-sampling, which a figure does at the size of the largest map it shows: :meth:`FigureMaps.rgb`);
-* with the dataset's labels, ``point/<i>/<layer>`` (y, x): the query point on the object's boundary at that
+* with the dataset's labels, ``labels/<i>``: the image's label map (the figures show it), ``point/<i>/<layer>``
+  (y, x): the query point on the object's boundary at that
   resolution (Fig 3c's orange circle, :func:`diffact.analysis.plots.query_point` of the labels resized to the map),
   and ``similarity/<i>/<layer>``: every pixel's cosine similarity to it (:func:`diffact.analysis.plots.similarity_map`);
 * ``meta``: JSON with the image ids (``<i>`` is an index into them), their image files, and the layers in order.
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from diffact.utils.errors import DataError
+
+if TYPE_CHECKING:  # the notebooks read maps without torch (~2 s of CPU each to import); the recorder gets tensors
+    import torch
 
 LabelsOf = Callable[[str], np.ndarray]
 
@@ -58,6 +61,7 @@ class FigureMapRecorder:
         if self.labels_of is not None:
             if image_id not in self._labels:
                 self._labels[image_id] = self.labels_of(image_id)
+                self.arrays[f"labels/{i}"] = self._labels[image_id]
             point = query_point(resize_labels(self._labels[image_id], *feature.shape[1:]))
             self.arrays[f"point/{i}/{layer}"] = np.asarray(point, dtype=np.int64)
             self.arrays[f"similarity/{i}/{layer}"] = similarity_map(feature, point)
@@ -72,7 +76,7 @@ class FigureMapRecorder:
         """Write the file; ``image_paths``: image id → its file (the figures' photo column), ``meta``: provenance."""
         from diffact.utils.io import write_npz
 
-        seen = {key.split("/")[1] for key in self.arrays}
+        seen = {key.split("/")[1] for key in self.arrays if key.startswith("rgb/")}
         missing = [i for i in self.image_ids if str(self.index[i]) not in seen]
         if not self.image_ids or missing:
             raise DataError(f"{path}: no features were read for figure image(s) {', '.join(missing) or '(none given)'}")
@@ -121,3 +125,10 @@ class FigureMaps:
 
     def similarity(self, image_id: str, layer: str) -> np.ndarray:
         return self._npz[self._key("similarity", image_id, layer)]
+
+    def labels(self, image_id: str) -> np.ndarray:
+        """The image's H×W label map (maps made with the dataset's labels only)."""
+        key = f"labels/{self.image_ids.index(image_id)}"
+        if key not in self._npz.files:
+            raise DataError(f"{self.path}: no label map for image {image_id!r} (made without --labels-root)")
+        return self._npz[key]

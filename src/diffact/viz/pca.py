@@ -4,8 +4,12 @@ show as RGB, nearest-upsampled."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where a projection runs: the notebooks only up-sample stored maps (nearest_resize)
+    import torch
 
 
 def pca_project(feature: torch.Tensor, components: int = 3) -> np.ndarray:
@@ -14,6 +18,8 @@ def pca_project(feature: torch.Tensor, components: int = 3) -> np.ndarray:
     Signs are fixed so that each component's largest-magnitude loading is positive, which keeps colours
     stable between runs.
     """
+    import torch
+
     c, h, w = feature.shape
     x = feature.reshape(c, h * w).T.double()
     x = x - x.mean(dim=0, keepdim=True)
