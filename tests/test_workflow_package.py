@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "workflow" / "rules"
 DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
-# Jobs of `snakemake -n --forceall` on the demo profile per rule (189 in all), recorded before the rules files
+# Jobs of `snakemake -n --forceall` on the demo profile per rule (187 in all), recorded before the rules files
 # moved their config logic into diffact.workflow (issue #18: 192, the same per rule before and after), less the 3
 # pool stores the streamed NN screens no longer write (issue #19: sd15-tiny-random's and sdxl-tiny-random's on
 # spair, sd3-tiny's on spair-val), less the 3 stores only the figures read before the property and PCA maps streamed

@@ -428,7 +428,7 @@ class Planner:
     def store_requests(self) -> list[tuple[str, str, str, str]]:
         """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
         cfg, out = self.config, []
-        corr, prop = self.section("correspondence"), self.section("properties")
+        corr = self.section("correspondence")
         if corr:
             # the screens stream (no store), but for the models whose practical set practical_nn scores on the pool
             # store of the screening dataset, where pck_screen reads that store (workflow.correspondence.screen_reads_store)
