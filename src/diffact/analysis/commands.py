@@ -177,6 +177,7 @@ def cmd_property_maps(args) -> int:
         table = streamed_map_properties(streamed_extraction_from_args(args), args.labels_root, args.images,
                                         args.pairs, args.seed, observe=recorder.observe if recorder else None)
     write_csv(args.out, table)
+    log.info("wrote %s: granularity/locality of %d activations", args.out, len(table))
     if recorder:
         recorder.save(args.figure_maps, paths, labels_root=str(args.labels_root) if args.labels_root else None)
         log.info("wrote %s: figure maps of %d image(s) × %d activations", args.figure_maps, len(recorder.image_ids),
