@@ -215,3 +215,35 @@ def test_noise_draws_are_chosen_per_image_from_a_seeded_stream():
     assert chosen(0, "val")[0] != draws and chosen(1, "trn")[0] != draws
     with pytest.raises(DataError, match="different layers"):
         NoiseDrawFeatures([_FakeDraw(0), _FakeDraw(1, layers=(("b",),))], 0, "trn")
+
+
+def test_keep_best_leaves_only_the_checkpoint_heldout_selects(tmp_path):
+    """corr-train --keep-best (issue #19: 19 → 1 checkpoint per paper run): what stays on disk is exactly the file
+    the heldout protocol's select_checkpoint names, and every evaluation row still names its own checkpoint."""
+    from diffact.tasks.correspondence.protocol import select_checkpoint
+
+    pairs, features_of = constructed_dataset()
+    settings = AggregationTrainSettings(epochs=2, pairs_per_epoch=20, eval_every=5, lr=0.02, weight_decay=0.01,
+                                        seed=0, feature_size=GRID, eval_size=GRID)
+    _, all_kept, _ = train_aggregation(pairs, features_of, pairs, features_of, 12, settings,
+                                       checkpoint_dir=tmp_path / "all")
+    _, evaluations, _ = train_aggregation(pairs, features_of, pairs, features_of, 12, settings,
+                                          checkpoint_dir=tmp_path / "best", keep_best="pck_img@0.10")
+    assert len(list((tmp_path / "all").iterdir())) == len(evaluations) == 7
+    assert list(evaluations["checkpoint"]) == list(all_kept["checkpoint"])
+    selected = select_checkpoint(evaluations, "pck_img@0.10")["checkpoint"]
+    assert [p.name for p in (tmp_path / "best").iterdir()] == [selected]
+    assert (tmp_path / "best" / selected).read_bytes() == (tmp_path / "all" / selected).read_bytes()
+
+
+def test_best_checkpoint_keeps_the_earliest_of_equal_values_and_never_nan(tmp_path):
+    from diffact.tasks.correspondence.aggregation import BestCheckpoint
+
+    best = BestCheckpoint("pck")
+    for step, value in enumerate([float("nan"), 50.0, 60.0, 60.0, 55.0, float("nan")]):
+        path = tmp_path / f"step{step}"
+        path.write_text("x")
+        best.offer(path, {"pck": value})
+    assert [p.name for p in tmp_path.iterdir()] == ["step2"]
+    with pytest.raises(ConfigError, match="not a validation column"):
+        BestCheckpoint("nope").offer(tmp_path / "step2", {"pck": 1.0})

@@ -20,7 +20,7 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 284, "extract": 71, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
+    "extract_shard": 248, "extract": 62, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 14, "property_maps": 14, "control_property_maps": 2, "pca_maps": 1,
     "properties_table": 8, "fig_properties_unet_vs_dit": 1, "fig02_architecture": 4, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
@@ -92,12 +92,12 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 71 and extract["forward_passes"] == sum(s["images"] for s in stores)
-    # the property maps and Fig 3's PCA maps stream (issue #19 point 3): no store is planned for them; the U-Nets'
-    # scene pools that remain are the label-scarce screens' (Tables 3-6), sd21 and the DiTs have none
+    assert len(stores) == 68  # 62 extracted in shards + the label-scarce screens' 6 filtered stores
+    assert extract["forward_passes"] == sum(s["images"] for s in stores)
+    # the property maps and Fig 3's PCA maps stream (issue #19 point 3) and the label-scarce screens read filtered
+    # stores: no pool or figure store of the property scenes is planned
     assert not [s for s in stores if s["layer_set"] == "figure"]
-    assert {(s["dataset"], s["model"]) for s in stores if s["dataset"] in ("horse21", "bedroom28")
-            and s["layer_set"] == "pool"} == {(d, m) for d in ("horse21", "bedroom28") for m in ("sd15", "sdxl", "pgv2")}
+    assert not [s for s in stores if s["dataset"] in ("horse21", "bedroom28") and s["layer_set"] == "pool"]
 
 
 def test_paper_budget_jobs_match_the_dag(paper_budget):
@@ -113,6 +113,8 @@ def test_paper_budget_records_where_every_count_comes_from(paper_budget):
     assert datasets["cityscapes:val"]["images"] == 500
     assert datasets["horse21"]["images"] == 50 and not datasets["horse21"]["exact"]
     assert datasets["spair-screen"]["images"] == 180 and "upper bound" in datasets["spair-screen"]["source"]
+    # Table 1's test stores hold the test-360 images its heldout numbers score, not the whole split's 1,800
+    assert datasets["spair"]["images"] == 720 and "test-360" in datasets["spair"]["source"]
     assert all(c["source"] for c in datasets.values())
 
 
@@ -123,11 +125,34 @@ def test_paper_store_bytes_follow_the_layer_shapes(paper_budget):
     tensors = 2 * (2 * 1280 * 32 * 32 + 2 * 640 * 64 * 64)
     assert tensors < sdxl_practical["bytes_per_image"] < tensors + 4096
     assert sdxl_practical["channels"] == 3840
-    # the SDXL candidate pool at 1024 px: the docs' 1.4 GB per image
-    assert 1.3e9 < stores[("horse21", "sdxl", "pool")]["bytes_per_image"] < 1.5e9
-    # the NN screens stream: no pool store of the screening splits, but the DiTs' (practical_nn scores on it)
-    assert {(d, m) for d, m, s in stores if d in ("spair-screen", "spair-val-screen")} == {
-        ("spair-screen", dit) for dit in ("pixart-sigma", "sd3-medium", "flux-dev")}
+    # the SDXL candidate pool at 1024 px: the docs' 1.4 GB per image (no such store is planned any more: the property
+    # maps stream it, issue #19)
+    shapes = bd.set_shapes(paper_config(), "sdxl", "pool", 1024)
+    assert 1.3e9 < bd.shard_bytes(shapes, "float16")["shard_bytes"] < 1.5e9
+    # the label-scarce screens read stores of the filtered activations (+ Table 3's paper-generic Ours-XL), not
+    # the pool: SDXL 63 of 279 activations, 225 MB instead of 1.45 GB per 1024-px image
+    filtered = {(d, m): s for (d, m, name), s in stores.items() if name == "filtered"}
+    assert set(filtered) == {(d, m) for d in ("horse21", "bedroom28") for m in ("sd15", "sdxl", "pgv2")}
+    assert filtered[("horse21", "sdxl")]["layers"] == 63 and 2.2e8 < filtered[("horse21", "sdxl")]["bytes_per_image"] < 2.3e8
+    assert filtered[("bedroom28", "sd15")]["layers"] == 33
+    # the NN screens and practical_nn stream: no pool store of the screening splits (the DiTs' was 2.05 TB)
+    assert not [(d, m) for d, m, s in stores if d in ("spair-screen", "spair-val-screen")]
+
+
+
+def test_paper_segmentation_keeps_one_checkpoint_per_run(paper_budget):
+    """Every paper mmseg run keeps only its latest checkpoint (what --resume needs; the results come from the
+    validation history): mmengine's default kept all 10 of 80k / 8000, 354 GB over the profile's 10 runs."""
+    from diffact.workflow import segmentation as segplan
+
+    config = paper_config()
+    runs = list(segplan.runs(config))
+    runs += [(d, segplan.COMBINED, n) for d in segplan.datasets(config) for n in segplan.combined(config)]
+    for dataset, model, layer_set in runs:
+        schedule = bd.seg_schedule(config, dataset, model, layer_set)
+        assert (schedule["checkpoints_written"], schedule["checkpoints"]) == (10, 1), (dataset, model, layer_set)
+    segmentation = next(s for s in paper_budget["stages"] if s["name"] == "segmentation")
+    assert segmentation["disk_bytes"] < 40e9  # 10 runs × one 1.3-8.7 GB checkpoint
 
 
 def small_config():
@@ -145,20 +170,21 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
     assert draws == 4
     # each Table 1 part is stored on the trn, val(-360) and test datasets, trn and val once per noise draw
     table1 = draws * (trn + val) + test
+    filtered = horse + bedroom  # the label-scarce screens' stores of the filtered activations, both scenes
     extract = {
-        # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + the label-scarce screens' pool
-        # stores + Table 2 right (+ horse: the SD1.5 and PGv2 amalgamation stores of Table 2's Ours-XL-t)
-        "sd15": spair_screen + 3 * table1 + (horse + bedroom) + 2 * horse + horse,
+        # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + Table 2 right (+ horse: the SD1.5
+        # and PGv2 amalgamation stores of Table 2's Ours-XL-t) + the label-scarce screens' filtered stores
+        "sd15": spair_screen + 3 * table1 + 2 * horse + horse + filtered,
         "sd21": spair_screen,
         # + Fig 3 PCA (figure set on horse21, streamed: its first pca_images = 4 images); Table 1: legacy, practical
-        "sdxl": spair_screen + 2 * table1 + min(4, horse) + (horse + bedroom) + 2 * horse,
-        "pgv2": spair_screen + table1 + (horse + bedroom) + 2 * horse + horse,  # Table 1: amalgamation (Ours-XL-t)
+        "sdxl": spair_screen + 2 * table1 + min(4, horse) + 2 * horse + filtered,
+        "pgv2": spair_screen + table1 + 2 * horse + horse + filtered,  # Table 1: amalgamation
     }
-    # the DiTs: screening store + the validation store that chooses their practical set (val-36 has no count
-    # in SMALL_SIZES: the split's 6 images bound it)
+    # the DiTs, all streamed: the NN screen + the validation screen that chooses their practical set (val-36 has no
+    # count in SMALL_SIZES: the split's 6 images bound it) + practical_nn (the screened images again)
     val_screen = 6
     for dit in ("pixart-sigma", "sd3-medium", "flux-dev"):
-        extract[dit] = spair_screen + val_screen
+        extract[dit] = 2 * spair_screen + val_screen
     properties = horse + bedroom  # the property maps stream min(20, n) images of each scene, every property model
     noise = 4 * (horse + bedroom)  # 4 draws of min(20, n) images per scene
     # seg: 10 iterations × batch 2 + 10 // 10 validations × windows (ADE 2 images × 2, Cityscapes 1 × 3); the

@@ -68,3 +68,16 @@ def test_declared_unavailable_sets_are_exactly_the_ones_the_demo_unets_lack():
 
     t1 = CONFIG["correspondence"]["table1"]
     assert_declared_unavailable_matches(CONFIG, t1, t1["models"], t1["layer_sets"])
+
+
+def test_table1_scores_the_subset_its_stores_hold():
+    """The paper profile's Table 1 test store holds only test-360's images (issue #19: 1,800 → ≤ 720 images per
+    store), so a test_subset other than the store's subset is refused at planning, naming both keys."""
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    t1 = table1_settings(paper)
+    for role, key in (("val", "val_subset"), ("test", "test_subset")):
+        assert paper["datasets"][t1["datasets"][role]]["subset"] == t1[key]
+    bad = copy.deepcopy(paper)
+    bad["correspondence"]["table1"]["test_subset"] = "all"
+    with pytest.raises(ConfigError, match=r"test_subset = 'all', but datasets.spair.subset = 'test-360'"):
+        table1_settings(bad)

@@ -108,3 +108,27 @@ def test_cli_writes_the_report_and_the_comparison_with_the_paper(tmp_path):
     report, row = pd.read_csv(out), pd.read_csv(compare).iloc[0]
     assert len(report) == 164 and report["kept"].sum() == 33
     assert (row["kept"], row["paper_kept"], row["only_ours"], row["only_paper"], bool(row["identical"])) == (33, 33, 0, 0, True)
+
+
+def test_cli_writes_the_kept_activations_as_a_layer_set(tmp_path):
+    """``--set-out``: the file the label-scarce screens' filtered store is extracted from (issue #19): the kept
+    activations in forward order, then ``--also-set``'s others (Ours-v1.5 is in SD1.5's filtered pool, so nothing
+    is added for it; a set outside it adds its activations)."""
+    import pandas as pd
+    import yaml
+
+    from diffact.cli import main
+    from diffact.extract.layersets import load_set_spec
+
+    out, layers = tmp_path / "sd15.csv", tmp_path / "filtered.yaml"
+    assert main(["qualitative-filter", "--model", SD15, "--family", "sd15", "--out", str(out),
+                 "--set-out", str(layers), "--also-set", "practical", "--also-set", "legacy"]) == 0
+    kept = pd.read_csv(out).query("kept").layer.tolist()
+    spec = yaml.safe_load(layers.read_text())
+    legacy = load_set_spec("sd15", "legacy")["layers"]
+    assert spec["layers"][:len(kept)] == kept and len(kept) == 33
+    assert spec["layers"][len(kept):] == [n for n in legacy if n not in kept] != []
+    assert set(load_set_spec("sd15", "practical")["layers"]) <= set(kept)
+    assert (spec["name"], spec["family"]) == ("filtered", "sd15")
+    assert main(["qualitative-filter", "--model", SD15, "--family", "sd15", "--out", str(out),
+                 "--also-set", "legacy"]) == 2  # --also-set adds to a --set-out file

@@ -21,16 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 # Jobs of the paper DAG per rule (config/paper.yaml; `segmentation` rules are counted by their own tests).
-# extract: 71 stores = Table 1 (sd15/sdxl legacy + practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws ×
-# trn/val + test)) 54 + the label-scarce screens' pools (sd15, sdxl, pgv2 × 2 scenes) 6 + Table 2 right
-# (legacy/practical/amalgamation × 3 models on horse21, less PGv2 practical) 8 = 68 for the U-Nets, + 3 for the
-# three DiTs (the spair-screen pool that practical_nn scores their practical sets on); each in 4 shards. The NN
-# screens stream (issue #19): the U-Nets' spair-screen pools and the DiTs' val-36 pools are not stored; so do the
-# property maps and Fig 3's PCA maps (issue #19 point 3: sd21's and the DiTs' scene pools, 8, and sdxl's figure store
-# on horse21, 1, are not stored; property_maps 14 + control_property_maps 2, pca_maps 1).
+# extract: 62 stores = Table 1 (sd15/sdxl legacy + practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws ×
+# trn/val + test)) 54 + Table 2 right (legacy/practical/amalgamation × 3 models on horse21, less PGv2 practical) 8;
+# each in 4 shards. The NN screens and practical_nn stream (issue #19): no spair-screen or val-36 pool is stored; so
+# do the property maps and Fig 3's PCA maps (issue #19 point 3: property_maps 14, control_property_maps 2, pca_maps 1;
+# no property-scene pool of the 7 models, 14, nor SDXL's figure store on horse21, 1).
+# scarce_filtered_store: the label-scarce screens' stores of the filtered activations (3 models × 2 scenes, one job
+# each; scarce.screen.store_set: filtered), not of the pool.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 284, "extract": 71,
+    "extract_shard": 248, "extract": 62,
     "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,
@@ -40,7 +40,7 @@ PAPER_JOBS = {
     "fig_properties_numbers": 1, "fig_properties_filter": 1, "fig03_properties": 4, "fig04_pck": 4,
     "fig05_13_scenes": 4, "fig16_18_within": 4, "fig15_control": 1,
     "scarce_set": 7, "table2_right_notebook": 1,
-    "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3, "scarce_table3_run": 6,
+    "scarce_filter": 3, "scarce_filtered_store": 6, "scarce_screen": 6, "scarce_compare": 3, "scarce_table3_run": 6,
     "table4_6_notebook": 3, "table3_notebook": 1,
     "fig03_pca": 1, "fig_demo_nn_pck": 1, "all": 1,
 }
@@ -54,7 +54,7 @@ PAPER_TARGETS = (
     + [f"{fig}_{m}.png" for m in PROPERTY_MODELS for fig in ("fig03_properties", "fig04_pck", "fig05_13_scenes",
                                                             "fig16_increments", "fig17_resolution", "fig18_vits")]
 )
-GPU_RULES = ("extract_shard", "noise_share", "control_features", "train_control_unet", "build_demo_model", "corr_train", "corr_evaluate", "practical_nn", "pck_screen", "practical_screen",
+GPU_RULES = ("extract_shard", "scarce_filtered_store", "noise_share", "control_features", "train_control_unet", "build_demo_model", "corr_train", "corr_evaluate", "practical_nn", "pck_screen", "practical_screen",
              "property_maps", "pca_maps", "scarce_set", "scarce_screen", "scarce_table3_run")
 
 
@@ -353,7 +353,17 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     compare = [line for line in printed.stdout.splitlines() if "scarce-compare" in line]
     sdxl = next(line for line in compare if "compare/sdxl/" in line)
     assert re.search(r"--paper-generic practical=up-level0-repeat0-vit-block7-out,\S+ "
-                     r"--store-layers \S+/horse21/sdxl/pool-\w+/complete\.json ", sdxl)
+                     r"--store-layers \S+/compare/sdxl/features-simple/complete\.json ", sdxl)
+    # the label-scarce screens read a store of the filtered activations (+ Ours-XL for Table 3), never the pool
+    # (issue #19): the filter writes its set file, one unsharded extract writes the store from it
+    lines = printed.stdout.splitlines()
+    screens = [line for line in lines if "scarce-screen" in line]
+    assert len(screens) == 4 and all(re.search(r"--store \S+/compare/(sdxl|pgv2)/features-(simple|complex) ", line)
+                                     for line in screens)
+    assert not [line for line in lines if "--layers pool" in line]
+    assert re.search(r"qualitative-filter .*--set-out \S+/compare/sdxl/filtered\.yaml --also-set practical", printed.stdout)
+    assert re.search(r"extract --model \S+ --family sdxl --layers \S+/compare/sdxl/filtered\.yaml .*--dataset-root "
+                     r"\S+bedroom\S* .*--out \S+/compare/sdxl/features-complex$", printed.stdout, re.M)
     assert "--paper-generic" not in next(line for line in compare if "compare/pgv2/" in line)
 
 

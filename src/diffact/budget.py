@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -368,6 +369,7 @@ class StorePlan:
     channels: int
     bytes_per_image: int
     bytes_source: str
+    shards: int | None = None  # None: the profile's (extraction.shards); a store written by one job says 1
 
     @property
     def disk_bytes(self) -> int:
@@ -427,13 +429,10 @@ class Planner:
 
     def store_requests(self) -> list[tuple[str, str, str, str]]:
         """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
+        from diffact.workflow import compare as cmp_plan
+
         cfg, out = self.config, []
-        corr = self.section("correspondence")
-        if corr:
-            # the screens stream (no store), but for the models whose practical set practical_nn scores on the pool
-            # store of the screening dataset, where pck_screen reads that store (workflow.correspondence.screen_reads_store)
-            for model in self.practical_models():
-                out.append((corr["dataset"], model, corr["layer_set"], "practical set (practical_nn)"))
+        # The NN screens and practical_nn stream (issue #19): no store of the screening datasets.
         from diffact.workflow import correspondence as corr_plan
 
         settings = corr_plan.table1_settings(cfg)
@@ -458,10 +457,11 @@ class Planner:
                 out.extend((scarce["simple"], model, layer_set, "Table 2 right, combined (scarce_set)")
                            for model, layer_set in parts)
             if scarce.get("screen"):
-                for model in scarce.get("models", []):
+                filtered = cmp_plan.reads_filtered_store(cfg)  # those stores are planned by filtered_stores()
+                for model in scarce.get("models", []) if not filtered else []:
                     for scene in ("simple", "complex"):
-                        out.append((scarce[scene], model, scarce["screen"].get("store_set", "pool"),
-                                    "Tables 3-6 (scarce_screen)"))
+                        out.append((scarce[scene], model, cmp_plan.store_set(cfg), "Tables 3-6 (scarce_screen)"))
+                for model in scarce.get("models", []):
                     budget = self.cmp_budget(model)
                     if not isinstance(budget, int):
                         out.append((scarce["simple"], model, budget, "channel budget (scarce_compare)"))
@@ -525,7 +525,33 @@ class Planner:
                 per_image, source = computed["shard_bytes"], "computed from the model config"
             seen[path] = StorePlan(dataset, model, layer_set, size, path, self.count(dataset), len(shapes),
                                    sum(s[0] for s in shapes.values()), per_image, source)
-        return list(seen.values())
+        return list(seen.values()) + self.filtered_stores()
+
+    def filtered_stores(self) -> list[StorePlan]:
+        """The label-scarce screens' stores of the filtered activations (scarce.screen.store_set: filtered): one
+        unsharded scarce_filtered_store job per model and scene, holding the kept activations and Table 3's
+        paper-generic set (workflow.compare)."""
+        from diffact.workflow import compare as cmp_plan
+
+        scarce = self.section("scarce")
+        if not (scarce.get("screen") and cmp_plan.reads_filtered_store(self.config)):
+            return []
+        plans = []
+        for model in scarce.get("models", []):
+            layers = list(self.screen_kept(model))
+            if not cmp_plan.paper_generic_unavailable(self.config, model):
+                paper = set_layers(self.config, model, cmp_plan.paper_generic_set(self.config, model))
+                layers += [name for name in paper if name not in layers]
+            for scene in ("simple", "complex"):
+                dataset = scarce[scene]
+                size = self.image_size(dataset, model)
+                shapes = set_shapes(self.config, model, layers, size)
+                per_image = shard_bytes(shapes, self.storage_dtype)["shard_bytes"]
+                path = os.path.dirname(cmp_plan.screen_store(self.config, model, scene))
+                plans.append(StorePlan(dataset, model, cmp_plan.FILTERED_SET, size, path, self.count(dataset),
+                                       len(shapes), sum(s[0] for s in shapes.values()), per_image,
+                                       "computed from the model config", shards=1))
+        return plans
 
     # ---- stages ----
     def stages(self) -> tuple[list[Stage], list[StorePlan]]:
@@ -542,8 +568,10 @@ class Planner:
         per_image = max(1, int(ex.get("ensemble", 1))) * (1 + (int(ex.get("inversion_steps", 10))
                                                                  if ex.get("inversion", "none") == "ddim" else 0))
         for store in stores:
-            shards = wf.extraction_shards(self.config, store.dataset, store.model, store.layer_set)
-            if shards > 1:
+            shards = store.shards or wf.extraction_shards(self.config, store.dataset, store.model, store.layer_set)
+            if store.layer_set == "filtered" and store.shards == 1:
+                stage.add_jobs(self.config, "scarce_filtered_store", 1, "extract")
+            elif shards > 1:
                 stage.add_jobs(self.config, "extract_shard", shards, "extract")
                 stage.add_jobs(self.config, "extract", 1, "default")
             else:
@@ -624,20 +652,19 @@ class Planner:
         stage.images += n * len(models)
         # The screens stream: each image's pool is extracted in the job (once per image while the feature cache,
         # --buffer-mb, holds it until its last pair; more passes when it does not), scored, and dropped.
-        from diffact.workflow import correspondence as corr_plan
-
         for model in models:
-            if not corr_plan.screen_reads_store(self.config, model):
-                self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
+            self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
         practical = self.practical_models()
         if practical:
             stage.add_jobs(self.config, "practical_screen", len(practical), "extract")
             stage.add_jobs(self.config, "practical_set", len(practical), "default")
-            stage.add_jobs(self.config, "practical_nn", len(practical), "corr_eval")
+            stage.add_jobs(self.config, "practical_nn", len(practical), "extract")
             stage.add_jobs(self.config, "practical_table", 1, "default")
             stage.images += (self.count(corr["practical"]["select_on"]).images + n) * len(practical)
             for model in practical:
                 self.add_streamed_screen(stage, model, corr["practical"]["select_on"], corr["layer_set"])
+                # practical_nn streams the screened pool again and scores the chosen set (no pool store)
+                self.add_streamed_screen(stage, model, corr["dataset"], corr["layer_set"])
         stage.rss_missing.append(f"{NOT_MEASURED} (the streamed screens' feature cache is bounded by --buffer-mb; "
                                  "CPU analysis jobs are not benchmarked)")
         return stage
@@ -653,7 +680,8 @@ class Planner:
             return stage
         entries = [e for e in corr_plan.table1_entries(self.config) if e.runs]
         steps = int(settings["epochs"]) * int(settings["pairs_per_epoch"])
-        checkpoints = len(aggregation.evaluation_steps(steps, int(settings["eval_every"])))
+        written = len(aggregation.evaluation_steps(steps, int(settings["eval_every"])))
+        checkpoints = 1  # corr-train --keep-best (workflow.correspondence.train_options): the one heldout reads
         trn = corr_plan.split_dataset(self.config, "trn")
         if "trained" in settings["methods"]:
             stage.add_jobs(self.config, "corr_train", len(entries), "corr_train")
@@ -664,7 +692,8 @@ class Planner:
                 weight = channels * out * 9 * 4
                 stage.add_iterations("aggregation-conv steps", steps)
                 stage.disk_bytes += checkpoints * (weight + 1024)
-            stage.notes.append(f"{checkpoints} conv checkpoints per training run (float32 C×C'×3×3 each)")
+            stage.notes.append(f"{checkpoints} of {written} conv checkpoints kept per training run (float32 C×C'×3×3 "
+                               "each; --keep-best: the one heldout selects, one more while a better one is written)")
         stage.add_jobs(self.config, "corr_evaluate", len(corr_plan.result_runs(self.config)), "corr_eval")
         stage.add_jobs(self.config, "corr_table1", 1, "default")
         stage.rss_missing.append(f"{NOT_MEASURED} (correspondence training/evaluation is not benchmarked)")
@@ -818,8 +847,10 @@ class Planner:
                 described.add(dataset)
                 stage.notes.append(f"{dataset}: per run {schedule['iters']} iterations × batch {schedule['batch']} "
                                    f"(training crops) + {schedule['evaluations']} slide evaluations × {windows} windows "
-                                   f"({val.images} {schedule['val_split']} images); {schedule['checkpoints']} "
-                                   "checkpoints kept (mmengine keeps every one)")
+                                   f"({val.images} {schedule['val_split']} images); {schedule['checkpoints']} of "
+                                   f"{schedule['checkpoints_written']} checkpoints kept"
+                                   + (" (max_keep_ckpts; one more while the next is written)"
+                                      if schedule["checkpoints"] < schedule["checkpoints_written"] else ""))
             stage.notes.append(f"{dataset} {model}/{layer_set}: levels {head['levels']}, "
                                f"{head['params'] / 1e6:.1f} M trainable parameters, checkpoint "
                                f"{human_bytes(head['checkpoint_bytes'])}")
@@ -938,6 +969,8 @@ def _mmseg_config(path: str) -> dict:
             "test_repeats_validation": test_repeats_validation(cfg),
             "batch": int(cfg.train_dataloader.batch_size),
             "checkpoint_interval": int(cfg.default_hooks.checkpoint.interval),
+            # mmengine's CheckpointHook keeps every checkpoint unless max_keep_ckpts > 0 (then the newest ones).
+            "max_keep_ckpts": int(cfg.default_hooks.checkpoint.get("max_keep_ckpts", -1)),
             "crop": tuple(cfg.model.test_cfg.crop_size), "stride": tuple(cfg.model.test_cfg.stride),
             "test_scale": tuple(test["scale"]) if test else (10**9, 10**9),
             "num_classes": int(cfg.model.decode_head.num_classes),
@@ -960,7 +993,10 @@ def seg_schedule(config: dict, dataset: str, model: str, layer_set: str) -> dict
     validations = (iters // interval + (1 if iters % interval else 0)) if schedule["validates"] else 0
     schedule["evaluations"] = validations + (0 if validations and schedule["test_repeats_validation"] else 1)
     every = schedule["checkpoint_interval"]
-    schedule["checkpoints"] = iters // every + (1 if iters % every else 0)  # + save_last when not on an interval
+    written = iters // every + (1 if iters % every else 0)  # + save_last when not on an interval
+    keep = schedule["max_keep_ckpts"]
+    schedule["checkpoints_written"] = written
+    schedule["checkpoints"] = min(written, keep) if keep > 0 else written  # what stays on disk
     return schedule
 
 

@@ -16,12 +16,15 @@ rule scarce_filter:
     output:
         report=f"{wf.compare.compare_dir(config)}/{{model}}/filter.csv",
         paper=f"{wf.compare.compare_dir(config)}/{{model}}/filter_vs_paper.csv",
+        # the set file of the filtered store, only where the screens read one (scarce.screen.store_set: filtered)
+        **wf.compare.filtered_set_output(config),
     wildcard_constraints:
         model=wf.scarce.model_pattern(config),
     params:
         source=lambda w: wf.model_entry(config, w.model)["source"],
         family=lambda w: wf.compare.family(config, w.model),
         set=wf.compare.filter_set(config),
+        set_out=lambda w, output: wf.compare.filtered_set_args(config, w.model, output),
     log:
         f"{LOGS}/compare/{{model}}/filter.log",
     threads: stage_threads("default")
@@ -29,7 +32,32 @@ rule scarce_filter:
     conda: ENV
     shell:
         "diffact --log {log} qualitative-filter --model {params.source} --family {params.family} --set {params.set} "
-        "--out {output.report} --compare-out {output.paper}"
+        "--out {output.report} --compare-out {output.paper} {params.set_out}"
+
+
+# With scarce.screen.store_set: filtered (the paper profile), the screens and Table 3 read a store of the kept
+# activations only, not of the whole pool (issue #19); its bytes are the pool store's for those activations.
+rule scarce_filtered_store:
+    message: "extract the filtered activations of {wildcards.model} on the {wildcards.scene} dataset"
+    input:
+        layers=f"{wf.compare.compare_dir(config)}/{{model}}/filtered.yaml",
+        model=lambda w: wf.model_input(config, w.model),
+        data=lambda w: wf.dataset_input(config, wf.scarce.dataset(config, w.scene)),
+    output:
+        f"{wf.compare.compare_dir(config)}/{{model}}/features-{{scene}}/complete.json",
+    wildcard_constraints:
+        model=wf.scarce.model_pattern(config),
+        scene="simple|complex",
+    params:
+        args=lambda w: wf.compare.filtered_store_args(config, w.model, w.scene),
+        out=lambda w, output: os.path.dirname(output[0]),
+    log:
+        f"{LOGS}/compare/{{model}}/store-{{scene}}.log",
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
+    conda: ENV
+    shell:
+        "diffact --log {log} extract {params.args} --out {params.out}"
 
 
 rule scarce_screen:

@@ -1,8 +1,7 @@
 # Semantic correspondence: per-activation nearest-neighbour PCK (paper §2.8 protocol) and the demo table.
 
 # The screens stream: each image's pool is extracted once (within a feature cache) and only the scores are kept, so no
-# pool store is written (issue #19; the CSV is byte-identical to scoring a stored pool: tests/test_pck_stream.py),
-# except where the store is written anyway (wf.correspondence.screen_reads_store).
+# pool store is written (issue #19; the CSV is byte-identical to scoring a stored pool: tests/test_pck_stream.py).
 rule pck_screen:
     message: "NN PCK of every {params.layerset} activation of {wildcards.model}"
     input:
@@ -107,30 +106,29 @@ rule practical_set:
         "{params.choice} --out {output}"
 
 
+# Streamed like the screens (issue #19): the screened pool's extract arguments, the chosen layers picked from each
+# image's pool, the same numbers as scoring that store, which is never written (tests/test_practical_stream.py).
 rule practical_nn:
     message: "NN PCK of {wildcards.model}'s practical set on the test images"
     input:
+        lambda w: wf.correspondence.screen_input(config, w.model),
         layers=f"{wf.correspondence.practical_dir(config)}/{{model}}/practical.yaml",
-        store=lambda w: wf.correspondence.screen_store(config, w.model),
     output:
         f"{wf.correspondence.practical_dir(config)}/{{model}}/nn-test.csv",
     params:
-        root=lambda w: wf.correspondence.dataset_root(config),
-        split=lambda w: wf.correspondence.dataset_split(config),
-        subset=lambda w: wf.correspondence.subset_arg(config) or "--subset all",
+        source=lambda w: wf.correspondence.screen_source_args(config, w.model),
         family=lambda w: wf.model_entry(config, w.model)["family"],
         sizes=wf.correspondence.practical_sizes_arg(config),
-        store=lambda w, input: os.path.dirname(input.store),
     log:
         f"{LOGS}/correspondence/practical/{{model}}-nn.log",
-    threads: stage_threads("corr_eval")
-    resources: **stage_resources("corr_eval")
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
     conda: ENV
     shell:
-        "diffact --log {log} corr-evaluate --method nn --protocol heldout --store {params.store} --layers-file {input.layers} "
-        "--dataset-root {params.root} --split {params.split} {params.subset} {params.sizes} --entry {wildcards.model} "
+        "diffact --log {log} corr-evaluate --method nn --protocol heldout {params.source} --layers-file {input.layers} "
+        "{params.sizes} --entry {wildcards.model} "
         "--layer-set practical --models {wildcards.model} --families {params.family} --note 'ours: chosen on the validation screen' "
-        "--threads {threads} --out {output}"
+        "--out {output}"
 
 
 rule practical_table:

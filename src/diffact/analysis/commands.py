@@ -40,8 +40,8 @@ def _pairs(items, what: str) -> dict[str, str]:
 def register(subparsers) -> None:
     # the defaults of settings that have a dataclass are the dataclass's, written there once
     from diffact.extract.commands import add_extraction_args
-    from diffact.extract.pipeline import ExtractionSettings
-    from diffact.models.control_unet import ControlConfig
+    from diffact.extract.settings import ExtractionSettings
+    from diffact.models.control_config import ControlConfig
     from diffact.utils.args import default_of
 
     p = subparsers.add_parser("noise-share", help="P1: per-activation noise share over K diffusion-noise draws")
@@ -86,6 +86,11 @@ def register(subparsers) -> None:
     p.add_argument("--n-up-levels", type=int, help="override the up-stage window (paper: 3)")
     p.add_argument("--out", required=True, help="CSV: one row per candidate with kept and reason")
     p.add_argument("--compare-out", help="CSV: counts and membership against the paper's Tables 4-6")
+    p.add_argument("--set-out", help="layer-set YAML of the kept activations (a store of only these is what the "
+                                     "label-scarce screens read; issue #19)")
+    p.add_argument("--also-set", action="append", default=[],
+                   help="with --set-out: add this layer set's activations the filter did not keep (e.g. Table 3's "
+                        "paper-generic set, read from the same store)")
     p.set_defaults(func=cmd_filter)
 
     p = subparsers.add_parser("train-control-unet", help="train the Fig 15 control (conventional U-Net) on segmentation data")
@@ -225,8 +230,10 @@ def cmd_filter(args) -> int:
 
     from diffact.analysis.filter import filter_report
     from diffact.models.configs import listing_denoiser
+    import yaml
+
     from diffact.extract.layersets import resolve_set
-    from diffact.utils.io import write_csv
+    from diffact.utils.io import write_csv, write_text
 
     unet, _, _ = listing_denoiser(args.model)
     candidates = resolve_set(unet, args.family, args.layer_set)
@@ -237,7 +244,28 @@ def cmd_filter(args) -> int:
     log.info("%s %s: %d candidates → %d kept", args.model, args.layer_set, len(report), len(kept))
     if args.compare_out:
         write_csv(args.compare_out, pd.DataFrame([compare_with_paper(args.model, args.family, len(report), kept)]))
+    if args.set_out:
+        spec = filtered_set_spec(kept, args, [(name, resolve_set(unet, args.family, name)) for name in args.also_set])
+        write_text(args.set_out, yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=200))
+        log.info("wrote %s: %d activations", args.set_out, len(spec["layers"]))
+    elif args.also_set:
+        from diffact.utils.errors import ConfigError
+
+        raise ConfigError("--also-set adds to the --set-out file: give --set-out")
     return 0
+
+
+def filtered_set_spec(kept: list[str], args, also: list[tuple[str, list[str]]]) -> dict:
+    """The layer-set file (config/layers format) of the filter's kept activations, in forward order, then the
+    activations of each ``--also-set`` the filter did not keep, in that set's order."""
+    layers = list(kept)
+    for _, names in also:
+        layers += [name for name in names if name not in layers]
+    added = f"; plus {', '.join(name for name, _ in also)}" if also else ""
+    return {"name": "filtered", "family": args.family,
+            "description": f"the qualitative filter's (§5.1) kept activations of {args.layer_set}{added}",
+            "source": f"diffact qualitative-filter --model {args.model} --set {args.layer_set}",
+            "layers": layers}
 
 
 def compare_with_paper(model: str, family: str, n_candidates: int, kept: list[str]) -> dict:

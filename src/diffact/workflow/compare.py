@@ -12,10 +12,14 @@ import json
 import shlex
 
 from diffact.workflow import scarce
-from diffact.workflow.extract import store_done
+from diffact.workflow.extract import extract_args, store_done
 from diffact.workflow.profile import model_entry, results_dir
 
 DEFAULT_SET = "pool"
+# scarce.screen.store_set: filtered = a store of the qualitative filter's kept activations only (plus Table 3's
+# paper-generic set), written per model and scene from the filter's set file (issue #19: SDXL 1.45 GB → 0.23 GB per
+# 1024-px image), instead of a store of a named layer set that holds the whole pool.
+FILTERED_SET = "filtered"
 
 
 def _paper():
@@ -49,9 +53,46 @@ def filter_set(config: dict) -> str:
     return screen(config).get("filter_set", DEFAULT_SET)
 
 
+def store_set(config: dict) -> str:
+    return screen(config).get("store_set", DEFAULT_SET)
+
+
+def reads_filtered_store(config: dict) -> bool:
+    """Whether the screens read a store of the filtered activations only (scarce.screen.store_set: filtered)."""
+    return store_set(config) == FILTERED_SET
+
+
+def filtered_set_file(config: dict, model: str) -> str:
+    """The layer-set file scarce_filter writes: the kept activations (+ Table 3's paper-generic set)."""
+    return f"{compare_dir(config)}/{model}/filtered.yaml"
+
+
+def filtered_set_output(config: dict) -> dict:
+    """scarce_filter's ``layers`` output (the set file) where the screens read a filtered store, else nothing (the
+    demo's screens read its `screen` store: no file, no rerun of the filter's dependants)."""
+    return {"layers": f"{compare_dir(config)}/{{model}}/filtered.yaml"} if reads_filtered_store(config) else {}
+
+
+def filtered_set_args(config: dict, model: str, output) -> str:
+    """scarce_filter's ``--set-out`` (when it writes the set file) and ``--also-set``: Table 3's paper-generic set
+    where that row runs (it reads the same store)."""
+    if not reads_filtered_store(config):
+        return ""
+    also = "" if paper_generic_unavailable(config, model) else f" --also-set {paper_generic_set(config, model)}"
+    return f"--set-out {shlex.quote(str(output.layers))}{also}"
+
+
+def filtered_store_args(config: dict, model: str, scene: str) -> str:
+    """``diffact extract`` arguments of the filtered store: the scene's store settings with the filter's set file."""
+    return extract_args(config, scarce.dataset(config, scene), model, filtered_set_file(config, model))
+
+
 def screen_store(config: dict, model: str, scene: str) -> str:
-    """The store (complete.json) the screen and the Table 3 runs of ``model`` read on ``scene``."""
-    return store_done(config, scarce.dataset(config, scene), model, screen(config).get("store_set", DEFAULT_SET))
+    """The store (complete.json) the screen and the Table 3 runs of ``model`` read on ``scene``: the filtered one
+    (scarce_filtered_store) or the store of scarce.screen.store_set."""
+    if reads_filtered_store(config):
+        return f"{compare_dir(config)}/{model}/features-{scene}/complete.json"
+    return store_done(config, scarce.dataset(config, scene), model, store_set(config))
 
 
 def kept_layers_arg(filter_csv: str) -> str:

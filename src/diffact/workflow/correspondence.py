@@ -23,7 +23,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from diffact.utils.errors import ConfigError
-from diffact.workflow.extract import extract_args, store_dir, store_done
+from diffact.workflow.extract import extract_args, pinned_threads_args, store_dir, store_done
 from diffact.workflow.profile import RANDOM_SUFFIX, dataset_entry, dataset_input, model_input, noise_draw_dataset, \
     optional_flags, results_dir, spair_subset_args
 
@@ -116,6 +116,13 @@ def table1_settings(config: dict) -> dict:
             raise ConfigError(
                 f"correspondence.table1.datasets.{role} = {name!r} must be an SPair dataset of split {role!r}, "
                 f"got kind {entry.get('kind')!r}, split {split!r}")
+    for role, key in (("val", "val_subset"), ("test", "test_subset")):
+        # A dataset entry's subset is the images its stores hold: the pairs Table 1 scores there must be that subset.
+        name = merged["datasets"][role]
+        stored = config["datasets"][name].get("subset")
+        if stored and str(stored) != str(merged.get(key) or "all"):
+            raise ConfigError(f"correspondence.table1.{key} = {merged.get(key)!r}, but datasets.{name}.subset = "
+                              f"{stored!r}: its stores hold only that subset's images; make them the same")
     if merged["noise"] not in NOISE_MODES:
         raise ConfigError(f"correspondence.table1.noise = {merged['noise']!r}; expected one of {', '.join(NOISE_MODES)}")
     draws = merged["noise_draws"]
@@ -228,37 +235,18 @@ def screen_layer_set(config: dict) -> str:
     return section(config)["layer_set"]
 
 
-def screen_store(config: dict, model: str, dataset: str | None = None) -> str:
-    """The screened store (complete.json) of ``model`` on ``dataset`` (default: correspondence.dataset)."""
-    return store_done(config, dataset or screen_dataset(config), model, screen_layer_set(config))
-
-
-def screen_reads_store(config: dict, model: str, dataset: str | None = None) -> bool:
-    """Whether the NN screen of ``model`` on ``dataset`` reads the pool store rather than streaming: only where the
-    store is written anyway (``practical_nn`` scores a screen-chosen set on the screening store), so a model is never
-    run twice over the same images. Everywhere else the screen streams and the pool is never stored (issue #19)."""
-    dataset = dataset or screen_dataset(config)
-    return dataset == screen_dataset(config) and model in practical_models(config)
-
-
 def screen_input(config: dict, model: str, dataset: str | None = None) -> list[str]:
-    """The pool store a screen reads, or what a streamed screen needs (a built demo model and dataset)."""
+    """What a streamed screen needs: a built demo model and the dataset (the screens never store the pool, issue #19;
+    nor does ``practical_nn``, which streams the same extraction)."""
     dataset = dataset or screen_dataset(config)
-    if screen_reads_store(config, model, dataset):
-        return [screen_store(config, model, dataset)]
     return model_input(config, model) + dataset_input(config, dataset)
 
 
 def screen_source_args(config: dict, model: str, dataset: str | None = None) -> str:
-    """``pck-screen``'s feature source: ``--store`` with the pairs' dataset, or, streamed, exactly the screened
-    store's ``diffact extract`` arguments (model, layer set, dataset entry with split and subset, extraction
-    settings), which give byte-identical scores (tests/test_pck_stream.py)."""
-    dataset = dataset or screen_dataset(config)
-    if screen_reads_store(config, model, dataset):
-        store = os.path.dirname(screen_store(config, model, dataset))
-        return (f"--store {shlex.quote(store)} --dataset-root {shlex.quote(dataset_root(config, dataset))} "
-                f"--split {dataset_split(config, dataset)} {subset_arg(config, dataset)}").strip()
-    return extract_args(config, dataset, model, screen_layer_set(config))
+    """The feature source of ``pck-screen`` and ``practical_nn``'s ``corr-evaluate``: exactly the ``diffact extract``
+    arguments of the screened pool store (model, layer set, dataset entry with split and subset, extraction
+    settings), which give the scores of that store byte for byte (tests/test_pck_stream.py) without writing it."""
+    return extract_args(config, dataset or screen_dataset(config), model, screen_layer_set(config))
 
 
 def dataset_root(config: dict, dataset: str | None = None) -> str:
@@ -393,12 +381,13 @@ def run_dir(config: dict, entry: str, layer_set: str) -> str:
 
 
 def train_options(config: dict) -> str:
-    """corr-train's validation subset, sizes, schedule and device (Table 1 settings, paper defaults underneath)."""
+    """corr-train's validation subset, sizes, schedule and device (Table 1 settings, paper defaults underneath); it
+    keeps only the checkpoint heldout selects (by select_metric), the one any Table 1 number reads."""
     t1 = table1_settings(config)
     return (f"--val-subset {t1.get('val_subset') or 'all'} {subset_policy(config, 'val')} --feature-size {t1['feature_size']} "
             f"--eval-size {t1['eval_size']} --epochs {t1['epochs']} --pairs-per-epoch {t1['pairs_per_epoch']} "
             f"--eval-every {t1['eval_every']} --lr {t1['lr']} --weight-decay {t1['weight_decay']} "
-            f"--seed {t1['seed']} --device {t1['device']}")
+            f"--seed {t1['seed']} --device {t1['device']} --keep-best {t1['select_metric']}")
 
 
 def eval_subset_arg(config: dict, protocol: str) -> str:

@@ -232,6 +232,8 @@ def _scarce_references(refs: _References, config: dict) -> None:
         refs.parts(f"scarce.table2.combined.{name}.parts", _as_dict(spec).get("parts"))
     screen = _as_dict(scarce.get("screen"))
     for key in ("store_set", "filter_set"):
+        if key == "store_set" and screen.get(key) == "filtered":
+            continue  # the filter's own output (workflow.compare.FILTERED_SET), not a config/layers set
         refs.layer_set_for(f"scarce.screen.{key}", screen.get(key, "pool"), models)
     compare = _as_dict(scarce.get("compare"))
     for model in _as_dict(compare.get("paper_model")):

@@ -11,7 +11,8 @@ from diffact.utils.errors import ConfigError
 # --cpus-per-task / --mem / --time / --gpus. Extra keys (e.g. slurm_partition, gpu_model) are passed on as they are.
 RESOURCE_STAGES = {
     "default": "light jobs: demo data, merges, tables, the qualitative filter",
-    "extract": "jobs that run a diffusion model: extract, noise_share, control_features",
+    "extract": ("jobs that run a diffusion model: extract, noise_share, control_features, the streamed NN screens "
+                "and practical_nn, scarce_filtered_store"),
     "train_unet": "U-Net training: build_demo_model, train_control_unet",
     "corr_train": "Table 1 aggregation-conv training (corr_train)",
     "corr_eval": "Table 1 evaluation (corr_evaluate)",
@@ -52,6 +53,14 @@ def stage_threads(config: dict, stage: str, cores, fallback: int | None = None) 
     without --cores, e.g. with --summary)."""
     value = _threads_setting(config, stage, fallback)
     return int(cores() if callable(cores) else cores) if value == "all" else value
+
+
+def demo_model_threads(config: dict) -> int | None:
+    """The torch threads a demo model trains with (``demo_models.threads``; `diffact build-demo-model --threads`
+    pins them, as the weights' bits depend on the count), which its job reserves so that snakemake runs as many
+    builds side by side as the cores allow; None where the profile does not say (the ``train_unet`` stage's
+    threads apply, and the command's own default)."""
+    return (config.get("demo_models") or {}).get("threads")
 
 
 def total_cores(workflow) -> int:

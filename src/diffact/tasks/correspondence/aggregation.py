@@ -28,7 +28,6 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -39,15 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffact.data.spair import keypoints_present
-from diffact.tasks.correspondence.matching import keypoints_to_eval_pixels, transfer_pair
+from diffact.tasks.correspondence.matching import PAPER_EVAL_SIZE, keypoints_to_eval_pixels, transfer_pair
 from diffact.tasks.correspondence.pck import ALPHAS, PER_IMAGE, PCKAccumulator, metric_column
+# The training settings live in a module without torch (the command parser reads their defaults).
+from diffact.tasks.correspondence.settings import PAPER_EVAL_SIZE, PAPER_FEATURE_SIZE, AggregationTrainSettings  # noqa: F401
 from diffact.utils.errors import ConfigError, DataError
 from diffact.utils.seeding import derive_seed, numpy_rng
 
 log = logging.getLogger(__name__)
 
-PAPER_FEATURE_SIZE = 128  # docs/paper.md §2.8: every layer → 128×128 before the conv
-PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: conv output → 512×512 for the NN search
 PAPER_TEMPERATURE = 0.07  # docs/paper.md §2.8: logit_scale = log(1/0.07), fixed (not a parameter)
 LOGIT_SCALE = math.log(1.0 / PAPER_TEMPERATURE)
 DEFAULT_CACHE_BYTES = 2 * 2**30  # resized input maps kept in memory (≈ 8 images at the paper's 3840×128²)
@@ -285,34 +284,6 @@ def clip_loss(src: torch.Tensor, trg: torch.Tensor, src_idx: torch.Tensor, trg_i
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AggregationTrainSettings:
-    """Training of the aggregation conv. Defaults are the paper's (docs/paper.md §2.8, upstream task-corres.py)."""
-
-    epochs: int = 2
-    pairs_per_epoch: int = 5000
-    eval_every: int = 500
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    seed: int = 0
-    feature_size: int = PAPER_FEATURE_SIZE
-    eval_size: int = PAPER_EVAL_SIZE
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "pairs_per_epoch", "eval_every", "feature_size", "eval_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"correspondence training setting '{name}' must be a positive integer, got {getattr(self, name)}")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ConfigError(f"need lr > 0 and weight_decay ≥ 0, got lr={self.lr}, weight_decay={self.weight_decay}")
-
-    @property
-    def steps(self) -> int:
-        return self.epochs * self.pairs_per_epoch
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 def training_pair_order(n_pairs: int, settings: AggregationTrainSettings) -> np.ndarray:
     """Indices of the training pair of every step. Each epoch takes ``pairs_per_epoch`` pairs from a
     seeded random permutation (upstream: ``np.random.permutation(train_anns)[:5000]``); when an epoch
@@ -416,6 +387,28 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 # ----------------------------------------------------------------------------------------------
 
 
+class BestCheckpoint:
+    """Keeps on disk only the checkpoint :func:`diffact.tasks.correspondence.protocol.select_checkpoint` would
+    select by ``metric`` (the highest value, the earliest on ties, NaN never chosen over a number): the heldout
+    protocol reads that one alone, and the paper protocol none (issue #19: 19 → 1 per run)."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.path: Path | None = None
+        self.value = float("nan")
+
+    def offer(self, path: Path, row: Mapping) -> None:
+        if self.metric not in row:
+            raise ConfigError(f"--keep-best {self.metric}: not a validation column (e.g. pck_img@0.10)")
+        value = float(row[self.metric])
+        if self.path is None or (not math.isnan(value) and (math.isnan(self.value) or value > self.value)):
+            if self.path is not None:
+                self.path.unlink()
+            self.path, self.value = path, value
+        else:
+            path.unlink()
+
+
 def train_aggregation(
     train_pairs: Sequence,
     train_features: PairFeatures,
@@ -429,11 +422,14 @@ def train_aggregation(
     checkpoint_meta: Mapping | None = None,
     device: str | torch.device = "cpu",
     alphas: Sequence[float] = ALPHAS,
+    keep_best: str | None = None,
 ) -> tuple[AggregationNetwork, pd.DataFrame, pd.DataFrame]:
     """Train the conv on ``train_pairs`` and evaluate it on ``val_pairs`` every ``eval_every`` steps.
 
     ``*_features``: pair → (src, trg) C×S×S maps on the ``feature_size`` grid (e.g.
-    :class:`StorePairFeatures`). With ``checkpoint_dir`` a checkpoint is saved at every evaluation.
+    :class:`StorePairFeatures`). With ``checkpoint_dir`` a checkpoint is saved at every evaluation; with
+    ``keep_best`` (a validation column) only the one the heldout protocol selects stays on disk
+    (:class:`BestCheckpoint`), while every evaluation row still names its checkpoint.
     Returns the final network, the evaluations (one row per evaluation: step, val PCK, mean training
     loss since the previous evaluation, timing, checkpoint file) and the training log (step, pair, loss).
     """
@@ -447,6 +443,7 @@ def train_aggregation(
             f"{len(order)} training steps with eval_every={settings.eval_every} give no evaluation "
             "(evaluations happen at steps > 0 that are multiples of eval_every)")
     train_log, evaluations, recent = [], [], []
+    best = BestCheckpoint(keep_best) if keep_best else None
     resize = getattr(train_features, "resize", None)  # StorePairFeatures: the stores' resize policy
     started = time.perf_counter()
     for step, index in enumerate(order):
@@ -472,6 +469,8 @@ def train_aggregation(
                 save_checkpoint(Path(checkpoint_dir) / name, network,
                                 {**dict(checkpoint_meta or {}), "step": step, "settings": settings.as_dict()})
                 row["checkpoint"] = name
+                if best is not None:
+                    best.offer(Path(checkpoint_dir) / name, row)
             evaluations.append(row)
             recent = []
             log.info("step %d: train loss %.4f, val PCK@0.1 img %.2f bbox %.2f (%.0f keypoints/s)", step,

@@ -22,15 +22,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _add_eval_grid(p) -> None:
-    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings as Train
+def _add_eval_grid(p, device: bool = True) -> None:
+    from diffact.tasks.correspondence.settings import AggregationTrainSettings as Train
     from diffact.utils.args import default_of
 
     p.add_argument("--feature-size", type=int, default=default_of(Train, "feature_size"),
                    help="every layer is resized to this square before concat (paper 128)")
     p.add_argument("--eval-size", type=int, default=default_of(Train, "eval_size"),
                    help="features are upsampled to this square for the NN search (paper 512)")
-    p.add_argument("--device", default="auto", help="torch device for the conv and matching (default: cuda if available)")
+    if device:  # corr-evaluate has the extraction's --device (the same default, auto)
+        p.add_argument("--device", default="auto", help="torch device for the conv and matching (default: cuda if available)")
 
 
 def register(subparsers) -> None:
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
 
 def _register_table1(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
-    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings as Train
+    from diffact.tasks.correspondence.settings import AggregationTrainSettings as Train
     from diffact.utils.args import default_of
 
     p = subparsers.add_parser("corr-train", help="train the correspondence aggregation conv (paper §2.8) on feature stores")
@@ -61,6 +62,9 @@ def _register_table1(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=default_of(Train, "weight_decay"))
     p.add_argument("--seed", type=int, default=default_of(Train, "seed"))
     p.add_argument("--out-dir", required=True, help="run folder (replaced atomically): evaluations.csv, train_log.csv, checkpoints/")
+    p.add_argument("--keep-best", metavar="METRIC",
+                   help="keep only the checkpoint the heldout protocol selects by this validation column (e.g. "
+                        "pck_img@0.10; corr-evaluate --select-metric); default: keep every checkpoint")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("corr-evaluate", help="one Table 1 number: nn or trained, paper or heldout protocol")
@@ -68,15 +72,19 @@ def _register_table1(subparsers) -> None:
     p.add_argument("--protocol", required=True, choices=["paper", "heldout"])
     p.add_argument("--store", action="append", default=[], help="feature store(s) of the evaluated split (val for paper, test for heldout); not needed for trained+paper")
     p.add_argument("--layers-file", action="append", default=[],
-                   help="method nn: score only the layers of this layer-set file (one per --store, e.g. a screen-chosen "
-                        "practical.yaml); default: every layer of the store")
+                   help="method nn: score only the layers of this layer-set file (one per --store, or one for the "
+                        "streamed extraction; e.g. a screen-chosen practical.yaml); default: every layer")
     p.add_argument("--run", help="corr-train run folder (method trained)")
-    p.add_argument("--dataset-root", help="SPair-71k-layout root (default: the store's)")
-    p.add_argument("--split", help="evaluated split (default: val for paper, test for heldout)")
-    p.add_argument("--subset", help="evaluated subset, e.g. val-360 / test-360 ('all' = whole split)")
-    add_subset_policy_args(p)
+    # Method nn can stream instead of reading --store (issue #19): the arguments of `diffact extract` define the
+    # store it would read (rules pass its workflow.extract_args); --dataset-root, --split and --subset are shared:
+    # the evaluated pairs (default split: val for paper, test for heldout; subset e.g. test-360, 'all' = whole split).
+    from diffact.extract.commands import add_extraction_args
+
+    add_extraction_args(p, required=False)
+    p.add_argument("--buffer-mb", type=float, default=1024,
+                   help="streaming: the most memory the cache of extracted images may hold, in MB (default %(default)s)")
     p.add_argument("--select-metric", default="pck_img@0.10", help="heldout: validation column that selects the checkpoint")
-    _add_eval_grid(p)
+    _add_eval_grid(p, device=False)
     p.add_argument("--entry", default="", help="row label: model or combination name")
     p.add_argument("--layer-set", default="", help="row label: the layer set (Table 1 name)")
     p.add_argument("--models", default="", help="row label: models joined by '+'")
@@ -98,7 +106,7 @@ def _register_table1(subparsers) -> None:
 
 def _register_screens(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
-    from diffact.tasks.correspondence.matching import PAPER_EVAL_SIZE
+    from diffact.tasks.correspondence.settings import PAPER_EVAL_SIZE
 
     from diffact.extract.commands import add_extraction_args
 
@@ -339,7 +347,8 @@ def cmd_train(args) -> int:
     with atomic_dir(out) as tmp:
         _, evaluations, train_log = train_aggregation(
             train_pairs, train_features, val_pairs, val_features, train_features.channels, settings,
-            n_models=train_features.n_models, checkpoint_dir=tmp / "checkpoints", checkpoint_meta=meta, device=device)
+            n_models=train_features.n_models, checkpoint_dir=tmp / "checkpoints", checkpoint_meta=meta, device=device,
+            keep_best=args.keep_best)
         # These validation scores feed both protocols: paper = their max, heldout = the selection.
         evaluations.insert(1, "protocol", "val-per-checkpoint")
         evaluations.insert(2, "split", "val")
@@ -398,9 +407,38 @@ def _set_file_layers(paths: list[str], stores) -> list[list[str]] | None:
             raise ConfigError(f"{path}: --layers-file needs an explicit 'layers' list")
         missing = [n for n in names if n not in store.layers]
         if missing:
-            raise DataError(f"{path}: layers {missing} are not in the feature store {store.root}")
+            where = f"the feature store {store.root}" if hasattr(store, "root") else "the extracted activations"
+            raise DataError(f"{path}: layers {missing} are not in {where}")
         layers.append(list(names))
     return layers
+
+
+def _streamed_nn_features(args, split: str, device):
+    """(pairs, subset label, StreamedPairFeatures) of ``corr-evaluate --method nn`` given the arguments of
+    ``diffact extract`` instead of ``--store``: the numbers of the store those arguments would write."""
+    from diffact.extract.commands import streamed_extraction_from_args
+    from diffact.tasks.correspondence.stream import StreamedPairFeatures
+    from diffact.utils.errors import ConfigError
+
+    if args.store:
+        raise ConfigError("corr-evaluate: --store and --model exclude each other (score stores, or extract from the "
+                          "model without storing)")
+    missing = [flag for flag, value in (("--family", args.family), ("--layers", args.layers),
+                                        ("--dataset-kind", args.dataset_kind), ("--dataset-root", args.dataset_root))
+               if not value]
+    if missing:
+        raise ConfigError(f"corr-evaluate: streaming from --model needs the arguments of diffact extract (missing "
+                          f"{', '.join(missing)})")
+    if args.dataset_kind != "spair":
+        raise ConfigError(f"corr-evaluate scores SPair pairs: --dataset-kind must be spair, got {args.dataset_kind}")
+    if len(args.layers_file) > 1:
+        raise ConfigError(f"--layers-file: got {len(args.layers_file)} files for one streamed extraction")
+    source = streamed_extraction_from_args(args)
+    pairs, subset = _evaluation_pairs(args, [], split)
+    layers = _set_file_layers(args.layers_file, [source])
+    features = StreamedPairFeatures(source, pairs, args.feature_size, layers=layers[0] if layers else None,
+                                    device=device, buffer_mb=args.buffer_mb)
+    return pairs, subset, features
 
 
 def cmd_evaluate(args) -> int:
@@ -417,6 +455,8 @@ def cmd_evaluate(args) -> int:
     device = pick_device(args.device)
     split = args.split or evaluation_split(args.protocol)
     row: dict = {}
+    if args.model and args.method != "nn":
+        raise ConfigError("corr-evaluate: the extraction arguments (--model ...) stream features for method nn only")
     if args.method == "trained":
         if args.layers_file:
             raise ConfigError("--layers-file is for method 'nn' (a trained run fixes its layers when it trains)")
@@ -446,10 +486,16 @@ def cmd_evaluate(args) -> int:
                 return evaluate(pairs, features, network, args.eval_size)
 
             row = heldout_result(evaluations, test_scores, args.select_metric, where=str(evaluations_path))
+    elif args.model:
+        pairs, subset, features = _streamed_nn_features(args, split, device)
+        row = evaluate(pairs, features, None, args.eval_size)
+        row["channels"] = features.channels
+        log.info("streamed: %d image extractions for %d pairs, feature cache peak %.4g MB", features.extracted,
+                 len(pairs), features.cache.peak_bytes / 2**20)
     else:
         stores = _open_stores(args.store)
         if not stores:
-            raise ConfigError("--store is needed for method 'nn'")
+            raise ConfigError("--store (or the extraction arguments, --model ...) is needed for method 'nn'")
         pairs, subset = _evaluation_pairs(args, stores, split)
         features = StorePairFeatures(stores, args.feature_size, layers=_set_file_layers(args.layers_file, stores),
                                      device=device)

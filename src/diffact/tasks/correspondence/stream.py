@@ -95,6 +95,18 @@ def pair_ids(pair) -> tuple[str, str]:
     return spair_image_id(pair.category, pair.src_path), spair_image_id(pair.category, pair.trg_path)
 
 
+def image_uses(pairs: Sequence, batch_of: Mapping[str, list[str]]) -> dict[str, list[int]]:
+    """Image id → the positions of the pairs that read it, every image checked against the extraction's list."""
+    uses: dict[str, list[int]] = {}
+    for position, pair in enumerate(pairs):
+        for image_id in pair_ids(pair):
+            if image_id not in batch_of:
+                raise DataError(f"image {image_id} of pair {position} ({pair.category}) is not in the dataset's "
+                                "image list: pass the same dataset arguments as the extraction")
+            uses.setdefault(image_id, []).append(position)
+    return uses
+
+
 def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float = 1024, eval_size: int = 64,
                   alphas: Sequence[float] = ALPHAS, layers: Sequence[str] | None = None,
                   label: str = "") -> pd.DataFrame:
@@ -108,13 +120,7 @@ def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float 
     if not pairs:
         raise DataError("no pairs to screen")
     batch_of = source.batch_of
-    uses: dict[str, list[int]] = {}
-    for position, pair in enumerate(pairs):
-        for image_id in pair_ids(pair):
-            if image_id not in batch_of:
-                raise DataError(f"image {image_id} of pair {position} ({pair.category}) is not in the dataset's "
-                                "image list: pass the same dataset arguments as the extraction")
-            uses.setdefault(image_id, []).append(position)
+    uses = image_uses(pairs, batch_of)
     cache = FurthestUseCache(int(buffer_mb * 2**20), uses)
     names = list(layers) if layers is not None else source.layers
     unknown = [n for n in names if n not in source.layers]
@@ -165,3 +171,75 @@ def screen_stream(source: StreamedExtraction, pairs: Sequence, buffer_mb: float 
     table.attrs["stream"] = {"image_extractions": state["extracted"], "images": len(uses),
                              "cache_peak_bytes": cache.peak_bytes}
     return table
+
+
+class StreamedPairFeatures:
+    """``features_of(pair)`` for :func:`~diffact.tasks.correspondence.aggregation.evaluate` (the hard NN of a layer
+    set, ``corr-evaluate --method nn``) streamed from the extractor instead of read from a store: the same tensors
+    :class:`~diffact.tasks.correspondence.aggregation.StorePairFeatures` gives for a store written with the same
+    extraction arguments (the store's features bit for bit, as in :func:`screen_stream`; the same float32 read-back,
+    bilinear resize and concatenation in ``layers`` order).
+
+    ``pairs``: the evaluated pairs, in the order ``evaluate`` visits them (each call is the next pair): the cache of
+    stored features (within ``buffer_mb``) drops the image needed furthest ahead, as the streamed screen's does.
+    ``layers``: the activations to concatenate (default: every one of ``source``), picked from what is extracted,
+    as ``--layers-file`` picks them from a store."""
+
+    def __init__(self, source: StreamedExtraction, pairs: Sequence, size: int, layers: Sequence[str] | None = None,
+                 device="cpu", buffer_mb: float = 1024):
+        import torch
+
+        if buffer_mb < 0:
+            raise ConfigError(f"--buffer-mb must be ≥ 0, got {buffer_mb}")
+        if size < 1:
+            raise ConfigError(f"feature size must be positive, got {size}")
+        self.source = source
+        self.pairs = list(pairs)
+        self.names = list(layers) if layers is not None else list(source.layers)
+        unknown = [n for n in self.names if n not in source.layers]
+        if unknown:
+            raise ConfigError(f"layers {', '.join(unknown)} are not among the extracted activations")
+        self.size = int(size)
+        self.device = torch.device(device)
+        self.resize = source.resize
+        self.cache = FurthestUseCache(int(buffer_mb * 2**20), image_uses(self.pairs, source.batch_of))
+        self.position = -1
+        self.extracted = 0
+        self._channels: int | None = None
+
+    @property
+    def n_models(self) -> int:
+        return 1
+
+    @property
+    def channels(self) -> int:
+        if self._channels is None:
+            raise DataError("no image extracted yet: the channel count is known after the first pair")
+        return self._channels
+
+    def _maps(self, features: Features):
+        from diffact.tasks.correspondence.aggregation import resize_and_concat
+
+        # .float(): a store is read back as float32 (FeatureStore.read), whatever its storage dtype.
+        result = resize_and_concat([features[n].float().to(self.device) for n in self.names], self.size)
+        self._channels = int(result.shape[0])
+        return result
+
+    def __call__(self, pair):
+        self.position += 1
+        if self.position >= len(self.pairs) or pair_ids(self.pairs[self.position]) != pair_ids(pair):
+            raise DataError(f"pair {self.position} is not the one planned: a StreamedPairFeatures reads its pairs "
+                            "in the order it was given them")
+        ids = pair_ids(pair)
+        found = {image_id: self.cache.get(image_id) for image_id in ids}
+        for image_id in ids:
+            self.cache.used(image_id, self.position)
+        for image_id in ids:
+            if found[image_id] is None:
+                batch = self.source.batch_of[image_id]
+                stored = self.source.stored_batch(batch)
+                self.extracted += len(batch)
+                for other, features in stored.items():
+                    self.cache.offer(other, {n: features[n] for n in self.names})
+                found.update({i: {n: f[n] for n in self.names} for i, f in stored.items() if i in ids})
+        return self._maps(found[ids[0]]), self._maps(found[ids[1]])
