@@ -106,19 +106,21 @@ def segmentation_images(root: str | Path):
 
 
 def store_map_properties(store, labels_root: str | Path | None = None, n_images: int = 0, n_pairs: int = 2000,
-                         seed: int = 0, layers: Sequence[str] | None = None) -> pd.DataFrame:
-    """P2 granularity and (with a DDPM-seg ``labels_root``) P3 locality, with its pixel baseline, of every store layer."""
+                         seed: int = 0, layers: Sequence[str] | None = None, observe=None) -> pd.DataFrame:
+    """P2 granularity and (with a DDPM-seg ``labels_root``) P3 locality, with its pixel baseline, of every store layer.
+    ``observe(image_id, layer, feature)``, when given, sees every feature read (the figure maps are taken from them
+    on the way: :class:`diffact.viz.figure_maps.FigureMapRecorder`)."""
     image_ids = store.image_ids()
     if n_images:
         image_ids = image_ids[:n_images]
     if not image_ids:
         raise DataError(f"{store.root}: the feature store holds no images")
     return _map_properties_table(lambda image_id, name: store.read_layer(image_id, name), image_ids,
-                                 layers if layers is not None else store.layers, labels_root, n_pairs, seed)
+                                 layers if layers is not None else store.layers, labels_root, n_pairs, seed, observe)
 
 
 def streamed_map_properties(source, labels_root: str | Path | None = None, n_images: int = 0, n_pairs: int = 2000,
-                            seed: int = 0) -> pd.DataFrame:
+                            seed: int = 0, observe=None) -> pd.DataFrame:
     """:func:`store_map_properties` of the store that ``source`` (a :class:`diffact.streamed.StreamedExtraction`)
     would fill, without the store: the images are visited in the store's order, so each batch is extracted once
     and dropped when the next begins (peak memory: one batch of features)."""
@@ -135,14 +137,22 @@ def streamed_map_properties(source, labels_root: str | Path | None = None, n_ima
         return held[image_id][name].float()  # a store is read back as float32 (FeatureStore.read)
 
     try:
-        return _map_properties_table(features_of, image_ids, source.layers, labels_root, n_pairs, seed)
+        return _map_properties_table(features_of, image_ids, source.layers, labels_root, n_pairs, seed, observe)
     finally:
         bar.close()
 
 
 def _map_properties_table(features_of, image_ids: Sequence[str], layers: Sequence[str],
-                          labels_root: str | Path | None, n_pairs: int, seed: int) -> pd.DataFrame:
+                          labels_root: str | Path | None, n_pairs: int, seed: int, observe=None) -> pd.DataFrame:
     from diffact.analysis.properties import map_properties
+
+    if observe is not None:
+        read = features_of
+
+        def features_of(image_id: str, name: str) -> torch.Tensor:
+            feature = read(image_id, name)
+            observe(image_id, name, feature)
+            return feature
 
     labels_of, ignore = segmentation_labels(labels_root) if labels_root else (None, 255)
     image_of = segmentation_images(labels_root) if labels_root else None
