@@ -194,3 +194,49 @@ def test_compare_budget_from_store_is_the_stores_channel_total(tmp_path):
     assert (pd.read_csv(tmp_path / "by-number-composition.csv").equals(pd.read_csv(tmp_path / "by-store-composition.csv")))
     with pytest.raises(DataError, match="does not exist"):
         store_channels(str(tmp_path / "missing.json"))
+
+
+@pytest.fixture(scope="module")
+def screen_store(demo, tmp_path_factory):
+    """Four activations of the demo dataset: three of 8 channels (trained side by side in one pass) and one of 4."""
+    root = tmp_path_factory.mktemp("scarce-screen-store")
+    dataset = open_ddpmseg(demo / "simple")
+    store = FeatureStore.create(root / "store", {"test": "screen-per-pass"})
+    gen = torch.Generator().manual_seed(1)
+    for item in dataset.images():
+        label = torch.from_numpy(load_label(item.label_path).astype(np.int64))
+        onehot = torch.nn.functional.one_hot(label, dataset.num_classes).float()
+        layers = {}
+        for i, noise in enumerate((0.1, 0.5, 2.0)):
+            good = torch.einsum("hwk,kc->chw", onehot, torch.randn(dataset.num_classes, 8, generator=gen))
+            layers[f"up-level1-repeat{i}-vit-block0-out"] = good + noise * torch.randn(good.shape, generator=gen)
+        layers["up-level0-repeat0-res-out"] = torch.randn(4, 8, 8, generator=gen)
+        store.write(item.id, layers)
+    return root / "store"
+
+
+def test_a_screen_scores_several_activations_per_pass_with_the_results_of_one_at_a_time(demo, screen_store, tmp_path,
+                                                                                         monkeypatch):
+    """scarce-screen trains the ensembles of a pass's activations side by side (one stacked module per channel
+    count and split); each activation's row is byte for byte the row it gets alone (--per-pass 1)."""
+    import diffact.tasks.scarce.pipeline as pipeline
+
+    calls = []
+    train = pipeline.train_ensembles
+    monkeypatch.setattr(pipeline, "train_ensembles", lambda streams, *a, **k: calls.append(len(streams)) or
+                        train(streams, *a, **k))
+    protocol = ["--store", str(screen_store), "--dataset", str(demo / "simple"), "--size", "16", "--splits", "2",
+                "--models", "3", "--epochs", "6", "--threads", "1"]
+    alone, together = tmp_path / "alone.csv", tmp_path / "together.csv"
+    assert main(["scarce-screen", *protocol, "--per-pass", "1", "--out", str(alone)]) == 0
+    assert calls == [1] * 8  # 4 activations x 2 splits, one at a time
+    calls.clear()
+    assert main(["scarce-screen", *protocol, "--out", str(together)]) == 0
+    assert sorted(calls) == [1, 1, 3, 3]  # per split: the three 8-channel activations together, the other alone
+    assert together.read_bytes() == alone.read_bytes()
+    table = pd.read_csv(together).set_index("activation")
+    assert len(table) == 4 and table["miou_splits"].nunique() == 4  # four different results, not one copied
+    calls.clear()
+    assert main(["scarce-screen", *protocol, "--buffer-mb", "0.04", "--out", str(tmp_path / "small.csv")]) == 0
+    assert calls == [1] * 8  # one buffer of all training pixels (~28 kB) fits, two do not: one at a time
+    assert (tmp_path / "small.csv").read_bytes() == alone.read_bytes()

@@ -568,6 +568,32 @@ def test_seg_train_overrides_build_the_run_config(tmp_path):
         build_config(SegRun(config="config/mmseg/nope.py", work_dir=str(tmp_path)))
 
 
+def test_the_run_config_is_formatted_once_for_every_copy_the_runner_shows(tmp_path, monkeypatch):
+    """mmengine formats the config with yapf each time it logs, dumps, visualises or checkpoints it (five times a
+    run, ~0.5 CPU s each): the run's config formats each content once, with mmengine's own text."""
+    import copy
+
+    import mmengine.config.config as mmconfig
+    from mmengine.config import Config
+
+    from diffact.tasks.segmentation.run import SegRun, build_config
+
+    calls = []
+    format_code = mmconfig.FormatCode
+    monkeypatch.setattr(mmconfig, "FormatCode", lambda *a, **k: calls.append(1) or format_code(*a, **k))
+    cfg = build_config(SegRun(config=str(DEMO_CONFIG), work_dir=str(tmp_path), iters=40, seed=11))
+    text = cfg.pretty_text
+    runner_copy = copy.deepcopy(cfg)  # what Runner.__init__ keeps
+    runner_copy.dump(str(tmp_path / "dumped.py"))
+    assert runner_copy.pretty_text == text and (tmp_path / "dumped.py").read_text() == text
+    assert len(calls) == 1
+    plain = Config.fromfile(str(DEMO_CONFIG))
+    plain.merge_from_dict(cfg.to_dict())
+    assert plain.pretty_text == text  # mmengine's own text
+    runner_copy.train_cfg.max_iters = 41  # a changed value is formatted again
+    assert "max_iters=41" in runner_copy.pretty_text and "max_iters=40" in cfg.pretty_text
+
+
 def test_seg_train_part_flags_must_line_up(cli):
     result = cli("seg-train", str(DEMO_CONFIG), "--work-dir", "w", "--out", "o.csv", "--model", "a", "--model", "b",
                  "--layers", "legacy")

@@ -162,8 +162,9 @@ def test_a_demo_slice_runs_through_sbatch_with_its_stages_resources_and_matches_
         rules_seen.add(rule)
         stage = stages[rule]
         resources = wf.stage_resources(config, stage)
-        # a demo model reserves the threads its training is pinned to (demo_models.threads), as its rule says
-        fallback = wf.demo_model_threads(config) if rule == "build_demo_model" else None
+        # a demo model and the Fig 15 control reserve the threads their training is pinned to, as their rules say
+        fallback = {"build_demo_model": wf.demo_model_threads(config),
+                    "train_control_unet": wf.properties.control_train_threads(config)}.get(rule)
         expected_cpus = wf.stage_threads(config, stage, cores=NODE_CORES, fallback=fallback)
         assert fields["JobState"] == "COMPLETED", (rule, fields["JobState"])
         assert (fields["NumCPUs"], fields["MinMemoryNode"], fields["TimeLimit"]) == (

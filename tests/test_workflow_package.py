@@ -2,6 +2,7 @@
 demo plans the same jobs per rule as before the package existed, each rules file reads only names of the package
 or of common.smk (so the includes may come in any order), and no rule runs Python inside its shell command."""
 
+import json
 import re
 import subprocess
 import sys
@@ -250,3 +251,63 @@ def test_demo_extraction_jobs_share_the_cores_with_pinned_torch_threads():
     rule = (ROOT / "workflow" / "rules" / "extract.smk").read_text()
     control = rule[rule.index("rule control_features:"):]
     assert "threads=wf.pinned_threads_args(config)" in control and "control-features {params.threads}" in control
+
+
+# Snakemake's own view of jobs (threads reserved, priority) through its API: a dry run's printout shows neither.
+_JOBS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import DAGSettings, ResourceSettings
+
+root, cores, targets = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+with SnakemakeApi() as api:
+    workflow_api = api.workflow(resource_settings=ResourceSettings(cores=cores), snakefile=root / "Snakefile",
+                                workdir=root)
+    workflow_api.dag(DAGSettings(targets=set(targets), forceall=True))
+    workflow = workflow_api._workflow
+    workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+    workflow._build_dag()
+    workflow.dag.update_priority()
+    jobs = [{"rule": j.rule.name, "wildcards": dict(j.wildcards), "threads": j.threads, "priority": j.priority}
+            for j in workflow.dag.jobs]
+print("JOBS " + json.dumps(jobs))
+"""
+
+
+def planned_jobs(targets: list[str], cores: int) -> list[dict]:
+    """Each job snakemake plans for ``targets`` on ``cores`` cores: rule, wildcards, threads, priority."""
+    done = subprocess.run([sys.executable, "-c", _JOBS_SCRIPT, str(ROOT), str(cores), *targets], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    line = next(s for s in done.stdout.splitlines() if s.startswith("JOBS "))
+    return json.loads(line[len("JOBS "):])
+
+
+def test_model_jobs_reserve_one_core_each_and_the_unets_build_before_the_dit():
+    """On the demo's 2 cores: the Fig 15 control (1 pinned torch thread, ~7 CPU s) reserves 1 core (the rule's
+    fallback is the pinned count; before, only `resources.default` kept it from the train_unet stage's `all`), and
+    the U-Net builds, which most jobs wait for, have a higher priority than the DiT's, so snakemake does not start
+    the DiT's 5-minute build first (the priority assertion fails on the rule without `priority:`)."""
+    built = [m for m, entry in DEMO["models"].items() if entry.get("build")] + ["sd15-tiny-random"]
+    targets = [f"{wf.model_entry(DEMO, m)['source']}/model_index.json" for m in built]
+    targets.append(f"{wf.properties.control_model_dir(DEMO)}/model.safetensors")
+    jobs = planned_jobs(targets, cores=2)
+    control = [j for j in jobs if j["rule"] == "train_control_unet"]
+    assert len(control) == 1 and control[0]["threads"] == wf.properties.CONTROL_TRAIN_THREADS == 1
+    builds = {j["wildcards"]["model"]: j for j in jobs if j["rule"] == "build_demo_model"}
+    assert set(builds) == set(built)
+    unets = [m for m in built if not wf.is_transformer(DEMO, m)]
+    dits = [m for m in built if wf.is_transformer(DEMO, m)]
+    assert unets and dits == ["sd3-tiny"]
+    assert min(builds[m]["priority"] for m in unets) > max(builds[m]["priority"] for m in dits)
+    assert all(j["threads"] == 1 for j in builds.values())
+
+
+def test_the_control_command_pins_the_threads_its_rule_reserves():
+    """train-control-unet pins its torch threads in its parser (the cli does not import diffact.workflow, which
+    takes seconds); the workflow's CONTROL_TRAIN_THREADS must be that number."""
+    from diffact.cli import build_parser
+
+    args = build_parser().parse_args(["train-control-unet", "--dataset-root", "d", "--out", "o"])
+    assert args.threads == wf.properties.control_train_threads(DEMO)

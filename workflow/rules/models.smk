@@ -17,6 +17,7 @@ rule build_demo_model:
     log:
         f"{LOGS}/models/{{model}}.log",
     threads: stage_threads("train_unet", fallback=wf.demo_model_threads(config))
+    priority: lambda w: wf.build_priority(config, w.model)
     resources: **stage_resources("train_unet")
     conda: ENV
     shell:
@@ -40,7 +41,7 @@ rule train_control_unet:
         folder=lambda w, output: os.path.dirname(output.model),
     log:
         f"{LOGS}/models/{wf.properties.CONTROL}.log",
-    threads: stage_threads("train_unet")
+    threads: stage_threads("train_unet", fallback=wf.properties.control_train_threads(config))
     resources: **stage_resources("train_unet")
     conda: ENV
     shell:

@@ -100,7 +100,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=default_of(ControlConfig, "steps"))
     p.add_argument("--seed", type=int, default=default_of(ControlConfig, "seed"))
     p.add_argument("--loss-csv", help="training curve CSV")
-    # a tiny network: more threads only contend on the small CPU machines
+    # a tiny network: more threads only contend on the small CPU machines. The rule reserves this many cores
+    # (workflow.properties.CONTROL_TRAIN_THREADS, not imported here: diffact.workflow takes seconds to import)
     p.set_defaults(func=cmd_train_control, threads=1)
 
     p = subparsers.add_parser("control-features", help="the control U-Net's feature store and noise share")

@@ -205,6 +205,17 @@ def figure_names(config: dict) -> list[str]:
     return names
 
 
+# `diffact train-control-unet` pins its torch threads to this count (the weights' bits depend on it; the rule passes
+# no --threads), so its job reserves this many cores and leaves the others to the jobs beside it: the Fig 15 control
+# is a tiny network (about 7 CPU s) that more threads only make contend.
+CONTROL_TRAIN_THREADS = 1
+
+
+def control_train_threads(config: dict) -> int:
+    """Cores a train_control_unet job reserves: the torch threads its command is pinned to."""
+    return CONTROL_TRAIN_THREADS
+
+
 # ---- command-line flags a profile may set; left out, the command's own default applies -------------------------
 
 

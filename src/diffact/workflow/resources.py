@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from diffact.utils.errors import ConfigError
+from diffact.workflow.profile import is_transformer
 
 # ---- resources per rule ---------------------------------------------------------------------------------------
 # Every rule belongs to one stage; the config's `resources` section sets, per stage, the threads, memory (mem_mb),
@@ -61,6 +62,18 @@ def demo_model_threads(config: dict) -> int | None:
     builds side by side as the cores allow; None where the profile does not say (the ``train_unet`` stage's
     threads apply, and the command's own default)."""
     return (config.get("demo_models") or {}).get("threads")
+
+
+# Snakemake runs the ready job of highest priority first (0 is its default). Most of the demo's jobs wait for the
+# U-Nets (extraction, screens, Tables 1-3, segmentation); only the property figures and the NN screen read the DiT,
+# so on 2 cores the U-Nets must not queue behind the DiT's 5-minute build.
+UNET_BUILD_PRIORITY = 1
+DIT_BUILD_PRIORITY = 0
+
+
+def build_priority(config: dict, model: str) -> int:
+    """Snakemake ``priority`` of the job that builds demo model ``model``: U-Nets before diffusion transformers."""
+    return DIT_BUILD_PRIORITY if is_transformer(config, model) else UNET_BUILD_PRIORITY
 
 
 def total_cores(workflow) -> int:

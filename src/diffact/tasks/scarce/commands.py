@@ -15,6 +15,11 @@ import logging
 
 log = logging.getLogger(__name__)
 
+# Activations a screen scores per pass (their ensembles train as one stacked module; the CSV is rewritten after
+# each pass). Results do not depend on it: it only sets how much a killed screen recomputes and how many tiny
+# MLP steps share one call.
+SCREEN_PER_PASS = 32
+
 
 def _add_protocol_args(p) -> None:
     # The defaults are the dataclasses' (the paper's protocol, §2.10), written there once.
@@ -48,6 +53,8 @@ def _add_protocol_args(p) -> None:
 
 
 def register(subparsers) -> None:
+    from diffact.utils.args import positive_int
+
     p = subparsers.add_parser("scarce", help="label-scarce segmentation mIoU of one activation set, per split")
     _add_protocol_args(p)
     p.add_argument("--layers", action="append",
@@ -66,8 +73,11 @@ def register(subparsers) -> None:
     p.add_argument("--layers-from-csv", metavar="CSV:COLUMN:WHERE=VALUE",
                    help="instead of --layers: the COLUMN of the CSV's rows whose WHERE column reads VALUE (e.g. the "
                         "qualitative filter's layer:kept=True), in the CSV's order")
-    p.add_argument("--out", required=True, help="CSV, one row per activation; rewritten after each activation")
+    p.add_argument("--out", required=True, help="CSV, one row per activation; rewritten after each pass")
     p.add_argument("--no-resume", action="store_true", help="recompute activations already in OUT")
+    p.add_argument("--per-pass", type=positive_int, default=SCREEN_PER_PASS, metavar="N",
+                   help="activations scored per pass, their ensembles trained side by side (default %(default)s; "
+                        "results do not depend on it, their buffers together stay within --buffer-mb)")
     p.set_defaults(func=cmd_screen)
 
     p = subparsers.add_parser("scarce-compare", help="rank screens per resolution beside the paper (Tables 4-6)")
@@ -213,7 +223,7 @@ def cmd_screen(args) -> int:
 
     import pandas as pd
 
-    from diffact.tasks.scarce.pipeline import check_layers, load_labels, run_scarce, summary_row
+    from diffact.tasks.scarce.pipeline import check_layers, load_labels, run_each, summary_row
     from diffact.utils.errors import ConfigError
     from diffact.utils.io import write_csv
 
@@ -236,19 +246,19 @@ def cmd_screen(args) -> int:
             log.warning("%s was made with other settings; recomputing every activation", args.out)
     done = {row["activation"] for row in rows}
     labels = load_labels(dataset, config.size)  # shared by every activation
-    for i, name in enumerate(layers):
-        if name in done:
-            continue
-        log.info("[%d/%d] %s", i + 1, len(layers), name)
-        results = run_scarce(store, dataset, [name], config, labels=labels)
-        row = summary_row(results, [name], store.shape(name)[0], config)
-        row.pop("class_iou")
-        c, h, w = store.shape(name)
-        row.update(height=h, width=w, dataset=dataset.info.name)
-        rows.append(row)
-        order = {n: k for k, n in enumerate(layers)}
+    todo = [name for name in layers if name not in done]
+    order = {n: k for k, n in enumerate(layers)}
+    for start in range(0, len(todo), args.per_pass):
+        names = todo[start : start + args.per_pass]
+        log.info("[%d-%d/%d] %s", len(done) + start + 1, len(done) + start + len(names), len(layers), ", ".join(names))
+        for name, results in zip(names, run_each(store, dataset, names, config, labels=labels)):
+            row = summary_row(results, [name], store.shape(name)[0], config)
+            row.pop("class_iou")
+            c, h, w = store.shape(name)
+            row.update(height=h, width=w, dataset=dataset.info.name)
+            rows.append(row)
         frame = pd.DataFrame(rows).sort_values("activation", key=lambda s: s.map(order), kind="stable")
-        write_csv(args.out, frame)  # rewritten after every activation: a killed screen resumes from here
+        write_csv(args.out, frame)  # rewritten after every pass: a killed screen resumes from here
     log.info("screened %d activations → %s", len(layers), args.out)
     return 0
 

@@ -114,6 +114,26 @@ class StackedMLP(nn.Module):
             for name, t in self.state_dict().items():
                 t[member].copy_(state[name])
 
+    def tiled(self, copies: int) -> "StackedMLP":
+        """``copies`` copies of all members side by side (copy i holds members i·M … i·M+M-1)."""
+        if copies == 1:
+            return self
+        out = StackedMLP(copies * self.members, self.in_channels, self.num_classes)
+        with torch.no_grad():
+            for name, t in out.state_dict().items():
+                t.copy_(torch.cat([self.state_dict()[name]] * copies))
+        return out
+
+    def members_slice(self, part: slice) -> "StackedMLP":
+        """Members ``part`` as a stacked module of their own, in the mode this one is in."""
+        own = self.state_dict()
+        count = len(range(*part.indices(self.members)))
+        out = StackedMLP(count, self.in_channels, self.num_classes)
+        with torch.no_grad():
+            for name, t in out.state_dict().items():
+                t.copy_(own[name][part])
+        return out.train(self.training)
+
     def member(self, m: int) -> nn.Sequential:
         """Member ``m`` as a standalone ``nn.Sequential`` (see :func:`single_mlp`), in eval mode."""
         seq = single_mlp(self.in_channels, self.num_classes)
@@ -198,30 +218,54 @@ def train_ensemble(stream, num_classes: int, settings: EnsembleTrainSettings, se
                    progress: bool = False) -> tuple[StackedMLP, dict]:
     """Train the ensemble on a :class:`~diffact.tasks.scarce.pixels.PixelStream`; return it (eval mode) and a
     log dict (epochs and batches each member trained for, its last loss)."""
+    return train_ensembles([stream], num_classes, settings, seed=seed, keys=keys, progress=progress)[0]
+
+
+def train_ensembles(streams, num_classes: int, settings: EnsembleTrainSettings, seed: int = 0, keys: tuple = (),
+                    progress: bool = False) -> list[tuple[StackedMLP, dict]]:
+    """Train one ensemble per stream (e.g. one per activation of a screen), all in one stacked module of
+    ``len(streams) × members`` members, so each optimiser step runs every stream's batch at once: the tiny MLPs'
+    cost is the per-step overhead of Python and kernel calls, paid once per step instead of once per stream.
+
+    Each stream's ensemble is the one :func:`train_ensemble` trains on it alone: the same initial weights (seeded
+    by ``seed``, ``keys`` and the member index only), the same batch order (:func:`member_batches` with the same
+    seeded generator; the streams must hold the same number of pixels in the same buffer sizes), and the members
+    share nothing (stacked layers, per-channel BatchNorm, element-wise Adam, the loss summed over members). A
+    stream's members keep their snapshots when they stop early; training runs until every member of every stream
+    has stopped, which changes nothing for the stopped ones. The streams must have equal channel counts."""
     from tqdm.auto import tqdm
 
+    channels = {stream.channels for stream in streams}
+    if len(channels) != 1:
+        raise ValueError(f"streams trained together need one channel count, got {sorted(channels)}")
+    n, per = len(streams), settings.members
     device = torch.device(settings.device)
-    model = StackedMLP(settings.members, stream.channels, num_classes)
+    model = StackedMLP(per, channels.pop(), num_classes)
     model.init_weights(seed, *keys)
+    model = model.tiled(n)
     model.to(device).train()
+    members = n * per
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    stopper = EarlyStop(settings.members, settings.stop_after_epoch, settings.patience)
+    stopper = EarlyStop(members, settings.stop_after_epoch, settings.patience)
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    batches_run = np.zeros(settings.members, dtype=np.int64)
-    epochs_run = np.zeros(settings.members, dtype=np.int64)
-    last_loss = np.full(settings.members, np.nan)
+    batches_run = np.zeros(members, dtype=np.int64)
+    epochs_run = np.zeros(members, dtype=np.int64)
+    last_loss = np.full(members, np.nan)
     bar = tqdm(range(settings.max_epochs), desc="epochs", leave=False, disable=None if progress else True)
     for epoch in bar:
-        rng = numpy_rng(seed, *keys, "batches", epoch)
         epochs_run[~stopper.stopped] += 1
-        for step, (xb, yb) in enumerate(member_batches(stream.buffers(epoch), settings.members,
-                                                       settings.batch_size, rng)):
+        # one generator per stream, all seeded alike: each stream gets the batches it would get alone
+        batches = [member_batches(stream.buffers(epoch), per, settings.batch_size,
+                                  numpy_rng(seed, *keys, "batches", epoch)) for stream in streams]
+        for step, parts in enumerate(zip(*batches, strict=True)):
             if settings.max_batches_per_epoch is not None and step >= settings.max_batches_per_epoch:
                 break
+            xb = parts[0][0] if n == 1 else torch.cat([x for x, _ in parts])
+            yb = parts[0][1] if n == 1 else torch.cat([y for _, y in parts])
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             logits = model(xb)  # (M, B, K)
             losses = F.cross_entropy(logits.reshape(-1, num_classes), yb.reshape(-1), reduction="none")
-            losses = losses.view(settings.members, -1).mean(dim=1)  # each member's own mean batch loss
+            losses = losses.view(members, -1).mean(dim=1)  # each member's own mean batch loss
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # members share no weights, so the sum gives each its own gradient
             optimizer.step()
@@ -239,10 +283,14 @@ def train_ensemble(stream, num_classes: int, settings: EnsembleTrainSettings, se
     for m, state in snapshots.items():
         model.restore(m, state)
     model.eval()
-    info = {"epochs": epochs_run.tolist(), "batches": batches_run.tolist(), "last_loss": last_loss.tolist(),
-            "early_stopped": stopper.stopped.tolist()}
-    log.debug("ensemble trained: %s", info)
-    return model, info
+    trained = []
+    for i in range(n):
+        part = slice(i * per, (i + 1) * per)
+        info = {"epochs": epochs_run[part].tolist(), "batches": batches_run[part].tolist(),
+                "last_loss": last_loss[part].tolist(), "early_stopped": stopper.stopped[part].tolist()}
+        log.debug("ensemble trained: %s", info)
+        trained.append((model if n == 1 else model.members_slice(part), info))
+    return trained
 
 
 def vote(member_predictions: torch.Tensor, num_classes: int) -> torch.Tensor:

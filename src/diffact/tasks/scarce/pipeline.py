@@ -24,9 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from diffact.data.ddpmseg import SegDataset, SegImage, load_label
-from diffact.tasks.scarce.ensemble import predict, train_ensemble
+from diffact.tasks.scarce.ensemble import predict, train_ensembles
 # The settings and the protocol constants live in a module without torch (the command parser reads their defaults).
-from diffact.tasks.scarce.settings import ScarceConfig  # noqa: F401
+from diffact.tasks.scarce.settings import EnsembleTrainSettings, ScarceConfig  # noqa: F401
 from diffact.tasks.scarce.metrics import confusion_matrix, class_ious, mean_and_std, mean_iou
 from diffact.tasks.scarce.pixels import (
     PixelStream, gather_pixels, ignore_small_classes, resize_label, training_image,
@@ -111,7 +111,12 @@ def run_split(store, dataset: SegDataset, layers: Sequence[str], labels: dict[st
               train_items: Sequence[SegImage], test_items: Sequence[SegImage], config: ScarceConfig,
               split: int, progress: bool = False) -> SplitResult:
     """Train on ``train_items`` and evaluate on ``test_items`` (one re-split)."""
-    started = time.perf_counter()
+    return run_split_sets([(store, layers)], dataset, labels, train_items, test_items, config, split, progress)[0]
+
+
+def _training_stream(store, dataset: SegDataset, layers: Sequence[str], labels: dict[str, np.ndarray],
+                     train_items: Sequence[SegImage], config: ScarceConfig, split: int) -> PixelStream:
+    """The training pixels of one split for one layer set (its buffer is allocated on first use)."""
     ids = set(store.image_ids())
     k, ignore = dataset.num_classes, dataset.ignore_label
     images = []
@@ -129,24 +134,86 @@ def run_split(store, dataset: SegDataset, layers: Sequence[str], labels: dict[st
     if stream.total_pixels < config.train.batch_size:
         raise DataError(f"{dataset.root}: only {stream.total_pixels} labelled training pixels in split {split}; "
                         f"need at least one batch of {config.train.batch_size}")
-    model, info = train_ensemble(stream, k, config.train, seed=config.seed, keys=("split", split), progress=progress)
-    log.info("split %d: training pixels streamed in %d buffers of <= %d pixels; buffer %d bytes", split,
-             stream.n_buffers, stream.buffer_pixels, stream.peak_bytes)
-    stream.release()  # the buffer is not needed for the evaluation
-    test_keys = [store_key(ids, item, store.root) for item in test_items]
-    conf = evaluate(model, store, layers, test_keys, [labels[item.id] for item in test_items], config.size, k,
-                    ignore, config.predict_chunk)
-    ious = class_ious(conf, ignore, config.ignored_pixels, config.absent)
-    return SplitResult(
-        split=split,
-        train_ids=[item.id for item in train_items],
-        test_ids=[item.id for item in test_items],
-        miou=mean_iou(conf, ignore, config.ignored_pixels, config.absent),
-        class_iou=[float(v * 100) for v in ious],
-        train_pixels=stream.total_pixels,
-        seconds=time.perf_counter() - started,
-        training=info,
-    )
+    return stream
+
+
+def trained_together(streams: Sequence[PixelStream], budget_bytes: float) -> list[list[int]]:
+    """Indices of ``streams`` in groups that train as one stacked module: equal channel counts (one weight
+    shape), and the group's buffers together within ``budget_bytes`` (the memory one stream may take alone), so a
+    group never holds more pixels than one set's run did; a stream whose buffer alone exceeds it trains alone."""
+    groups: list[list[int]] = []
+    open_groups: dict[int, tuple[list[int], int]] = {}  # channels → (group, bytes)
+    for i, stream in enumerate(streams):
+        need = stream.capacity * stream.row_bytes
+        group, used = open_groups.get(stream.channels, (None, 0))
+        if group is None or used + need > budget_bytes:
+            group, used = [], 0
+            groups.append(group)
+        group.append(i)
+        open_groups[stream.channels] = (group, used + need)
+    return groups
+
+
+def run_split_sets(sets: Sequence[tuple[object, Sequence[str]]], dataset: SegDataset, labels: dict[str, np.ndarray],
+                   train_items: Sequence[SegImage], test_items: Sequence[SegImage], config: ScarceConfig,
+                   split: int, progress: bool = False) -> list[SplitResult]:
+    """One re-split for several layer sets, each ``(feature source, layers)``: the sets' ensembles train side by
+    side where :func:`trained_together` allows (:func:`~diffact.tasks.scarce.ensemble.train_ensembles`: each the
+    ensemble it would be alone), then each is evaluated on ``test_items``. One result per set, in order."""
+    started = time.perf_counter()
+    k, ignore = dataset.num_classes, dataset.ignore_label
+    streams = [_training_stream(store, dataset, layers, labels, train_items, config, split) for store, layers in sets]
+    trained: dict[int, tuple] = {}
+    for group in trained_together(streams, config.buffer_mb * 2**20):
+        members = train_ensembles([streams[i] for i in group], k, config.train, seed=config.seed,
+                                  keys=("split", split), progress=progress)
+        for i, model_info in zip(group, members):
+            trained[i] = model_info
+            log.info("split %d: training pixels streamed in %d buffers of <= %d pixels; buffer %d bytes", split,
+                     streams[i].n_buffers, streams[i].buffer_pixels, streams[i].peak_bytes)
+            streams[i].release()  # the buffer is not needed for the evaluation
+    results = []
+    for i, (store, layers) in enumerate(sets):
+        model, info = trained[i]
+        ids = set(store.image_ids())
+        test_keys = [store_key(ids, item, store.root) for item in test_items]
+        conf = evaluate(model, store, layers, test_keys, [labels[item.id] for item in test_items], config.size, k,
+                        ignore, config.predict_chunk)
+        ious = class_ious(conf, ignore, config.ignored_pixels, config.absent)
+        results.append(SplitResult(
+            split=split,
+            train_ids=[item.id for item in train_items],
+            test_ids=[item.id for item in test_items],
+            miou=mean_iou(conf, ignore, config.ignored_pixels, config.absent),
+            class_iou=[float(v * 100) for v in ious],
+            train_pixels=streams[i].total_pixels,
+            seconds=time.perf_counter() - started,
+            training=info,
+        ))
+    return results
+
+
+def run_each(store, dataset: SegDataset, names: Sequence[str], config: ScarceConfig,
+             labels: dict[str, np.ndarray] | None = None, progress: bool = False) -> list[list[SplitResult]]:
+    """The full protocol for each activation of ``names`` alone (the screen), several per pass: per re-split the
+    activations' ensembles train side by side (:func:`run_split_sets`). Each activation's results are those of
+    ``run_scarce(store, dataset, [name], config)``. One list of :class:`SplitResult` per name, in order."""
+    config.validate()
+    names = check_layers(store, names)
+    sets = [(feature_source(store, [name], config.upsample), [name]) for name in names]
+    labels = labels if labels is not None else load_labels(dataset, config.size)
+    pool = dataset.images()
+    splits = make_splits(len(dataset.train), len(pool), config.splits, config.seed, config.shuffle)
+    per_name: list[list[SplitResult]] = [[] for _ in names]
+    for s, (train_idx, test_idx) in enumerate(splits):
+        results = run_split_sets(sets, dataset, labels, [pool[i] for i in train_idx], [pool[i] for i in test_idx],
+                                 config, s, progress=progress)
+        for found, result in zip(per_name, results):
+            found.append(result)
+    for name, results in zip(names, per_name):
+        mean, std = mean_and_std([r.miou for r in results])
+        log.info("%s: mIoU %.2f ± %.2f over %d splits", name, mean, std, len(results))
+    return per_name
 
 
 def run_scarce(store, dataset: SegDataset, layers: Sequence[str], config: ScarceConfig,

@@ -113,6 +113,8 @@ def build_config(run: SegRun):
     """The mmengine Config of a run: the file plus every override."""
     from mmengine.config import Config
 
+    from diffact.tasks.segmentation.config_text import formatted_once
+
     path = Path(run.config)
     if not path.is_file():
         raise ConfigError(f"mmseg config {path} does not exist (see config/mmseg/)")
@@ -131,7 +133,7 @@ def build_config(run: SegRun):
     cfg.work_dir = str(run.work_dir)
     cfg.resume = bool(run.resume)
     check_train_batch(cfg, path)
-    return cfg
+    return formatted_once(cfg)
 
 
 def _forward_logs(runner) -> None:
