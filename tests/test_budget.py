@@ -20,7 +20,7 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 308, "extract": 77, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
+    "extract_shard": 116, "extract": 29, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 14, "property_maps": 16,
     "properties_table": 8, "fig_properties_unet_vs_dit": 1, "fig02_architecture": 4, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
@@ -92,7 +92,9 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 83 and extract["forward_passes"] == sum(s["images"] for s in stores)
+    assert len(stores) == 35 and extract["forward_passes"] == sum(s["images"] for s in stores)
+    # Table 1 streams its trn/val features (noise: stream): only its test stores are planned
+    assert not [s for s in stores if s["dataset"].startswith(("spair-trn", "spair-val"))]
 
 
 def test_paper_budget_jobs_match_the_dag(paper_budget):
@@ -115,7 +117,7 @@ def test_paper_budget_records_where_every_count_comes_from(paper_budget):
 
 def test_paper_store_bytes_follow_the_layer_shapes(paper_budget):
     stores = {(s["dataset"], s["model"], s["layer_set"]): s for s in paper_budget["stores"]}
-    sdxl_practical = stores[("spair-trn", "sdxl", "practical")]
+    sdxl_practical = stores[("spair", "sdxl", "practical")]  # Table 1's test store
     # Ours-XL at 1024 px: 2 × 1280 @ 32² (up-level0 blocks) + 640 @ 64² (cross-q) + 640 @ 64² (block0-out), fp16
     tensors = 2 * (2 * 1280 * 32 * 32 + 2 * 640 * 64 * 64)
     assert tensors < sdxl_practical["bytes_per_image"] < tensors + 4096
@@ -145,7 +147,13 @@ def test_paper_segmentation_keeps_one_checkpoint_per_run(paper_budget):
         schedule = bd.seg_schedule(config, dataset, model, layer_set)
         assert (schedule["checkpoints_written"], schedule["checkpoints"]) == (10, 1), (dataset, model, layer_set)
     segmentation = next(s for s in paper_budget["stages"] if s["name"] == "segmentation")
-    assert segmentation["disk_bytes"] < 40e9  # 10 runs × one 1.3-8.7 GB checkpoint
+    # 10 runs × one checkpoint, the final one: weights only (0.4-2.9 GB), without AdamW's moments (FinalCheckpointHook)
+    finals = [bd.segmentor_trainable(config, segplan.run_parts(config, m, ls),
+                                     bd.seg_schedule(config, d, m, ls)["num_classes"],
+                                     bd.seg_schedule(config, d, m, ls)["head_channels"]) for d, m, ls in runs]
+    assert segmentation["disk_bytes"] == sum(f["final_checkpoint_bytes"] for f in finals)
+    assert all(f["checkpoint_bytes"] - f["final_checkpoint_bytes"] == 2 * 4 * f["params"] for f in finals)  # the moments
+    assert segmentation["disk_bytes"] < 13e9
 
 
 def small_config():
@@ -158,11 +166,13 @@ def small_config():
 def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no dataset root exists: every count comes from SMALL_SIZES
     budget = bd.compute_budget(small_config(), bench=None, sizes=SMALL_SIZES)
-    spair_screen, trn, val, test, horse, bedroom = 3, 10, 4, 8, 4, 4
-    draws = small_config()["correspondence"]["table1"]["noise_draws"]
-    assert draws == 4
-    # each Table 1 part is stored on the trn, val(-360) and test datasets, trn and val once per noise draw
-    table1 = draws * (trn + val) + test
+    spair_screen, test, horse, bedroom = 3, 8, 4, 4  # SMALL_SIZES (trn and val stream: their counts do not enter)
+    assert small_config()["correspondence"]["table1"]["noise"] == "stream"
+    # each Table 1 part is stored on the test dataset only; trn and val stream: per entry part, 2 passes per training
+    # step (10,000) and per val-360 pair at each of the 19 validations and the NN on val
+    table1 = test
+    stream = 2 * 10000 + 2 * 360 * (19 + 1)
+    parts = {"sd15": 2 + 1, "sdxl": 2 + 1, "pgv2": 0 + 1}  # its Table 1 sets (legacy, practical) + its part of Ours-XL-t
     filtered = horse + bedroom  # the label-scarce screens' stores of the filtered activations, both scenes
     extract = {
         # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + properties + Table 2 right
@@ -187,7 +197,7 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
            "pixart-sigma": 0, "sd3-medium": 0, "flux-dev": 0}
     size = {"sd15": 512, "sd21": 512, "sdxl": 1024, "pgv2": 1024, "pixart-sigma": 1024, "sd3-medium": 1024,
             "flux-dev": 1024}
-    expected = {f"{m}@{size[m]}px": extract[m] + noise + seg[m] for m in size}
+    expected = {f"{m}@{size[m]}px": extract[m] + noise + seg[m] + parts.get(m, 0) * stream for m in size}
     assert budget["total"]["forward_passes_by_model"] == expected
     assert budget["total"]["forward_passes"] == sum(expected.values())
     stages = {s["name"]: s for s in budget["stages"]}

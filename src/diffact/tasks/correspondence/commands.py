@@ -380,7 +380,8 @@ def cmd_train(args) -> int:
                                       "n_train_pairs": len(train_pairs), "device": str(device),
                                       "noise_draw_stores": {"trn": [[str(s.root) for s in d] for d in train_draws],
                                                             "val": [[str(s.root) for s in d] for d in val_draws]},
-                                      "images_read_per_draw": visits, "image_extractions": extractions})
+                                      "images_read_per_draw": visits,
+                                      **({"image_extractions": extractions} if extractions else {})})
         write_csv(tmp / "evaluations.csv", without_timings(evaluations))  # speeds are in the log
     best = evaluations["pck_img@0.10"].max() if not evaluations.empty else float("nan")
     log.info("wrote %s (%d evaluations, best val PCK@0.1 img %.2f)", out, len(evaluations), best)
