@@ -84,8 +84,8 @@ def test_table1_scores_the_subset_its_stores_hold():
 
 
 def test_stream_noise_plans_no_trn_or_val_store():
-    """noise: stream (the paper profile): corr_train and the NN on val get each model's extract arguments instead of
-    stores; the heldout numbers still read the test store. The demo keeps its draws, commands unchanged."""
+    """noise: stream (the paper profile): corr_train, the NN on val and the heldout numbers get each model's extract
+    arguments instead of stores, so Table 1 plans no store. The demo keeps its draws, commands unchanged."""
     from diffact.workflow import correspondence as corr
 
     paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
@@ -97,8 +97,12 @@ def test_stream_noise_plans_no_trn_or_val_store():
     assert corr.eval_stores(paper, "sd15", "legacy", "nn", "paper") == []
     source = corr.eval_source_args(paper, "sd15", "legacy", "nn", "paper", [])
     assert source.startswith("--extract ") and "--split val" in source and source.endswith("--seed 0")
-    assert len(corr.eval_stores(paper, "sd15", "legacy", "trained", "heldout")) == 1  # the test store
-    assert corr.eval_source_args(paper, "sd15", "legacy", "trained", "heldout", ["s/complete.json"]) == "--store s"
+    # heldout streams the test pairs too, both methods with the same draws; trained + paper reads the training log
+    for method in ("nn", "trained"):
+        assert corr.eval_stores(paper, "sd15", "legacy", method, "heldout") == []
+        assert "--split test" in corr.eval_source_args(paper, "sd15", "legacy", method, "heldout", [])
+    assert corr.role_datasets(paper, "test") == []
+    assert corr.eval_source_args(paper, "sd15", "legacy", "trained", "paper", []) == ""
 
     assert table1_settings(CONFIG)["noise"] == "draws"
     draws = CONFIG["correspondence"]["table1"]["noise_draws"]

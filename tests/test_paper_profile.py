@@ -30,7 +30,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # each; scarce.screen.store_set: filtered), not of the pool.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 116, "extract": 29,  # noise: stream: no trn/val store of Table 1 (48 stores × 4 shards + merge)
+    "extract_shard": 92, "extract": 23,  # noise: stream: no store of Table 1 (54 stores × 4 shards + merge)
     "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,

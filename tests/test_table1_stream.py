@@ -1,7 +1,8 @@
 """Table 1's conv with fresh noise per visit (``correspondence.table1.noise: stream``, issue #19 point 2):
 ``corr-train --train-extract/--val-extract`` extracts every trn and val image anew at each visit, with noise seeded by
 (seed, split, image, visit) as GDF re-extracts each pair, so no noise-draw store is written; the same arguments give
-the same bytes, another seed other numbers, and ``corr-evaluate --extract`` scores the NN on the same features."""
+the same bytes, another seed other numbers, and ``corr-evaluate --extract`` scores the NN and the heldout test the same
+way (no Table 1 store at all)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,18 @@ def test_stream_trains_and_is_deterministic(cli, spair, tiny_pipeline_dirs, tmp_
     assert len(evaluations) == 2 and evaluations["pck_img@0.10"].notna().all()
     [kept] = (first / "checkpoints").iterdir()
     assert kept.name in set(evaluations["checkpoint"])
+    # heldout: the selected checkpoint on the test pairs, extracted per pair as well; twice the same bytes
+    rows = []
+    for name in ("t1.csv", "t2.csv"):
+        done = cli("corr-evaluate", "--method", "trained", "--protocol", "heldout", "--run", first, "--dataset-root",
+                   spair, "--split", "test", "--subset", "all", "--feature-size", 8, "--eval-size", 16,
+                   "--extract", extract_args(model, spair, "test"), "--out", tmp_path / name)
+        assert done.returncode == 0, done.stderr[-2000:]
+        rows.append((tmp_path / name).read_bytes())
+    assert rows[0] == rows[1]
+    row = pd.read_csv(tmp_path / "t1.csv").iloc[0]
+    assert row["noise"] == "stream" and f"step_{int(row['step']):06d}.safetensors" == kept.name
+    assert row["pck_img@0.10"] >= 0
     assert not list(tmp_path.rglob("complete.json"))  # no feature store anywhere
 
 

@@ -708,27 +708,31 @@ class Planner:
         from diffact.workflow import correspondence as corr_plan
 
         val = corr_plan.split_dataset(self.config, "val")
-        val_pairs = self.val_pair_count(settings)
+        val_pairs, test_pairs = self.pair_count(settings, "val"), self.pair_count(settings, "test")
         nn_val = "nn" in settings["methods"] and "paper" in settings["protocols"]
-        visits = 2 * steps + 2 * val_pairs * (written + (1 if nn_val else 0))
+        heldout = len(settings["methods"]) if "heldout" in settings["protocols"] else 0
+        visits = 2 * steps + 2 * val_pairs * (written + (1 if nn_val else 0)) + 2 * test_pairs * heldout
         for entry in entries:
             for model, _ in entry.parts:
                 stage.add_passes(model, self.image_size(val, model), visits)
                 stage.images += visits
-        stage.notes.append(f"noise: stream: every trn/val image extracted anew per visit, {visits:,} passes per model "
-                           f"part (2 × {steps:,} training steps + 2 × {val_pairs} val pairs × {written} validations"
-                           + (" + the NN on val" if nn_val else "") + "); no trn/val store")
+        stage.notes.append(f"noise: stream: every image extracted anew per visit, {visits:,} passes per model part "
+                           f"(2 × {steps:,} training steps + 2 × {val_pairs} val pairs × {written} validations"
+                           + (" + the NN on val" if nn_val else "")
+                           + (f" + 2 × {test_pairs} test pairs × {heldout} heldout numbers" if heldout else "")
+                           + "); no Table 1 store")
 
-    def val_pair_count(self, settings: dict) -> int:
-        """Validation pairs per evaluation: the N of a ``val-N`` subset, else half the val images (an upper bound)."""
+    def pair_count(self, settings: dict, role: str) -> int:
+        """Pairs per evaluation of split ``role`` (val, test): the N of a ``<split>-N`` subset, else the split's image
+        count (a stand-in: SPair does not publish its per-split pair counts here)."""
         import re
 
         from diffact.workflow import correspondence as corr_plan
 
-        found = re.fullmatch(r"val-(\d+)", str(settings.get("val_subset") or ""))
+        found = re.fullmatch(rf"{role}-(\d+)", str(settings.get(f"{role}_subset") or ""))
         if found:
             return int(found.group(1))
-        return self.count(corr_plan.split_dataset(self.config, "val")).images
+        return self.count(corr_plan.split_dataset(self.config, role)).images
 
     def properties_analysis_stage(self) -> Stage:
         stage = Stage("properties", "P2/P3 from the stores, property tables, the qualitative filter (CPU)")

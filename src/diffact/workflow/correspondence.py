@@ -148,6 +148,8 @@ def role_datasets(config: dict, role: str) -> list[str]:
     (``<dataset>``, ``<dataset>.draw1``, ...; :func:`diffact.workflow.noise_draw_dataset`), the test split's
     only (heldout scores one fixed draw)."""
     dataset = split_dataset(config, role)
+    if streams(config):  # every split's features are extracted in the job that reads them
+        return []
     draws = noise_draws(table1_settings(config)) if role in TRAINED_ROLES else 1
     return [noise_draw_dataset(dataset, k) for k in range(draws)]
 
@@ -398,9 +400,10 @@ def eval_stores(config: dict, entry: str, layer_set: str, method: str, protocol:
 
 
 def eval_streams(config: dict, method: str, protocol: str) -> bool:
-    """Whether a Table 1 number extracts its features (``noise: stream``: NN on val, with the first validation's
-    fresh draws) rather than reading a store."""
-    return streams(config) and method == "nn" and eval_role(protocol) == "val"
+    """Whether a Table 1 number extracts its features rather than reading a store: with ``noise: stream`` every
+    number that scores pairs (the NN on val with the first validation's fresh draws; both heldout numbers on test,
+    the same draws for both), not trained + paper (it reads corr-train's validation log)."""
+    return streams(config) and not (method == "trained" and protocol == "paper")
 
 
 def eval_source_args(config: dict, entry: str, layer_set: str, method: str, protocol: str, stores: list[str]) -> str:

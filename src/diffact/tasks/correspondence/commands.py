@@ -88,9 +88,9 @@ def _register_table1(subparsers) -> None:
 
     add_extraction_args(p, required=False)
     p.add_argument("--extract", action="append", default=[], metavar="ARGS",
-                   help="method nn, correspondence.table1.noise: stream: the evaluated split's diffact extract "
-                        "arguments, one quoted string per model; each image is extracted anew per pair with noise "
-                        "seeded by (--seed, split, image, visit), as corr-train --val-extract")
+                   help="instead of --store (correspondence.table1.noise: stream): the evaluated split's diffact "
+                        "extract arguments, one quoted string per model; each image is extracted anew per pair with "
+                        "noise seeded by (--seed, split, image, visit), as corr-train --val-extract")
     p.add_argument("--seed", type=int, default=0, help="with --extract: corr-train's --seed")
     p.add_argument("--buffer-mb", type=float, default=1024,
                    help="streaming: the most memory the cache of extracted images may hold, in MB (default %(default)s)")
@@ -560,9 +560,16 @@ def cmd_evaluate(args) -> int:
             row = paper_result(evaluations, where=str(evaluations_path))
             split, subset = str(evaluations["split"].iloc[0]), str(evaluations["subset"].iloc[0])
         else:
-            stores = _open_stores(args.store)
-            pairs, subset = _evaluation_pairs(args, stores, split)
-            features = StorePairFeatures(stores, args.feature_size, device=device)
+            if args.extract:  # noise: stream: the test images extracted per pair, as the NN's --extract
+                if args.store:
+                    raise ConfigError("corr-evaluate: --extract excludes --store")
+                pairs, subset = _evaluation_pairs(args, [], split)
+                features = _fresh_split_features(args.extract, "--extract", split, args.feature_size, args.seed,
+                                                 device)
+            else:
+                stores = _open_stores(args.store)
+                pairs, subset = _evaluation_pairs(args, stores, split)
+                features = StorePairFeatures(stores, args.feature_size, device=device)
 
             def test_scores(selected):
                 # The file name comes from evaluations.csv (data): it must stay inside the run's checkpoints/.
