@@ -15,12 +15,12 @@
 # inter-module activations of one up-stage resolution, titled with their granularity; (c) **locality without
 # positional embeddings**: self-attention q/k vs cross-attention q vs block output of one ViT block, PCA maps and
 # the cosine similarity of every pixel to one point on the object's boundary (the paper's orange circle), titled
-# with their locality. Reads `results/` only.
+# with their locality. Reads `results/` only: the property table and the maps `diffact property-maps --figure-maps`
+# computed from the features while it measured them (not the feature store).
 
 # %% tags=["parameters"]
 table = "results/properties/sd15-tiny/properties.csv"
-store = "results/features/seg-simple/sd15-tiny/screen-000000000000"
-labels_root = "results/data/seg-simple"
+maps = "results/properties/sd15-tiny/seg-simple/figure_maps.npz"
 image_index = 0
 max_columns = 8
 out_stem = "paper_figures/demo/fig03_properties_sd15-tiny"
@@ -31,22 +31,17 @@ import numpy as np
 import pandas as pd
 
 from diffact.analysis.names import forward_sorted, parse_name
-from diffact.analysis.plots import (inter_module_along, per_layer, query_point, resolution_members,
-                                    similarity_map, store_image_path, up_levels_with_vits)
+from diffact.analysis.plots import inter_module_along, per_layer, resolution_members, up_levels_with_vits
 from diffact.data.images import load_rgb
-from diffact.analysis.properties import resize_labels
-from diffact.analysis.property_runs import segmentation_labels
-from diffact.extract.store import FeatureStore
 from diffact.viz import theme
-from diffact.viz.pca import pca_rgb
+from diffact.viz.figure_maps import FigureMaps
 
 theme.apply()
 numbers = per_layer(pd.read_csv(table)).set_index("layer")
-fs = FeatureStore.open(store)
-layers = forward_sorted(fs.layers)
-image_id = fs.image_ids()[image_index]
-labels_of, _ = segmentation_labels(labels_root)
-labels = labels_of(image_id)
+fm = FigureMaps(maps)
+layers = forward_sorted(fm.layers)
+image_id = fm.image_ids[image_index]
+labels = fm.labels(image_id)
 
 
 def evenly(names, k):
@@ -73,37 +68,34 @@ repeats = sorted({parse_name(n).repeat for n in layers if parse_name(n).stage ==
 prefix = f"up-level{vit_level}-repeat{repeats[len(repeats) // 2]}-vit-block0"
 row_c = [n for n in (f"{prefix}-self-q", f"{prefix}-self-k", f"{prefix}-cross-q", f"{prefix}-out") if n in layers]
 
-feats = fs.read(image_id, sorted(set(row_a + row_b + row_c)))
-size = max(t.shape[-1] for t in feats.values())
+size = max(fm.shape(name)[1] for name in set(row_a + row_b + row_c))
 n_cols = 1 + max(len(row_a), len(row_b), 2 * len(row_c))
 fig, axes = plt.subplots(3, n_cols, figsize=(1.5 * n_cols, 5.4), squeeze=False)
 for ax in axes.flat:
     ax.axis("off")
 # Column 0: the input image, its labels, and the query point of (c) on the image.
-path = store_image_path(fs, image_id)
+path = fm.image_path(image_id)
 photo = load_rgb(path) if path is not None else None
 if photo is not None:
     axes[0, 0].imshow(photo)
 axes[1, 0].imshow(labels, cmap="tab20", interpolation="nearest")
 axes[1, 0].set_title("labels", fontsize=6)
 for col, name in enumerate(row_a, start=1):
-    axes[0, col].imshow(pca_rgb(feats[name], size), interpolation="nearest")
+    axes[0, col].imshow(fm.rgb(image_id, name, size), interpolation="nearest")
     axes[0, col].set_title(f"{short(name)}\nnoise {numbers.loc[name, 'noise_share']:.2f}", fontsize=6)
 for col, name in enumerate(row_b, start=1):
-    axes[1, col].imshow(pca_rgb(feats[name], size), interpolation="nearest")
+    axes[1, col].imshow(fm.rgb(image_id, name, size), interpolation="nearest")
     axes[1, col].set_title(f"{short(name)}\ngran. {numbers.loc[name, 'granularity']:.2f}", fontsize=6)
 for i, name in enumerate(row_c):
-    feature = feats[name]
-    small = resize_labels(labels, *feature.shape[1:])
-    y, x = query_point(small)
-    axes[2, 2 * i + 1].imshow(pca_rgb(feature, size), interpolation="nearest")
+    y, x = fm.point(image_id, name)  # the object's boundary point at this map's resolution (Fig 3c's circle)
+    axes[2, 2 * i + 1].imshow(fm.rgb(image_id, name, size), interpolation="nearest")
     axes[2, 2 * i + 1].set_title(f"{parse_name(name).kind}\nlocality {numbers.loc[name, 'locality']:.2f}", fontsize=6)
-    sim = similarity_map(feature, (y, x))
+    sim = fm.similarity(image_id, name)
     axes[2, 2 * i + 2].imshow(sim, cmap="magma", vmin=-1, vmax=1, interpolation="nearest")
     axes[2, 2 * i + 2].scatter([x], [y], s=30, facecolors="none", edgecolors="orange", linewidths=1.5)
     axes[2, 2 * i + 2].set_title("similarity to ○", fontsize=6)
 if photo is not None and row_c:
-    h, w = feats[row_c[0]].shape[1:]
+    h, w = fm.shape(row_c[0])
     axes[2, 0].imshow(photo)
     axes[2, 0].scatter([(x + 0.5) * photo.shape[1] / w], [(y + 0.5) * photo.shape[0] / h], s=60, facecolors="none",
                        edgecolors="orange", linewidths=1.5)

@@ -15,11 +15,12 @@
 # **Fig 17** — all inter-module activations of one resolution go from coarse to fine, with slight noise at the end.
 # **Fig 18** — the ViTs of one resolution: each one's internal granularity change overlaps the previous one and
 # shifts finer (block outputs of every ViT; with one block per ViT, as SD1.5, each ViT's internal activations).
-# Reads `results/` only.
+# Reads `results/` only: the property table and the maps `diffact property-maps --figure-maps` computed from the
+# features (not the feature store).
 
 # %% tags=["parameters"]
 table = "results/properties/sd15-tiny/properties.csv"
-store = "results/features/seg-simple/sd15-tiny/screen-000000000000"
+maps = "results/properties/sd15-tiny/seg-simple/figure_maps.npz"
 scene = "seg-simple"
 model = "sd15-tiny"
 image_index = 0
@@ -31,22 +32,21 @@ import pandas as pd
 
 from diffact.analysis.names import forward_sorted, parse_name
 from diffact.analysis.plots import per_layer, resolution_members, up_levels_with_vits
-from diffact.extract.store import FeatureStore
 from diffact.viz import theme
-from diffact.viz.pca import pca_rgb
+from diffact.viz.figure_maps import FigureMaps
 
 theme.apply()
 numbers = per_layer(pd.read_csv(table))
 numbers = numbers.set_index("layer")
-fs = FeatureStore.open(store)
-layers = forward_sorted(fs.layers)
-image_id = fs.image_ids()[image_index]
+fm = FigureMaps(maps)
+layers = forward_sorted(fm.layers)
+image_id = fm.image_ids[image_index]
 level = up_levels_with_vits(layers)[0]
 parsed = {n: parse_name(n) for n in layers}
 
 
 def show(ax, name, size, text=""):
-    ax.imshow(pca_rgb(fs.read_layer(image_id, name), size), interpolation="nearest")
+    ax.imshow(fm.rgb(image_id, name, size), interpolation="nearest")
     ax.set_title(f"{text or parsed[name].kind}\nnoise {numbers.loc[name, 'noise_share']:.2f} "
                  f"gran. {numbers.loc[name, 'granularity']:.2f}", fontsize=6)
     ax.set_xticks([])
@@ -67,7 +67,7 @@ pairs = [(f"{base}-res-increment", f"{base}-res-out"), (f"{base}-vit-block0-ffn-
          (f"{base}-vit-block0-self-v", f"{base}-vit-block0-self-q")]
 pairs = [p for p in pairs if all(n in parsed for n in p)]
 fig, axes = plt.subplots(2, len(pairs), figsize=(2.2 * len(pairs), 4.4), squeeze=False)
-size = max(fs.shape(n)[-1] for p in pairs for n in p)
+size = max(fm.shape(n)[1] for p in pairs for n in p)
 for col, (increment, output) in enumerate(pairs):
     show(axes[0, col], increment, size, f"increment: {parsed[increment].kind}")
     show(axes[1, col], output, size, f"beside it: {parsed[output].kind}")
@@ -81,7 +81,7 @@ theme.save(fig, f"{out_dir}/fig16_increments_{model}")
 members = resolution_members(layers, "up", level, ("res-out", "vit-out", "upsampler-out"))
 fig = plt.figure(figsize=(1.5 * len(members), 4.2))
 grid = fig.add_gridspec(2, len(members), height_ratios=[1, 1.1])
-size = max(fs.shape(n)[-1] for n in members)
+size = max(fm.shape(n)[1] for n in members)
 for col, name in enumerate(members):
     show(fig.add_subplot(grid[0, col]), name, size, short(name).split(" ", 2)[-1])
 ax = fig.add_subplot(grid[1, :])
@@ -111,7 +111,7 @@ n_cols = max(len(r) for r in grid_rows)
 fig, axes = plt.subplots(len(grid_rows) + 1, n_cols, figsize=(1.6 * n_cols, 1.7 * (len(grid_rows) + 1)), squeeze=False)
 for ax in axes.flat:
     ax.axis("off")
-size = max(fs.shape(n)[-1] for row in grid_rows for n in row)
+size = max(fm.shape(n)[1] for row in grid_rows for n in row)
 for r, row in enumerate(grid_rows):
     for c, name in enumerate(row):
         axes[r, c].axis("on")

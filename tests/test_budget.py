@@ -20,9 +20,9 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 92, "extract": 23, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
+    "extract_shard": 32, "extract": 8, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
-    "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 14, "property_maps": 16,
+    "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 14, "property_maps": 14, "control_property_maps": 2, "pca_maps": 1,
     "properties_table": 8, "fig_properties_unet_vs_dit": 1, "fig02_architecture": 4, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
     "properties_unavailable": 1, "scarce_set": 7, "scarce_filter": 3, "scarce_screen": 6, "scarce_compare": 3,
     "scarce_table3_run": 6, "fig03_properties": 4, "fig04_pck": 4, "fig05_13_scenes": 4, "fig16_18_within": 4,
@@ -92,7 +92,12 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 29 and extract["forward_passes"] == sum(s["images"] for s in stores)
+    assert len(stores) == 14  # Table 2 (right)'s 8, extracted in shards + the label-scarce screens' 6 filtered stores
+    assert extract["forward_passes"] == sum(s["images"] for s in stores)
+    # the property maps and Fig 3's PCA maps stream (issue #19 point 3) and the label-scarce screens read filtered
+    # stores: no pool or figure store of the property scenes is planned
+    assert not [s for s in stores if s["layer_set"] == "figure"]
+    assert not [s for s in stores if s["dataset"] in ("horse21", "bedroom28") and s["layer_set"] == "pool"]
     # Table 1 streams its features (noise: stream): no store of its trn, val or test split
     assert not [s for s in stores if s["dataset"].startswith(("spair-trn", "spair-val")) or s["dataset"] == "spair"]
 
@@ -124,8 +129,10 @@ def test_paper_store_bytes_follow_the_layer_shapes(paper_budget):
     tensors = 2 * (2 * 1280 * 32 * 32 + 2 * 640 * 64 * 64)
     assert tensors < sdxl_practical["bytes_per_image"] < tensors + 4096
     assert sdxl_practical["channels"] == 3840
-    # the SDXL candidate pool at 1024 px: the docs' 1.4 GB per image
-    assert 1.3e9 < stores[("horse21", "sdxl", "pool")]["bytes_per_image"] < 1.5e9
+    # the SDXL candidate pool at 1024 px: the docs' 1.4 GB per image (no such store is planned any more: the property
+    # maps stream it, issue #19)
+    shapes = bd.set_shapes(paper_config(), "sdxl", "pool", 1024)
+    assert 1.3e9 < bd.shard_bytes(shapes, "float16")["shard_bytes"] < 1.5e9
     # the label-scarce screens read stores of the filtered activations (+ Table 3's paper-generic Ours-XL), not
     # the pool: SDXL 63 of 279 activations, 225 MB instead of 1.45 GB per 1024-px image
     filtered = {(d, m): s for (d, m, name), s in stores.items() if name == "filtered"}
@@ -177,20 +184,20 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
     parts = {"sd15": 2 + 1, "sdxl": 2 + 1, "pgv2": 0 + 1}  # its Table 1 sets (legacy, practical) + its part of Ours-XL-t
     filtered = horse + bedroom  # the label-scarce screens' stores of the filtered activations, both scenes
     extract = {
-        # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + properties + Table 2 right
-        # (+ horse: the SD1.5 and PGv2 amalgamation stores of Table 2's Ours-XL-t)
-        "sd15": spair_screen + 3 * table1 + (horse + bedroom) + 2 * horse + horse + filtered,
-        "sd21": spair_screen + (horse + bedroom),
-        # + Fig 3 PCA (figure set on horse21); Table 1: legacy, practical
-        "sdxl": spair_screen + 2 * table1 + horse + (horse + bedroom) + 2 * horse + filtered,
-        "pgv2": spair_screen + table1 + (horse + bedroom) + 2 * horse + horse + filtered,  # Table 1: amalgamation
+        # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + Table 2 right (+ horse: the SD1.5
+        # and PGv2 amalgamation stores of Table 2's Ours-XL-t) + the label-scarce screens' filtered stores
+        "sd15": spair_screen + 3 * table1 + 2 * horse + horse + filtered,
+        "sd21": spair_screen,
+        # + Fig 3 PCA (figure set on horse21, streamed: its first pca_images = 4 images); Table 1: legacy, practical
+        "sdxl": spair_screen + 2 * table1 + min(4, horse) + 2 * horse + filtered,
+        "pgv2": spair_screen + table1 + 2 * horse + horse + filtered,  # Table 1: amalgamation
     }
-    # the DiTs, all streamed but the properties: the NN screen + the validation screen that chooses their practical
-    # set (val-36 has no count in SMALL_SIZES: the split's 6 images bound it) + practical_nn (the screened images
-    # again) + properties
+    # the DiTs, all streamed: the NN screen + the validation screen that chooses their practical set (val-36 has no
+    # count in SMALL_SIZES: the split's 6 images bound it) + practical_nn (the screened images again)
     val_screen = 6
     for dit in ("pixart-sigma", "sd3-medium", "flux-dev"):
-        extract[dit] = 2 * spair_screen + val_screen + (horse + bedroom)
+        extract[dit] = 2 * spair_screen + val_screen
+    properties = horse + bedroom  # the property maps stream min(20, n) images of each scene, every property model
     noise = 4 * (horse + bedroom)  # 4 draws of min(20, n) images per scene
     # seg: 10 iterations × batch 2 + 10 // 10 validations × windows (ADE 2 images × 2, Cityscapes 1 × 3); the
     # final test is the last validation (seg-train reuses it), so no second pass over the windows
@@ -199,7 +206,7 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
            "pixart-sigma": 0, "sd3-medium": 0, "flux-dev": 0}
     size = {"sd15": 512, "sd21": 512, "sdxl": 1024, "pgv2": 1024, "pixart-sigma": 1024, "sd3-medium": 1024,
             "flux-dev": 1024}
-    expected = {f"{m}@{size[m]}px": extract[m] + noise + seg[m] + parts.get(m, 0) * stream for m in size}
+    expected = {f"{m}@{size[m]}px": extract[m] + noise + properties + seg[m] + parts.get(m, 0) * stream for m in size}
     assert budget["total"]["forward_passes_by_model"] == expected
     assert budget["total"]["forward_passes"] == sum(expected.values())
     stages = {s["name"]: s for s in budget["stages"]}

@@ -92,9 +92,9 @@ def _planned_rules(log: str) -> set[str]:
     return rules
 
 
-def test_a_theme_change_reruns_notebooks_only(tmp_path):
-    """After a completed run (simulated: every output created, then `--touch`ed in DAG order), changing the theme
-    module makes `snakemake figures` plan notebook jobs (and the index) only: no extraction, training or scoring."""
+def _completed_run(tmp_path) -> set[str]:
+    """A copy of the workflow after a completed demo run (simulated: every output created, then `--touch`ed in DAG
+    order); returns the rules that write into paper_figures/ (the notebooks and the index)."""
     from conftest import copy_workflow
 
     copy_workflow(tmp_path)
@@ -110,6 +110,27 @@ def test_a_theme_change_reruns_notebooks_only(tmp_path):
             figure_rules.add(rule)
     _snakemake(tmp_path, "--touch")
     assert "Nothing to be done" in _snakemake(tmp_path, "-n", "figures")
+    return figure_rules
+
+
+def test_figures_rebuild_without_the_feature_stores(tmp_path):
+    """Issue #19 point 3: with results/features/ deleted, rerunning every figure notebook (`snakemake figures
+    --forcerun <the notebook rules>`) plans the notebooks only: they read figure maps and CSVs, no store, so no
+    extraction (before, fig03_pca, fig03_properties, fig05_13_scenes and fig16_18_within read stores)."""
+    import shutil
+
+    figure_rules = _completed_run(tmp_path)
+    assert {"fig03_pca", "fig03_properties", "fig05_13_scenes", "fig15_control", "fig16_18_within"} <= figure_rules
+    shutil.rmtree(tmp_path / "results" / "features")
+    planned = _planned_rules(_snakemake(tmp_path, "-n", "figures", "--forcerun", *sorted(figure_rules)))
+    assert "extract" not in planned
+    assert planned <= figure_rules | {"figures"}, planned - figure_rules
+
+
+def test_a_theme_change_reruns_notebooks_only(tmp_path):
+    """After a completed run, changing the theme module makes `snakemake figures` plan notebook jobs (and the index)
+    only: no extraction, training or scoring."""
+    figure_rules = _completed_run(tmp_path)
     theme = tmp_path / "src/diffact/viz/theme.py"
     theme.write_text(theme.read_text() + "\nDPI = 120  # a style change\n")
     later = time.time() + 5  # Snakemake compares mtimes first, then checksums of small inputs

@@ -21,20 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 # Jobs of the paper DAG per rule (config/paper.yaml; `segmentation` rules are counted by their own tests).
-# extract: 77 stores = Table 1 (sd15/sdxl legacy + practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws ×
-# trn/val + test)) 54 + Fig 3 PCA (sdxl figure on horse21) 1 + properties (pool × 4 models × 2 scenes) 8 + Table 2
-# right (legacy/practical/amalgamation × 3 models on horse21, less PGv2 practical) 8 = 71 for the U-Nets, + 6 for the
-# three DiTs (2 property scenes); each in 4 shards. The NN screens and practical_nn stream (issue #19): no
-# spair-screen or val-36 pool is stored.
+# extract: 62 stores = Table 1 (sd15/sdxl legacy + practical, sd15/pgv2 amalgamation: 6 parts × (4 noise draws ×
+# trn/val + test)) 54 + Table 2 right (legacy/practical/amalgamation × 3 models on horse21, less PGv2 practical) 8;
+# each in 4 shards. The NN screens and practical_nn stream (issue #19): no spair-screen or val-36 pool is stored; so
+# do the property maps and Fig 3's PCA maps (issue #19 point 3: property_maps 14, control_property_maps 2, pca_maps 1;
+# no property-scene pool of the 7 models, 14, nor SDXL's figure store on horse21, 1).
 # scarce_filtered_store: the label-scarce screens' stores of the filtered activations (3 models × 2 scenes, one job
 # each; scarce.screen.store_set: filtered), not of the pool.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 92, "extract": 23,  # noise: stream: no store of Table 1 (54 stores × 4 shards + merge)
+    "extract_shard": 32, "extract": 8,  # Table 2 (right) only: Table 1 streams (noise: stream), the property maps too
     "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,
-    "noise_share": 14, "property_maps": 16, "properties_table": 8, "qualitative_filter": 2,
+    "noise_share": 14, "property_maps": 14, "control_property_maps": 2, "pca_maps": 1, "properties_table": 8, "qualitative_filter": 2,
     "fig_properties_unet_vs_dit": 1, "fig02_architecture": 4,
     "train_control_unet": 1, "control_features": 2, "properties_unavailable": 1,
     "fig_properties_numbers": 1, "fig_properties_filter": 1, "fig03_properties": 4, "fig04_pck": 4,
@@ -55,7 +55,7 @@ PAPER_TARGETS = (
                                                             "fig16_increments", "fig17_resolution", "fig18_vits")]
 )
 GPU_RULES = ("extract_shard", "scarce_filtered_store", "noise_share", "control_features", "train_control_unet", "build_demo_model", "corr_train", "corr_evaluate", "practical_nn", "pck_screen", "practical_screen",
-             "scarce_set", "scarce_screen", "scarce_table3_run")
+             "property_maps", "pca_maps", "scarce_set", "scarce_screen", "scarce_table3_run")
 
 
 def load_yaml(path):
@@ -330,7 +330,15 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
                             "results/paper/properties/sdxl/horse21/maps.csv", cwd=paper_tree)
     assert printed.returncode == 0, printed.stderr[-3000:]
-    assert re.search(r"extract --model \S+ --family sdxl --layers pool .*--image-size 1024 ", printed.stdout)
+    # the property maps stream the SDXL pool too, with its figure maps beside them, and store nothing (issue #19)
+    assert re.search(r"property-maps --model \S+ --family sdxl --layers pool .*--image-size 1024 .*--figure-maps ",
+                     printed.stdout)
+    assert " extract " not in printed.stdout.replace("property-maps", "")
+    # the stores that remain are sharded: Table 2 (right)'s, e.g. SDXL practical on Horse-21
+    printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
+                            "results/paper/scarce/table2/sdxl/practical.csv", cwd=paper_tree)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    assert re.search(r"extract --model \S+ --family sdxl --layers practical .*--image-size 1024 ", printed.stdout)
     assert "--shard 4/4" in printed.stdout and "extract-merge --shards 4" in printed.stdout
     # corr_train extracts trn and val anew per visit (correspondence.table1.noise: stream): no store, no extract job
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",

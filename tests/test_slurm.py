@@ -162,7 +162,9 @@ def test_a_demo_slice_runs_through_sbatch_with_its_stages_resources_and_matches_
         rules_seen.add(rule)
         stage = stages[rule]
         resources = wf.stage_resources(config, stage)
-        expected_cpus = wf.stage_threads(config, stage, cores=NODE_CORES)
+        # a demo model reserves the threads its training is pinned to (demo_models.threads), as its rule says
+        fallback = wf.demo_model_threads(config) if rule == "build_demo_model" else None
+        expected_cpus = wf.stage_threads(config, stage, cores=NODE_CORES, fallback=fallback)
         assert fields["JobState"] == "COMPLETED", (rule, fields["JobState"])
         assert (fields["NumCPUs"], fields["MinMemoryNode"], fields["TimeLimit"]) == (
             str(expected_cpus), f"{resources['mem_mb']}M", _time_limit(resources["runtime"])), (rule, stage)

@@ -16,18 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "workflow" / "rules"
 DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
-# Jobs of `snakemake -n --forceall` on the demo profile per rule (188 in all), recorded before the rules files
+# Jobs of `snakemake -n --forceall` on the demo profile per rule (186 in all), recorded before the rules files
 # moved their config logic into diffact.workflow (issue #18: 192, the same per rule before and after), less the 4
 # pool stores the streamed NN screens no longer write (issue #19: sd15-tiny-random's and sdxl-tiny-random's on
-# spair, sd3-tiny's on spair-val, and sd3-tiny's on spair, which practical_nn now streams too); the paper profile's
-# are PAPER_JOBS in tests/test_paper_profile.py.
+# spair, sd3-tiny's on spair-val, and sd3-tiny's on spair, which practical_nn now streams too), less the 3 stores only
+# the figures read before the property and PCA maps streamed (issue #19 point 3: sd15-tiny's screen store on spair
+# for Fig 3's PCA, sd3-tiny's on both scenes; the U-Nets' scene stores stay for the demo's label-scarce screens),
+# with pca_maps (1) and the control's property maps in their own rule (control_property_maps 2, property_maps
+# 8 → 6); the paper profile's are PAPER_JOBS in tests/test_paper_profile.py.
 DEMO_JOBS = {
     "build_demo_model": 4, "demo_ade_data_ade_demo": 1, "demo_seg_data_seg_complex": 1, "demo_seg_data_seg_simple": 1,
-    "demo_spair": 1, "properties_unavailable": 1, "qualitative_filter": 2, "extract": 55, "fig02_architecture": 2,
+    "demo_spair": 1, "properties_unavailable": 1, "qualitative_filter": 2, "extract": 52, "fig02_architecture": 2,
     "fig_demo_loss": 1, "fig_properties_filter": 1, "noise_share": 6, "pck_pixels": 1, "scarce_filter": 2,
     "seg_baseline": 1, "seg_train": 7, "train_control_unet": 1, "control_features": 2, "corr_evaluate": 28,
     "corr_train": 7, "fig03_pca": 1, "fig05_13_scenes": 2, "pck_screen": 4, "practical_screen": 1,
-    "property_maps": 8, "scarce_screen": 4, "scarce_set": 7, "table2_left_notebook": 1, "pck_table": 1,
+    "property_maps": 6, "control_property_maps": 2, "pca_maps": 1, "scarce_screen": 4, "scarce_set": 7, "table2_left_notebook": 1, "pck_table": 1,
     "practical_set": 1, "properties_table": 4, "scarce_compare": 2, "table2_right_notebook": 1, "corr_table1": 1,
     "fig03_properties": 2, "fig04_pck": 2, "fig16_18_within": 2, "fig_demo_nn_pck": 1,
     "fig_properties_unet_vs_dit": 1, "practical_nn": 1, "scarce_table3_run": 6, "table4_6_notebook": 2,
@@ -158,8 +161,12 @@ def test_demo_stage_plans_without_snakemake():
         assert wf.compare.budget_arg(DEMO, model, stores) == expected
     assert wf.compare.kept_layers_arg("r/filter.csv") == "--layers-from-csv r/filter.csv:layer:kept=True"
     control = wf.properties.CONTROL
-    assert wf.properties.store(DEMO, control, "seg-simple") == f"results/properties/{control}/seg-simple/store/complete.json"
-    assert wf.properties.store(DEMO, "sd15-tiny", "seg-simple") == wf.store_done(DEMO, "seg-simple", "sd15-tiny", "screen")
+    assert wf.properties.control_store(DEMO, "seg-simple") == f"results/properties/{control}/seg-simple/store/complete.json"
+    # the property maps stream with the scene store's own extract arguments (its key: the same features)
+    assert wf.properties.streamed_store_args(DEMO, "sd15-tiny", "seg-simple") == wf.extract_args(
+        DEMO, "seg-simple", "sd15-tiny", "screen")
+    assert wf.properties.figure_maps(DEMO, "sd15-tiny", "seg-simple") == \
+        "results/properties/sd15-tiny/seg-simple/figure_maps.npz"
     assert "properties_unet_vs_dit.png" in wf.properties.figure_names(DEMO)  # the demo has U-Nets and a DiT
     assert re.fullmatch(wf.segmentation.model_pattern(DEMO), wf.segmentation.COMBINED)
 
@@ -211,3 +218,35 @@ def test_every_notebook_rule_uses_the_template():
         text = path.read_text()
         assert "--executed {" not in text and "rulename=" not in text, path.name
         assert text.count("notebook {input.nb}") == 0, path.name  # the command lives in wf.figures.notebook_shell
+
+
+def test_a_demo_model_job_reserves_the_threads_its_training_is_pinned_to():
+    """build_demo_model passes demo_models.threads as --threads (the weights' bits depend on it) and reserves that
+    many cores, not every core (`threads: all` before issue #19): on 2 cores the demo's models then train side by
+    side, one core each, instead of one after another."""
+    pinned = wf.demo_model_threads(DEMO)
+    assert pinned == 1
+    assert "--threads 1" in " ".join(f"--{k.replace('_', '-')} {v}" for k, v in DEMO["demo_models"].items())
+    rule = re.search(r"rule build_demo_model:.*?(?=\nrule |\Z)", (RULES / "models.smk").read_text(), re.S).group(0)
+    stage, fallback = re.search(r"threads: stage_threads\(\"(\w+)\", fallback=wf\.(\w+)\(config\)\)", rule).groups()
+    assert fallback == "demo_model_threads"
+    assert wf.rule_threads(DEMO, stage, cores=lambda: 2, fallback=pinned) == pinned
+    assert wf.demo_model_threads({"demo_models": {"seed": 0}}) is None  # unset: the stage's threads apply
+
+
+def test_demo_extraction_jobs_share_the_cores_with_pinned_torch_threads():
+    """The demo's model jobs declare one core (start-up dominates them, so two run side by side) while torch's threads
+    stay the profile's (extraction.torch_threads), so no job's bytes follow its declared threads or --cores: every
+    extract-stage command passes --torch-threads (diffact extract's arguments) or --threads (the control U-Net's
+    store, a screen that reads a store). Unpinned at one thread, the control store's features and its noise share
+    differ from two threads' (measured); pinned they are byte-identical."""
+    pinned = DEMO["extraction"]["torch_threads"]
+    assert pinned and wf.stage_threads(DEMO, "extract", cores=2) == 1
+    assert wf.pinned_threads_args(DEMO) == f"--threads {pinned}"
+    assert wf.pinned_threads_args({"extraction": {}}) == ""
+    assert f"--torch-threads {pinned}" in wf.extract_args(DEMO, "seg-simple", "sd15-tiny", "screen")
+    for model in ("sd15-tiny", "sd3-tiny"):  # every NN screen streams (the extract arguments, since #19)
+        assert re.search(f"--(torch-)?threads {pinned}( |$)", wf.correspondence.screen_source_args(DEMO, model)), model
+    rule = (ROOT / "workflow" / "rules" / "extract.smk").read_text()
+    control = rule[rule.index("rule control_features:"):]
+    assert "threads=wf.pinned_threads_args(config)" in control and "control-features {params.threads}" in control

@@ -245,6 +245,13 @@ def set_shapes(config: dict, model: str, layers, image_size: int) -> dict[str, t
     return stored_shapes(unet, set_layers(config, model, layers), image_size, vae, tokens)
 
 
+def figure_maps_bytes(shapes: Mapping[str, tuple[int, int, int]], images: int, labels: bool) -> int:
+    """Bytes of a figure-maps file (diffact.viz.figure_maps), uncompressed: per image and activation a float64 RGB
+    map at the activation's resolution, and with labels a float64 similarity map and its query point."""
+    per_pixel = 8 * (3 + (1 if labels else 0))
+    return images * sum(h * w * per_pixel + (16 if labels else 0) for _, h, w in shapes.values())
+
+
 # ---- the benchmark file -----------------------------------------------------------------------------------------
 
 class Bench:
@@ -425,7 +432,6 @@ class Planner:
         from diffact.workflow import compare as cmp_plan
 
         cfg, out = self.config, []
-        corr, prop = self.section("correspondence"), self.section("properties")
         # The NN screens and practical_nn stream (issue #19): no store of the screening datasets.
         from diffact.workflow import correspondence as corr_plan
 
@@ -441,14 +447,8 @@ class Planner:
                     for draw, dataset in enumerate(datasets):
                         who = f"Table 1 ({role}{f', noise draw {draw}' if draw else ''})"
                         out.extend((dataset, model, layer_set, who) for model, layer_set in entry.parts)
-        figures = self.section("figures")
-        if figures.get("pca_model"):
-            out.append((figures.get("pca_dataset", corr.get("dataset")), figures["pca_model"],
-                        figures.get("layer_set", corr.get("layer_set", "figure")), "Fig 3 PCA (fig03_pca)"))
-        if prop:
-            for model in self.prop_models():
-                for scene in self.prop_scenes():
-                    out.append((scene, model, prop.get("layer_set", "screen"), "properties (property_maps)"))
+        # The property maps and Fig 3's PCA maps stream from the model (property_maps, pca_maps: issue #19), and the
+        # figures read the small figure-maps files they write: neither needs a store.
         scarce = self.section("scarce")
         if scarce:
             for model, layer_set in self.scarce_t2_runs():
@@ -735,20 +735,35 @@ class Planner:
         return self.count(corr_plan.split_dataset(self.config, role)).images
 
     def properties_analysis_stage(self) -> Stage:
-        stage = Stage("properties", "P2/P3 from the stores, property tables, the qualitative filter (CPU)")
+        stage = Stage("properties", "P2/P3 streamed from the models (and the figure maps), property tables, the "
+                                    "qualitative filter")
         prop = self.section("properties")
         if not prop:
             return stage
         models, scenes = self.prop_models(), self.prop_scenes()
         control = 1 if prop.get("control") and self.control_scene() else 0
-        stage.add_jobs(self.config, "property_maps", (len(models) + control) * len(scenes), "analysis")
+        # property_maps streams each diffusion model's features (the store's own extract arguments, nothing stored)
+        # and writes the figure maps beside its table; the control's reads the store control_features writes.
+        stage.add_jobs(self.config, "property_maps", len(models) * len(scenes), "extract")
+        stage.add_jobs(self.config, "control_property_maps", control * len(scenes), "analysis")
         stage.add_jobs(self.config, "properties_table", len(models) + control, "default")
         stage.add_jobs(self.config, "qualitative_filter", len(prop.get("filter_models", {})), "default")
         stage.add_jobs(self.config, "properties_unavailable", 1, "default")
         limit = int(prop.get("images", 0))
-        stage.images += sum(min(self.count(s).images, limit) if limit else self.count(s).images
-                            for s in scenes) * (len(models) + control)
-        stage.rss_missing.append(f"{NOT_MEASURED} (CPU analysis jobs are not benchmarked)")
+        for scene in scenes:
+            n = min(self.count(scene).images, limit) if limit else self.count(scene).images
+            stage.images += n * (len(models) + control)
+            for model in models:  # one pass per measured image (whole batches: the lower bound)
+                size = self.image_size(scene, model)
+                stage.add_passes(model, size, n)
+                self.note_gpu(stage, model, size)
+                shapes = set_shapes(self.config, model, prop.get("layer_set", "screen"), size)
+                stage.disk_bytes += figure_maps_bytes(shapes, min(n, wf.properties.FIGURE_IMAGES), labels=True)
+        if scenes:
+            stage.notes.append(f"figure maps (property_maps): {wf.properties.FIGURE_IMAGES} images per model and scene, "
+                               "float64 maps at each activation's resolution, counted uncompressed")
+        stage.rss_missing.append(f"{NOT_MEASURED} (the streamed property maps hold one batch of features; they are "
+                                 "not benchmarked)")
         return stage
 
     # label-scarce segmentation
@@ -905,7 +920,7 @@ class Planner:
 
     def figures_stage(self) -> Stage:
         """Notebooks and the index (CPU, minutes): job counts only."""
-        stage = Stage("figures", "figure and table notebooks, the paper-items index")
+        stage = Stage("figures", "figure and table notebooks, the paper-items index, Fig 3's streamed PCA maps")
         cfg, prop, corr = self.config, self.section("properties"), self.section("correspondence")
         models = self.prop_models()
         control = bool(prop.get("control") and self.control_scene())
@@ -927,8 +942,20 @@ class Planner:
                 rules["fig04_pck"] = len(unets) if (prop.get("pck", True) and corr) else 0
                 rules["fig_properties_unet_vs_dit"] = 1 if 0 < len(unets) < len(models) else 0
                 rules["fig15_control"] = 1 if control else 0
-        if (self.section("figures") or {}).get("pca_model"):
+        figures = self.section("figures") or {}
+        if figures.get("pca_model"):
             rules["fig03_pca"] = 1
+            # pca_maps streams the first pca_images images of the figure's store (nothing stored) for fig03_pca
+            stage.add_jobs(cfg, "pca_maps", 1, "extract")
+            dataset, model = wf.figures.pca_dataset(cfg), figures["pca_model"]
+            size = self.image_size(dataset, model)
+            n = min(wf.figures.pca_images(cfg), self.count(dataset).images)
+            stage.images += n
+            stage.add_passes(model, size, n)
+            self.note_gpu(stage, model, size)
+            layer_set = figures.get("layer_set", corr.get("layer_set", wf.figures.DEFAULT_PCA_SET))
+            shapes = set_shapes(cfg, model, figures.get("pca_layers") or layer_set, size)
+            stage.disk_bytes += figure_maps_bytes(shapes, n, labels=False)
         scarce = self.section("scarce")
         if scarce and scarce.get("table2"):
             rules["table2_right_notebook"] = 1

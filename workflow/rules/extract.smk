@@ -78,12 +78,13 @@ rule control_features:
         t=config["extraction"]["t"],
         seed=config["seed"],
         store=lambda w, output: os.path.dirname(output.store),
+        threads=wf.pinned_threads_args(config),
     log:
         f"{LOGS}/properties/{wf.properties.CONTROL}/{{scene}}/features.log",
     threads: stage_threads("extract")
     resources: **stage_resources("extract")
     conda: ENV
     shell:
-        "diffact --log {log} control-features --model {params.folder} --dataset-root {params.root} "
+        "diffact --log {log} control-features {params.threads} --model {params.folder} --dataset-root {params.root} "
         "{params.sampling} --t {params.t} --seed {params.seed} "
         "--store-out {params.store} --noise-out {output.noise}"

@@ -23,27 +23,43 @@ rule fig_demo_nn_pck:
         wf.figures.notebook_shell(config, "fig_demo_nn_pck", "-p table={input.table}")
 
 
+# The maps Fig 3 (style) shows, streamed from the model with its store's own arguments (the store is not written).
+rule pca_maps:
+    message: "PCA maps (Figure 3 style) of {wildcards.model}, streamed"
+    input:
+        model=lambda w: wf.model_input(config, w.model),
+        data=lambda w: wf.dataset_input(config, wf.figures.pca_dataset(config)),
+    output:
+        f"{RESULTS}/figure_maps/pca_{{model}}.npz",
+    params:
+        args=lambda w: wf.figures.pca_store_args(config, w.model),
+        show=wf.figures.pca_show_arg(config),
+        n=wf.figures.pca_images(config),
+    log:
+        f"{LOGS}/figures/pca_maps_{{model}}.log",
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
+    conda: ENV
+    shell:
+        "diffact --log {log} figure-maps {params.args} {params.show} --images {params.n} --out {output}"
+
+
 rule fig03_pca:
     message: "PCA maps (Figure 3 style) of {wildcards.model}"
     input:
-        store=lambda w: wf.figures.pca_store(config, w.model),
+        maps=lambda w: wf.figures.pca_maps(config, w.model),
         nb="notebooks/fig03_pca.py",
         theme="src/diffact/viz/theme.py",
     output:
         png=report(f"{FIGURES}/fig03_pca_{{model}}.png", caption="../report/fig03_pca.rst", category="Figure 3"),
         pdf=f"{FIGURES}/fig03_pca_{{model}}.pdf",
-    params:
-        store=lambda w, input: os.path.dirname(input.store),
-        layers=lambda w: wf.figures.pca_layers_param(config),
-        n=wf.figures.pca_images(config),
     log:
         f"{LOGS}/figures/fig03_pca_{{model}}.log",
     threads: stage_threads("notebook")
     resources: **stage_resources("notebook")
     conda: ENV
     shell:
-        wf.figures.notebook_shell(
-            config, "fig03_pca", "-p store={params.store}", "-p 'layers={params.layers}'", "-p n_images={params.n}")
+        wf.figures.notebook_shell(config, "fig03_pca", "-p maps={input.maps}")
 
 
 rule fig_demo_loss:

@@ -16,7 +16,7 @@ rule build_demo_model:
         opts=lambda w: " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["demo_models"].items()),
     log:
         f"{LOGS}/models/{{model}}.log",
-    threads: stage_threads("train_unet")
+    threads: stage_threads("train_unet", fallback=wf.demo_model_threads(config))
     resources: **stage_resources("train_unet")
     conda: ENV
     shell:

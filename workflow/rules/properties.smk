@@ -2,7 +2,9 @@
 # and the property figures. Config → scenes, stores and targets: diffact.workflow.properties.
 #
 #   results/properties/<model>/<scene>/noise_share.csv   P1: noise share over K diffusion-noise draws
-#   results/properties/<model>/<scene>/maps.csv          P2 granularity + P3 locality, from the scene's feature store
+#   results/properties/<model>/<scene>/maps.csv          P2 granularity + P3 locality, streamed from the model (the
+#                                                        scene's store is never written for them)
+#   results/properties/<model>/<scene>/figure_maps.npz   the maps the property figures draw, made beside maps.csv
 #   results/properties/<model>/properties.csv            both, every scene, + NN PCK and the filter verdict
 #   results/properties/control-unet/...                  the same for the Fig 15 control (a conventional U-Net;
 #                                                        trained in models.smk, its store made in extract.smk)
@@ -34,28 +36,59 @@ rule noise_share:
 
 
 rule property_maps:
-    message: "P2 granularity and P3 locality of every activation of {wildcards.any_prop_model} on {wildcards.scene}"
+    message: "P2 granularity and P3 locality of every activation of {wildcards.prop_model} on {wildcards.scene} (streamed)"
     input:
-        store=lambda w: wf.properties.store(config, w.any_prop_model, w.scene),
+        model=lambda w: wf.model_input(config, w.prop_model),
         data=lambda w: wf.dataset_input(config, w.scene),
     wildcard_constraints:
-        any_prop_model=wf.properties.any_model_pattern(config),
+        prop_model=wf.properties.model_pattern(config),
         scene=wf.properties.scene_pattern(config),
     output:
-        wf.properties.path(config, "{any_prop_model}", "{scene}", "maps.csv"),
+        csv=wf.properties.path(config, "{prop_model}", "{scene}", "maps.csv"),
+        figure_maps=wf.properties.path(config, "{prop_model}", "{scene}", "figure_maps.npz"),
+    params:
+        args=lambda w: wf.properties.streamed_store_args(config, w.prop_model, w.scene),
+        root=lambda w: wf.dataset_entry(config, w.scene)["root"],
+        sampling=wf.properties.maps_args(config),
+        seed=config["seed"],
+        figure_images=wf.properties.FIGURE_IMAGES,
+    log:
+        f"{LOGS}/properties/{{prop_model}}/{{scene}}/maps.log",
+    threads: stage_threads("extract")
+    resources: **stage_resources("extract")
+    conda: ENV
+    shell:
+        "diffact --log {log} property-maps {params.args} --labels-root {params.root} {params.sampling} "
+        "--seed {params.seed} --out {output.csv} --figure-maps {output.figure_maps} "
+        "--figure-images {params.figure_images}"
+
+
+# The control's numbers come from the store control_features writes (it is no diffusers pipeline to stream).
+rule control_property_maps:
+    message: "P2 granularity and P3 locality of every activation of the control U-Net on {wildcards.scene}"
+    input:
+        store=lambda w: wf.properties.control_store(config, w.scene),
+        data=lambda w: wf.dataset_input(config, w.scene),
+    wildcard_constraints:
+        scene=wf.properties.scene_pattern(config),
+    output:
+        csv=wf.properties.path(config, wf.properties.CONTROL, "{scene}", "maps.csv"),
+        figure_maps=wf.properties.path(config, wf.properties.CONTROL, "{scene}", "figure_maps.npz"),
     params:
         store=lambda w, input: os.path.dirname(input.store),
         root=lambda w: wf.dataset_entry(config, w.scene)["root"],
         sampling=wf.properties.maps_args(config),
         seed=config["seed"],
+        figure_images=wf.properties.FIGURE_IMAGES,
     log:
-        f"{LOGS}/properties/{{any_prop_model}}/{{scene}}/maps.log",
+        f"{LOGS}/properties/{wf.properties.CONTROL}/{{scene}}/maps.log",
     threads: stage_threads("analysis")
     resources: **stage_resources("analysis")
     conda: ENV
     shell:
         "diffact --log {log} property-maps --store {params.store} --labels-root {params.root} {params.sampling} "
-        "--seed {params.seed} --out {output}"
+        "--seed {params.seed} --out {output.csv} --figure-maps {output.figure_maps} "
+        "--figure-images {params.figure_images}"
 
 
 rule properties_table:

@@ -1,5 +1,5 @@
-# The property figures (paper Figs 3-5, 15-18 analogues) and the summary tables, from the property tables and
-# feature stores that properties.smk and extract.smk make: notebooks (notebooks/*.py) that read results/ only.
+# The property figures (paper Figs 3-5, 15-18 analogues) and the summary tables, from the property tables and the
+# figure maps that properties.smk makes (no feature store): notebooks (notebooks/*.py) that read results/ only.
 # Which of them a profile makes: diffact.workflow.properties.figure_names.
 
 
@@ -72,7 +72,7 @@ rule fig03_properties:
     message: "Figure 3 analogue (noise, granularity, locality maps) of {wildcards.prop_model}"
     input:
         table=wf.properties.path(config, "{prop_model}", "properties.csv"),
-        store=lambda w: wf.properties.store(config, w.prop_model, wf.properties.figure_scene(config)),
+        maps=lambda w: wf.properties.figure_maps(config, w.prop_model, wf.properties.figure_scene(config)),
         nb="notebooks/fig03_properties.py",
         theme="src/diffact/viz/theme.py",
     wildcard_constraints:
@@ -80,9 +80,6 @@ rule fig03_properties:
     output:
         png=report(f"{FIGURES}/fig03_properties_{{prop_model}}.png", caption="../report/fig03_properties.rst", category="Figure 3"),
         pdf=f"{FIGURES}/fig03_properties_{{prop_model}}.pdf",
-    params:
-        store=lambda w, input: os.path.dirname(input.store),
-        root=lambda w: wf.dataset_entry(config, wf.properties.figure_scene(config))["root"],
     log:
         f"{LOGS}/figures/fig03_properties_{{prop_model}}.log",
     threads: stage_threads("notebook")
@@ -90,8 +87,7 @@ rule fig03_properties:
     conda: ENV
     shell:
         wf.figures.notebook_shell(
-            config, "fig03_properties", "-p table={input.table}", "-p store={params.store}",
-            "-p labels_root={params.root}")
+            config, "fig03_properties", "-p table={input.table}", "-p maps={input.maps}")
 
 
 rule fig04_pck:
@@ -119,7 +115,7 @@ rule fig04_pck:
 rule fig05_13_scenes:
     message: "Figures 5-13 analogue (PCA maps along the forward order on every scene) of {wildcards.prop_model}"
     input:
-        stores=lambda w: wf.properties.scene_stores(config, w.prop_model),
+        maps=lambda w: wf.properties.scene_figure_maps(config, w.prop_model),
         nb="notebooks/fig05_13_scenes.py",
         theme="src/diffact/viz/theme.py",
     wildcard_constraints:
@@ -128,7 +124,7 @@ rule fig05_13_scenes:
         png=report(f"{FIGURES}/fig05_13_scenes_{{prop_model}}.png", caption="../report/fig05_13_scenes.rst", category="Figures 5-13"),
         pdf=f"{FIGURES}/fig05_13_scenes_{{prop_model}}.pdf",
     params:
-        stores=lambda w, input: wf.list_param(os.path.dirname(s) for s in input.stores),
+        maps=lambda w, input: wf.list_param(input.maps),
         scenes=wf.list_param(wf.properties.scenes(config)),
     log:
         f"{LOGS}/figures/fig05_13_scenes_{{prop_model}}.log",
@@ -137,7 +133,7 @@ rule fig05_13_scenes:
     conda: ENV
     shell:
         wf.figures.notebook_shell(
-            config, "fig05_13_scenes", "-p 'stores={params.stores}'", "-p 'scenes={params.scenes}'",
+            config, "fig05_13_scenes", "-p 'maps={params.maps}'", "-p 'scenes={params.scenes}'",
             "-p model={wildcards.prop_model}")
 
 
@@ -145,7 +141,7 @@ rule fig16_18_within:
     message: "Figures 16-18 analogues (increments, granularity within a resolution and across its ViTs) of {wildcards.prop_model}"
     input:
         table=wf.properties.path(config, "{prop_model}", "properties.csv"),
-        store=lambda w: wf.properties.store(config, w.prop_model, wf.properties.figure_scene(config)),
+        maps=lambda w: wf.properties.figure_maps(config, w.prop_model, wf.properties.figure_scene(config)),
         nb="notebooks/fig16_18_within.py",
         theme="src/diffact/viz/theme.py",
     wildcard_constraints:
@@ -155,7 +151,6 @@ rule fig16_18_within:
         fig17=report(f"{FIGURES}/fig17_resolution_{{prop_model}}.png", caption="../report/fig16_18_within_fig17.rst", category="Figures 16-18"),
         fig18=report(f"{FIGURES}/fig18_vits_{{prop_model}}.png", caption="../report/fig16_18_within_fig18.rst", category="Figures 16-18"),
     params:
-        store=lambda w, input: os.path.dirname(input.store),
         scene=wf.properties.figure_scene(config),
         out_dir=lambda w, output: os.path.dirname(output.fig16),
     log:
@@ -165,7 +160,7 @@ rule fig16_18_within:
     conda: ENV
     shell:
         wf.figures.notebook_shell(
-            config, "fig16_18_within", "-p table={input.table}", "-p store={params.store}",
+            config, "fig16_18_within", "-p table={input.table}", "-p maps={input.maps}",
             "-p scene={params.scene}", "-p model={wildcards.prop_model}", "-p out_dir={params.out_dir}")
 
 
@@ -174,7 +169,7 @@ rule fig15_control:
     input:
         control=wf.properties.table(config, wf.properties.CONTROL),
         tables=wf.properties.tables(config),
-        store=lambda w: wf.properties.store(config, wf.properties.CONTROL, wf.properties.control_scene(config)),
+        maps=lambda w: wf.properties.figure_maps(config, wf.properties.CONTROL, wf.properties.control_scene(config)),
         nb="notebooks/fig15_control.py",
         theme="src/diffact/viz/theme.py",
     output:
@@ -182,7 +177,6 @@ rule fig15_control:
         pdf=f"{FIGURES}/fig15_control.pdf",
     params:
         tables=lambda w, input: wf.list_param(input.tables),
-        store=lambda w, input: os.path.dirname(input.store),
     log:
         f"{LOGS}/figures/fig15_control.log",
     threads: stage_threads("notebook")
@@ -191,4 +185,4 @@ rule fig15_control:
     shell:
         wf.figures.notebook_shell(
             config, "fig15_control", "-p control={input.control}", "-p 'tables={params.tables}'",
-            "-p store={params.store}")
+            "-p maps={input.maps}")

@@ -40,8 +40,8 @@ def _pairs(items, what: str) -> dict[str, str]:
 def register(subparsers) -> None:
     # the defaults of settings that have a dataclass are the dataclass's, written there once
     from diffact.extract.commands import add_extraction_args
-    from diffact.extract.pipeline import ExtractionSettings
-    from diffact.models.control_unet import ControlConfig
+    from diffact.extract.settings import ExtractionSettings
+    from diffact.models.control_config import ControlConfig
     from diffact.utils.args import default_of
 
     p = subparsers.add_parser("noise-share", help="P1: per-activation noise share over K diffusion-noise draws")
@@ -63,6 +63,11 @@ def register(subparsers) -> None:
     p.add_argument("--pairs", type=int, default=2000, help="same-label pixel pairs per image and resolution")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="CSV")
+    p.add_argument("--figure-maps", metavar="NPZ",
+                   help="also write the maps the property figures draw (PCA → RGB of every activation, and with "
+                        "--labels-root the similarity to Fig 3c's query point) of the first --figure-images images "
+                        "(diffact.viz.figure_maps), taken from the features the table reads")
+    p.add_argument("--figure-images", type=int, default=2, help="images of --figure-maps (default 2)")
     p.set_defaults(func=cmd_property_maps)
 
     p = subparsers.add_parser("properties-table", help="merge a model's per-scene property tables")
@@ -156,11 +161,14 @@ def cmd_property_maps(args) -> int:
         from diffact.analysis.property_runs import store_map_properties
         from diffact.extract.store import FeatureStore
 
-        table = store_map_properties(FeatureStore.open(args.store), args.labels_root, args.images, args.pairs,
-                                     args.seed)
+        store = FeatureStore.open(args.store)
+        image_ids = store.image_ids()[: args.images] if args.images else store.image_ids()
+        recorder, paths = _figure_recorder(args, image_ids, lambda ids: _store_image_paths(store, ids))
+        table = store_map_properties(store, args.labels_root, args.images, args.pairs, args.seed,
+                                     observe=recorder.observe if recorder else None)
     else:
         from diffact.analysis.property_runs import streamed_map_properties
-        from diffact.extract.commands import streamed_extraction_from_args
+        from diffact.extract.commands import images_from_args, streamed_extraction_from_args
 
         missing = [flag for flag, value in (("--model", args.model), ("--family", args.family),
                                             ("--layers", args.layers), ("--dataset-kind", args.dataset_kind),
@@ -168,11 +176,39 @@ def cmd_property_maps(args) -> int:
         if missing:
             raise ConfigError(f"property-maps: give --store, or stream from the model with the arguments of diffact "
                               f"extract (missing {', '.join(missing)})")
-        table = streamed_map_properties(streamed_extraction_from_args(args), args.labels_root, args.images, args.pairs,
-                                        args.seed)
+        images = images_from_args(args)
+        image_ids = [i for i, _ in images][: args.images] if args.images else [i for i, _ in images]
+        recorder, paths = _figure_recorder(args, image_ids, lambda ids: dict(images))
+        table = streamed_map_properties(streamed_extraction_from_args(args), args.labels_root, args.images,
+                                        args.pairs, args.seed, observe=recorder.observe if recorder else None)
     write_csv(args.out, table)
     log.info("wrote %s: granularity/locality of %d activations", args.out, len(table))
+    if recorder:
+        recorder.save(args.figure_maps, paths, labels_root=str(args.labels_root) if args.labels_root else None)
+        log.info("wrote %s: figure maps of %d image(s) × %d activations", args.figure_maps, len(recorder.image_ids),
+                 len(recorder.layers))
     return 0
+
+
+def _figure_recorder(args, image_ids, paths_of):
+    """The figure-maps recorder of ``--figure-maps`` (the first ``--figure-images`` images the table reads) and
+    their image files; (None, None) without it."""
+    if not args.figure_maps:
+        return None, None
+    from diffact.analysis.property_runs import segmentation_labels
+    from diffact.viz.figure_maps import FigureMapRecorder
+
+    if args.figure_images < 1:
+        raise ConfigError(f"property-maps --figure-images must be ≥ 1, got {args.figure_images}")
+    shown = list(image_ids[: args.figure_images])
+    labels_of = segmentation_labels(args.labels_root)[0] if args.labels_root else None
+    return FigureMapRecorder(shown, labels_of), paths_of(shown)
+
+
+def _store_image_paths(store, image_ids) -> dict:
+    from diffact.analysis.plots import store_image_path
+
+    return {i: store_image_path(store, i) for i in image_ids}
 
 
 def cmd_table(args) -> int:

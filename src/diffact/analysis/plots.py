@@ -3,11 +3,13 @@ similarity-to-a-point maps, and the per-model summary of the three numbers (pape
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:  # the notebooks import these helpers; torch costs them ~2 s of CPU each, for a type hint
+    import torch
 
 from diffact.analysis.names import INCREMENT_KINDS, INTER_MODULE_KINDS, SELF_QK_KINDS, parse_name, resolution_label
 

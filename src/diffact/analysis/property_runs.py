@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from diffact.analysis.names import forward_sorted, parse_name, resolution_label
-from diffact.analysis.properties import DrawMoments, NoiseShareAccumulator, map_properties
 from diffact.utils.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+# torch (and the property numbers, diffact.analysis.properties) are imported by the functions that run a model or
+# read features: merging the tables (`diffact properties-table`) and the notebooks' label readers run without it.
 
 
 def _batches(items: Sequence, size: int):
@@ -40,6 +43,10 @@ def diffusion_noise_share(pipe, layers: Sequence[str], images: Sequence[tuple[st
                           batch_size: int = 1, release_text_encoders: bool = False) -> pd.DataFrame:
     """P1 noise share of every layer of a diffusion pipeline over ``images`` (see the module docstring);
     ``release_text_encoders`` as in :class:`~diffact.extract.pipeline.DiffusionFeatureExtractor`."""
+    import torch
+
+    from diffact.analysis.properties import DrawMoments, NoiseShareAccumulator
+
     from diffact.data.images import load_image_tensor
     from diffact.extract.pipeline import DiffusionFeatureExtractor
 
@@ -90,6 +97,8 @@ def segmentation_images(root: str | Path):
     items = open_ddpmseg(root, validate=False).by_id()
 
     def image_of(image_id: str) -> torch.Tensor:
+        import torch
+
         rgb = load_rgb(item_of(items, image_id, root).image_path)
         return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
@@ -97,19 +106,21 @@ def segmentation_images(root: str | Path):
 
 
 def store_map_properties(store, labels_root: str | Path | None = None, n_images: int = 0, n_pairs: int = 2000,
-                         seed: int = 0, layers: Sequence[str] | None = None) -> pd.DataFrame:
-    """P2 granularity and (with a DDPM-seg ``labels_root``) P3 locality, with its pixel baseline, of every store layer."""
+                         seed: int = 0, layers: Sequence[str] | None = None, observe=None) -> pd.DataFrame:
+    """P2 granularity and (with a DDPM-seg ``labels_root``) P3 locality, with its pixel baseline, of every store layer.
+    ``observe(image_id, layer, feature)``, when given, sees every feature read (the figure maps are taken from them
+    on the way: :class:`diffact.viz.figure_maps.FigureMapRecorder`)."""
     image_ids = store.image_ids()
     if n_images:
         image_ids = image_ids[:n_images]
     if not image_ids:
         raise DataError(f"{store.root}: the feature store holds no images")
     return _map_properties_table(lambda image_id, name: store.read_layer(image_id, name), image_ids,
-                                 layers if layers is not None else store.layers, labels_root, n_pairs, seed)
+                                 layers if layers is not None else store.layers, labels_root, n_pairs, seed, observe)
 
 
 def streamed_map_properties(source, labels_root: str | Path | None = None, n_images: int = 0, n_pairs: int = 2000,
-                            seed: int = 0) -> pd.DataFrame:
+                            seed: int = 0, observe=None) -> pd.DataFrame:
     """:func:`store_map_properties` of the store that ``source`` (a :class:`diffact.streamed.StreamedExtraction`)
     would fill, without the store: the images are visited in the store's order, so each batch is extracted once
     and dropped when the next begins (peak memory: one batch of features)."""
@@ -126,13 +137,23 @@ def streamed_map_properties(source, labels_root: str | Path | None = None, n_ima
         return held[image_id][name].float()  # a store is read back as float32 (FeatureStore.read)
 
     try:
-        return _map_properties_table(features_of, image_ids, source.layers, labels_root, n_pairs, seed)
+        return _map_properties_table(features_of, image_ids, source.layers, labels_root, n_pairs, seed, observe)
     finally:
         bar.close()
 
 
 def _map_properties_table(features_of, image_ids: Sequence[str], layers: Sequence[str],
-                          labels_root: str | Path | None, n_pairs: int, seed: int) -> pd.DataFrame:
+                          labels_root: str | Path | None, n_pairs: int, seed: int, observe=None) -> pd.DataFrame:
+    from diffact.analysis.properties import map_properties
+
+    if observe is not None:
+        read = features_of
+
+        def features_of(image_id: str, name: str) -> torch.Tensor:
+            feature = read(image_id, name)
+            observe(image_id, name, feature)
+            return feature
+
     labels_of, ignore = segmentation_labels(labels_root) if labels_root else (None, 255)
     image_of = segmentation_images(labels_root) if labels_root else None
     # Stores list layers alphabetically: restore the forward order (forward_index is the plots' x axis).
@@ -145,6 +166,9 @@ def _map_properties_table(features_of, image_ids: Sequence[str], layers: Sequenc
 def control_features(model, images: Sequence[tuple[str, Path]], store_out: str | Path, t: int, draws: int,
                      seed: int = 0, batch_size: int = 4, settings: Mapping | None = None):
     """Write the control's clean-input activations as a feature store and return its P1 noise-share table."""
+    import torch
+
+    from diffact.analysis.properties import DrawMoments, NoiseShareAccumulator
     from diffact.data.images import load_image_tensor
     from diffact.extract.store import FeatureStore
     from diffact.models.control_unet import capture_activations, control_catalog, noised_images

@@ -54,7 +54,7 @@ def add_extraction_args(p, required: bool = True) -> None:
     that extracts, so rules can pass ``workflow.extract_args`` to any of them. ``required=False``: model, family,
     layers and dataset may be left out (``pck-screen`` and ``property-maps`` take them only when they extract)."""
     from diffact.data.spair import add_subset_policy_args
-    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.extract.settings import ExtractionSettings
     from diffact.utils.args import default_of, positive_int
 
     def setting(name):  # the defaults are ExtractionSettings' (the paper's), written there once
@@ -111,7 +111,7 @@ def cmd_layers(args) -> int:
 
 def extraction_settings_from_args(args):
     """The :class:`ExtractionSettings` of parsed :func:`add_extraction_args` arguments."""
-    from diffact.extract.pipeline import ExtractionSettings
+    from diffact.extract.settings import ExtractionSettings
 
     return ExtractionSettings(t=args.t, prompt=args.prompt, image_size=args.image_size, noise_seed=args.noise_seed,
                               ensemble=args.ensemble, vae_mode=args.vae_mode, dtype=args.dtype, resize=args.resize,

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import yaml
 
-from diffact.families.catalog import AGGREGATE_NAMES, MAP_KINDS, Activation, unknown_layer_error
-from diffact.families.registry import resolve_layers, walk
 from diffact.utils.errors import ConfigError
 from diffact.utils.paths import checked_join
+
+if TYPE_CHECKING:
+    from diffact.families.catalog import Activation
+
+# The model families (and torch) are imported by the functions that walk a model: a set's file, path and digest
+# are read without them (the workflow names stores with them, diffact.extract.settings).
 
 LAYER_DIR = Path(__file__).resolve().parents[3] / "config" / "layers"
 _BLOCK = re.compile(r"(?:^|-)vit-block(\d+)-")  # U-Net ...-vit-block3-..., DiT vit-block3-...
@@ -72,6 +76,8 @@ def _stage(name: str) -> str:
 
 
 def _selected(act: Activation, rule: dict) -> bool:
+    from diffact.families.catalog import MAP_KINDS
+
     stages = rule.get("stages")
     if stages and _stage(act.name) not in stages:
         return False
@@ -108,6 +114,9 @@ def resolve_set_file(unet, family: str, path: str | Path) -> list[str]:
 
 
 def resolve_spec(unet, spec: dict) -> list[str]:
+    from diffact.families.catalog import AGGREGATE_NAMES, unknown_layer_error
+    from diffact.families.registry import walk
+
     entries = list(walk(unet))
     if "select" in spec:
         return [a.name for a in entries if _selected(a, spec["select"] or {})]
@@ -133,6 +142,8 @@ def resolve_layers_arg(unet, family: str, value: str | list[str], root: str | Pa
         return resolve_set_file(unet, family, value)
     if isinstance(value, str) and "," not in value and set_path(family, value, root).is_file():
         return resolve_set(unet, family, value, root)
+    from diffact.families.registry import resolve_layers
+
     names = value.split(",") if isinstance(value, str) else list(value)
     return [a.name for a in resolve_layers(unet, [n.strip() for n in names if n.strip()])]
 
@@ -142,6 +153,7 @@ def channel_total(unet, names: Iterable[str], image_size: int | None = None, tex
     """Total channels of ``names``; aggregated maps count n_sizes × text_tokens at ``image_size``."""
     from diffact.extract.aggregate import member_maps, qualifies
     from diffact.families.catalog import AGGREGATE_KIND, aggregate_entries
+    from diffact.families.registry import walk
 
     by_name = {a.name: a for a in [*walk(unet), *aggregate_entries()]}
     total = 0

@@ -32,36 +32,13 @@ import torch
 from tqdm import tqdm
 
 from diffact.extract.pipeline import DiffusionFeatureExtractor, ExtractionSettings
-from diffact.extract.store import FeatureStore, settings_key
+# What names a store lives in a module without torch (the workflow plans with it); imported here too, where the
+# commands and tests have always found it.
+from diffact.extract.settings import layer_spec_digest, store_key, store_settings  # noqa: F401
+from diffact.extract.store import FeatureStore
 from diffact.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-
-def layer_spec_digest(family: str, layer_set: str) -> str:
-    """Hash of a layer set file's text (or of an explicit comma list): part of the store key."""
-    from diffact.extract.layersets import set_path
-
-    path = set_path(family, layer_set)
-    text = path.read_text() if path.is_file() else layer_set
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def store_settings(*, dataset: dict, model: dict, family: str, layer_set: str, extraction: ExtractionSettings,
-                   storage_dtype: str) -> dict:
-    """Everything that defines a store's content. The workflow hashes the same dict to name the folder."""
-    return {
-        "dataset": {k: dataset.get(k) for k in ("kind", "root", "split", "subset")},
-        "model": {"source": model["source"], "revision": model.get("revision")},
-        "family": family,
-        "layers": {"set": layer_set, "digest": layer_spec_digest(family, layer_set)},
-        "extraction": extraction.key_dict(),
-        "storage_dtype": storage_dtype,
-    }
-
-
-def store_key(**kwargs) -> str:
-    return settings_key(store_settings(**kwargs))
 
 
 # The code that decides a shard's bytes besides the settings, relative to the diffact package: the extraction

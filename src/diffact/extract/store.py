@@ -25,7 +25,6 @@ it), so no job can overwrite another's metadata (a job of other code only replac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -36,18 +35,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from diffact.extract.settings import settings_key
 from diffact.utils.errors import DataError
 from diffact.utils.io import atomic_path_in_private_dir, write_json
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 SHARD_RECORD_KEY = "shard"  # the shard's metadata entry: its image id and the digest of the code that wrote it
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
-
-
-def settings_key(settings: Mapping) -> str:
-    """The store key: the first 12 hex digits of the SHA-256 of the settings as canonical JSON."""
-    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def _write_json_if_absent(path: Path, obj: dict) -> None:

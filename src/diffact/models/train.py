@@ -48,10 +48,11 @@ DIT_COMPONENTS = ("dit_flow_mse",)
 
 @dataclass(frozen=True)
 class DemoTrainSettings:
-    """Demo-model training settings (config/config.yaml ``demo_models``). The defaults cost ~400 CPU-seconds
-    per model (sd15 ~410, sdxl ~400; ~85% of it the U-Net), i.e. ≥ 3.5 min on 2 idle cores. sd3 takes ~1.4×
-    sd15's wall time: 227 s against 166 s (VAE 15 s each, DiT 205 s, U-Net 142 s), measured 2026-12-03 on
-    2 threads beside another job (load average ~1.9)."""
+    """Demo-model training settings (config/config.yaml ``demo_models``). On the default 1 thread a whole build
+    costs sd15 212, sdxl 285, sd3 333 CPU-seconds (measured 2026-12-07, the three side by side on a loaded 2-core
+    machine; VAE + calibration ~15%, the denoiser the rest). A U-Net step on 2 threads costs 1.28× the CPU time of 1
+    (``benchmarks/bench_demo_training.py``), for little gain in wall time at these widths, so the workflow trains
+    the models side by side, one core each. Their loss curves match the 2-thread ones within 0.2% at every step."""
 
     image_size: int = 64  # training crop size in pixels; latents are image_size / 2
     batch_size: int = 16
@@ -64,9 +65,11 @@ class DemoTrainSettings:
     grad_clip: float = 1.0  # gradient-norm clip: lr 1e-3 from scratch is aggressive
     context_scale: float = 2.0  # images are shrunk so their short side is context_scale × image_size
     # torch intra-op threads while training. Pinned because CPU kernels split reductions by thread,
-    # so another thread count gives (slightly) different bits; 2 = the reference 2-core machine.
-    # None leaves torch's default (all cores).
-    num_threads: int | None = 2
+    # so another thread count gives (slightly) different bits. 1 (config demo_models.threads; 2 before
+    # 2026-12-07): at these widths a second thread saves little wall time and costs 1.3-1.5x the CPU time
+    # (U-Net step, batch 16: sd15 1.09 -> 1.41, sdxl 1.55 -> 2.36 CPU s, one session, loaded 2-core machine),
+    # so the workflow trains the three models side by side, one core each. None leaves torch's default.
+    num_threads: int | None = 1
 
     def validate(self) -> "DemoTrainSettings":
         # latents are image_size / 2 and the sd15 U-Net halves them 3 times

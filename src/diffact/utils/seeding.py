@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a torch generator is made: the data builders and the workflow derive seeds without it.
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch global RNGs (for library code that draws from them)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -24,6 +31,8 @@ def derive_seed(base: int, *keys: object) -> int:
 
 
 def torch_generator(base: int, *keys: object) -> torch.Generator:
+    import torch
+
     return torch.Generator().manual_seed(derive_seed(base, *keys))
 
 

@@ -2,12 +2,15 @@
 
 * ``diffact notebook``      — run a jupytext ``.py`` notebook with papermill (rules call it) and record its
   provenance;
-* ``diffact figures-index`` — write paper_figures/<profile>/README.md, the index of the paper's 24 items.
+* ``diffact figures-index`` — write paper_figures/<profile>/README.md, the index of the paper's 24 items;
+* ``diffact figure-maps``   — the PCA maps a figure draws (Fig 3 style), from a store or streamed from the model, so
+  the figure's notebook reads a small file instead of the store.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,6 +22,7 @@ KERNEL = "diffact"
 def register(subparsers) -> None:
     _register_notebook(subparsers)
     _register_figures_index(subparsers)
+    _register_figure_maps(subparsers)
 
 
 def _register_notebook(subparsers) -> None:
@@ -78,7 +82,20 @@ def _kernel(requested: str | None) -> str:
     return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
 
 
+def skip_unused_iri_grammar() -> None:
+    """Keep jsonschema from compiling its IRI grammar in the notebook runner.
+
+    papermill and jupytext validate notebooks with nbformat, which imports jsonschema, which at import builds an
+    Earley parser for the ``iri`` format checks when the optional ``rfc3987_syntax`` is installed: 1.1 of the
+    1.5 CPU seconds the runner spent importing (measured here), in every notebook job. nbformat validates without a
+    format checker and its schemas use no ``format`` keyword, so the checks are never run; a module set to None in
+    ``sys.modules`` makes that optional import fail, as if it were not installed, and jsonschema skips those checks.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+
 def cmd_notebook(args) -> int:
+    skip_unused_iri_grammar()
     import jupytext
     import papermill
 
@@ -132,3 +149,74 @@ def cmd_figures_index(args) -> int:
         raise ConfigError(f"--figures {args.figures}: no such folder")
     write_index(args.out or Path(args.figures) / "README.md", args.figures, args.provenance, args.profile)
     return 0
+
+
+def _register_figure_maps(subparsers) -> None:
+    from diffact.extract.commands import add_extraction_args
+
+    p = subparsers.add_parser("figure-maps", help="PCA → RGB maps of a few images' activations (diffact.viz."
+                                                  "figure_maps), from a store (--store) or streamed from the model "
+                                                  "(the arguments of diffact extract instead of --store)")
+    p.add_argument("--store", help="feature store folder")
+    add_extraction_args(p, required=False)  # streaming: the store's own extract arguments, so the features are its
+    p.add_argument("--images", type=int, default=2, help="the first N images of the store (default 2)")
+    p.add_argument("--show", nargs="*", default=[], metavar="LAYER",
+                   help="the activations to map (default: every one of the store or layer set)")
+    p.add_argument("--out", required=True, help="NPZ")
+    p.set_defaults(func=cmd_figure_maps)
+
+
+def cmd_figure_maps(args) -> int:
+    from diffact.utils.errors import ConfigError
+    from diffact.viz.figure_maps import FigureMapRecorder
+
+    if args.images < 1:
+        raise ConfigError(f"figure-maps --images must be ≥ 1, got {args.images}")
+    if args.store:
+        if args.model:
+            raise ConfigError("figure-maps: --store and --model exclude each other (read a store, or extract from the "
+                              "model without storing)")
+        from diffact.analysis.plots import store_image_path
+        from diffact.extract.store import FeatureStore
+
+        store = FeatureStore.open(args.store)
+        image_ids, layers = store.image_ids()[: args.images], store.layers
+        paths = {i: store_image_path(store, i) for i in image_ids}
+        features_of = store.read_layer
+    else:
+        from diffact.extract.commands import images_from_args, streamed_extraction_from_args
+
+        missing = [flag for flag, value in (("--model", args.model), ("--family", args.family),
+                                            ("--layers", args.layers), ("--dataset-kind", args.dataset_kind),
+                                            ("--dataset-root", args.dataset_root)) if not value]
+        if missing:
+            raise ConfigError(f"figure-maps: give --store, or stream from the model with the arguments of diffact "
+                              f"extract (missing {', '.join(missing)})")
+        images = images_from_args(args)
+        image_ids, paths = [i for i, _ in images][: args.images], dict(images)
+        source = streamed_extraction_from_args(args)
+        layers, features_of = source.layers, _streamed_reader(source)
+    unknown = sorted(set(args.show) - set(layers))
+    if unknown:
+        raise ConfigError(f"figure-maps --show: {', '.join(unknown)} not among the {len(layers)} activations "
+                          f"{'of the store' if args.store else 'of --layers'}")
+    shown = [n for n in args.show] or list(layers)
+    recorder = FigureMapRecorder(image_ids)
+    recorder.read(features_of, shown)
+    recorder.save(args.out, {i: paths.get(i) for i in image_ids})
+    log.info("wrote %s: PCA maps of %d image(s) × %d activations", args.out, len(image_ids), len(shown))
+    return 0
+
+
+def _streamed_reader(source):
+    """``features_of(image_id, layer)`` of a :class:`diffact.streamed.StreamedExtraction`: each image's batch is
+    extracted once, as a store holds it, and read back as float32 (as :meth:`FeatureStore.read_layer`)."""
+    held: dict = {}
+
+    def features_of(image_id: str, name: str):
+        if image_id not in held:
+            held.clear()
+            held.update(source.stored_batch(source.batch_of[image_id]))
+        return held[image_id][name].float()
+
+    return features_of

@@ -4,8 +4,12 @@ show as RGB, nearest-upsampled."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where a projection runs: the notebooks only up-sample stored maps (nearest_resize)
+    import torch
 
 
 def pca_project(feature: torch.Tensor, components: int = 3) -> np.ndarray:
@@ -14,6 +18,8 @@ def pca_project(feature: torch.Tensor, components: int = 3) -> np.ndarray:
     Signs are fixed so that each component's largest-magnitude loading is positive, which keeps colours
     stable between runs.
     """
+    import torch
+
     c, h, w = feature.shape
     x = feature.reshape(c, h * w).T.double()
     x = x - x.mean(dim=0, keepdim=True)
@@ -36,9 +42,14 @@ def minmax(scores: np.ndarray) -> np.ndarray:
 
 def pca_rgb(feature: torch.Tensor, size: int | None = None) -> np.ndarray:
     """C×H×W activation → H'×W'×3 float RGB in [0, 1] (nearest-upsampled to ``size`` if given)."""
-    rgb = minmax(pca_project(feature, 3))
-    if size is not None and rgb.shape[0] != size:
-        rows = (np.arange(size) * rgb.shape[0] // size)
-        cols = (np.arange(size) * rgb.shape[1] // size)
-        rgb = rgb[rows][:, cols]
-    return rgb
+    return nearest_resize(minmax(pca_project(feature, 3)), size)
+
+
+def nearest_resize(image: np.ndarray, size: int | None) -> np.ndarray:
+    """H×W(×k) map → size×size(×k), nearest neighbour (unchanged when ``size`` is None or its height already):
+    the maps of one figure are drawn at the largest one's size."""
+    if size is None or image.shape[0] == size:
+        return image
+    rows = (np.arange(size) * image.shape[0] // size)
+    cols = (np.arange(size) * image.shape[1] // size)
+    return image[rows][:, cols]

@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-from diffact.extract.pipeline import ExtractionSettings
-from diffact.extract.run import store_key
+from diffact.extract.settings import ExtractionSettings, store_key
 from diffact.workflow.profile import dataset_entry, model_entry, results_dir, spair_subset_args, split_noise_draw
 from diffact.utils.errors import ConfigError
 
@@ -61,6 +60,16 @@ def extract_args(config: dict, dataset: str, model: str, layer_set: str) -> str:
     if ds.get("subset"):  # the policy only matters where a subset is read
         args += spair_subset_args(config, dataset).split()
     return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def pinned_threads_args(config: dict) -> str:
+    """``--threads N`` when the profile pins torch's CPU threads (``extraction.torch_threads``), else nothing. For the
+    jobs that run torch on stored or built features without ``diffact extract``'s arguments (which carry
+    ``--torch-threads``): the control U-Net's store and its noise share. Their bytes then
+    follow the profile, not the job's ``threads`` (its stage's, or ``--cores`` for ``all``), as the stores' do
+    (docs/determinism.md)."""
+    threads = config.get("extraction", {}).get("torch_threads")
+    return f"--threads {threads}" if threads else ""
 
 
 def extraction_shards(config: dict, dataset: str | None = None, model: str | None = None,

@@ -6,8 +6,8 @@ that lists them, are gathered by :mod:`diffact.workflow.targets`.
 from __future__ import annotations
 
 from diffact.workflow import correspondence
-from diffact.workflow.extract import store_done
-from diffact.workflow.profile import is_transformer, list_param, results_dir
+from diffact.workflow.extract import extract_args
+from diffact.workflow.profile import is_transformer, results_dir
 
 DEFAULT_PCA_SET = "figure"
 DEFAULT_PCA_IMAGES = 2
@@ -17,15 +17,27 @@ def section(config: dict) -> dict:
     return config.get("figures") or {}
 
 
-def pca_store(config: dict, model: str) -> str:
-    """The store the PCA maps read: figures.pca_dataset / figures.layer_set, else the correspondence screen's."""
+def pca_store_args(config: dict, model: str) -> str:
+    """The `diffact extract` arguments of the store whose features the PCA maps show (figures.pca_dataset /
+    figures.layer_set, else the correspondence screen's): pca_maps streams them, the store is never written."""
     fig, corr = section(config), correspondence.section(config)
     dataset = fig.get("pca_dataset", corr.get("dataset"))
-    return store_done(config, dataset, model, fig.get("layer_set", corr.get("layer_set", DEFAULT_PCA_SET)))
+    return extract_args(config, dataset, model, fig.get("layer_set", corr.get("layer_set", DEFAULT_PCA_SET)))
 
 
-def pca_layers_param(config: dict) -> str:
-    return list_param(section(config).get("pca_layers", []))
+def pca_dataset(config: dict) -> str:
+    return section(config).get("pca_dataset", correspondence.section(config).get("dataset"))
+
+
+def pca_maps(config: dict, model: str) -> str:
+    """The PCA maps of Fig 3 (style) that pca_maps writes and fig03_pca draws (diffact.viz.figure_maps)."""
+    return f"{results_dir(config)}/figure_maps/pca_{model}.npz"
+
+
+def pca_show_arg(config: dict) -> str:
+    """``--show LAYER ...`` of diffact figure-maps: figures.pca_layers (none: every activation of the set)."""
+    layers = section(config).get("pca_layers", [])
+    return " ".join(["--show", *layers]) if layers else ""
 
 
 def pca_images(config: dict) -> int:

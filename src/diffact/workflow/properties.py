@@ -3,16 +3,24 @@ profile → scenes, stores, wildcard patterns and targets of workflow/rules/prop
 rules in models.smk and extract.smk).
 
 Folders: ``<results>/properties/<model>/<scene>/{noise_share,maps}.csv``, ``<results>/properties/<model>/properties.csv``,
-``<results>/properties/control-unet/...`` (the Fig 15 control), ``<results>/properties/filter/<family>.csv``.
+``<results>/properties/<model>/<scene>/figure_maps.npz`` (the maps the property figures draw, made by property_maps
+beside its table, so the figures read no store), ``<results>/properties/control-unet/...`` (the Fig 15 control),
+``<results>/properties/filter/<family>.csv``.
+
+The diffusion models' map properties stream from the model (``diffact property-maps`` with the store's own extract
+arguments: the numbers of that store, byte for byte, without writing it); only the control U-Net's are read from a
+store, the one control_features writes (the control is no diffusion pipeline that `diffact extract` arguments name).
 """
 
 from __future__ import annotations
 
-from diffact.workflow.extract import store_done
+from diffact.workflow.extract import extract_args
 from diffact.workflow.profile import alternatives, is_transformer, model_entry, optional_flags, results_dir
 
 CONTROL = "control-unet"  # the Fig 15 control: a conventional residual U-Net trained by the workflow
 DEFAULT_LAYER_SET = "screen"
+# Images of each scene whose maps the figures draw (Figs 5-13 show the first two of every scene; Figs 3, 15-18 the first).
+FIGURE_IMAGES = 2
 
 
 def section(config: dict) -> dict:
@@ -78,15 +86,24 @@ def control_model_dir(config: dict) -> str:
     return f"{results_dir(config)}/models/{CONTROL}"
 
 
-def store(config: dict, model: str, scene: str) -> str:
-    """The feature store (complete.json) the map properties of (model, scene) read."""
-    if model == CONTROL:
-        return f"{prop_dir(config)}/{CONTROL}/{scene}/store/complete.json"
-    return store_done(config, scene, model, layer_set(config))
+def control_store(config: dict, scene: str) -> str:
+    """The control U-Net's feature store (complete.json) on ``scene``, which its map properties read."""
+    return f"{prop_dir(config)}/{CONTROL}/{scene}/store/complete.json"
 
 
-def scene_stores(config: dict, model: str) -> list[str]:
-    return [store(config, model, s) for s in scenes(config)]
+def streamed_store_args(config: dict, model: str, scene: str) -> str:
+    """The `diffact extract` arguments of the store whose features property_maps measures (and streams instead of
+    reading: the store itself is never written for the properties)."""
+    return extract_args(config, scene, model, layer_set(config))
+
+
+def figure_maps(config: dict, model: str, scene: str) -> str:
+    """The figure-maps file of (model, scene) that property_maps writes beside maps.csv (diffact.viz.figure_maps)."""
+    return path(config, model, scene, "figure_maps.npz")
+
+
+def scene_figure_maps(config: dict, model: str) -> list[str]:
+    return [figure_maps(config, model, s) for s in scenes(config)]
 
 
 def pck_input(config: dict, model: str) -> list[str] | str:

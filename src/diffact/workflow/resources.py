@@ -55,6 +55,14 @@ def stage_threads(config: dict, stage: str, cores, fallback: int | None = None) 
     return int(cores() if callable(cores) else cores) if value == "all" else value
 
 
+def demo_model_threads(config: dict) -> int | None:
+    """The torch threads a demo model trains with (``demo_models.threads``; `diffact build-demo-model --threads`
+    pins them, as the weights' bits depend on the count), which its job reserves so that snakemake runs as many
+    builds side by side as the cores allow; None where the profile does not say (the ``train_unet`` stage's
+    threads apply, and the command's own default)."""
+    return (config.get("demo_models") or {}).get("threads")
+
+
 def total_cores(workflow) -> int:
     """What ``threads: all`` means for snakemake's ``workflow``: the cores it was given (``--cores``); on a cluster
     executor, which runs without --cores, ``--max-threads`` (the cores of one node). Neither: a ConfigError that

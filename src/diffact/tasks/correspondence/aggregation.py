@@ -28,7 +28,6 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -41,13 +40,13 @@ from torch import nn
 from diffact.data.spair import keypoints_present
 from diffact.tasks.correspondence.matching import keypoints_to_eval_pixels, transfer_pair
 from diffact.tasks.correspondence.pck import ALPHAS, PER_IMAGE, PCKAccumulator, metric_column
+# The training settings live in a module without torch (the command parser reads their defaults).
+from diffact.tasks.correspondence.settings import PAPER_EVAL_SIZE, PAPER_FEATURE_SIZE, AggregationTrainSettings  # noqa: F401
 from diffact.utils.errors import ConfigError, DataError
 from diffact.utils.seeding import derive_seed, numpy_rng
 
 log = logging.getLogger(__name__)
 
-PAPER_FEATURE_SIZE = 128  # docs/paper.md §2.8: every layer → 128×128 before the conv
-PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: conv output → 512×512 for the NN search
 PAPER_TEMPERATURE = 0.07  # docs/paper.md §2.8: logit_scale = log(1/0.07), fixed (not a parameter)
 LOGIT_SCALE = math.log(1.0 / PAPER_TEMPERATURE)
 DEFAULT_CACHE_BYTES = 2 * 2**30  # resized input maps kept in memory (≈ 8 images at the paper's 3840×128²)
@@ -283,34 +282,6 @@ def clip_loss(src: torch.Tensor, trg: torch.Tensor, src_idx: torch.Tensor, trg_i
 # ----------------------------------------------------------------------------------------------
 # Training schedule
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AggregationTrainSettings:
-    """Training of the aggregation conv. Defaults are the paper's (docs/paper.md §2.8, upstream task-corres.py)."""
-
-    epochs: int = 2
-    pairs_per_epoch: int = 5000
-    eval_every: int = 500
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    seed: int = 0
-    feature_size: int = PAPER_FEATURE_SIZE
-    eval_size: int = PAPER_EVAL_SIZE
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "pairs_per_epoch", "eval_every", "feature_size", "eval_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"correspondence training setting '{name}' must be a positive integer, got {getattr(self, name)}")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ConfigError(f"need lr > 0 and weight_decay ≥ 0, got lr={self.lr}, weight_decay={self.weight_decay}")
-
-    @property
-    def steps(self) -> int:
-        return self.epochs * self.pairs_per_epoch
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def training_pair_order(n_pairs: int, settings: AggregationTrainSettings) -> np.ndarray:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _add_eval_grid(p, device: bool = True) -> None:
-    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings as Train
+    from diffact.tasks.correspondence.settings import AggregationTrainSettings as Train
     from diffact.utils.args import default_of
 
     p.add_argument("--feature-size", type=int, default=default_of(Train, "feature_size"),
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
 def _register_table1(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
-    from diffact.tasks.correspondence.aggregation import AggregationTrainSettings as Train
+    from diffact.tasks.correspondence.settings import AggregationTrainSettings as Train
     from diffact.utils.args import default_of
 
     p = subparsers.add_parser("corr-train", help="train the correspondence aggregation conv (paper §2.8) on feature stores")
@@ -117,7 +117,7 @@ def _register_table1(subparsers) -> None:
 
 def _register_screens(subparsers) -> None:
     from diffact.data.spair import add_subset_policy_args
-    from diffact.tasks.correspondence.matching import PAPER_EVAL_SIZE
+    from diffact.tasks.correspondence.settings import PAPER_EVAL_SIZE
 
     from diffact.extract.commands import add_extraction_args
 

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from diffact.data.spair import keypoints_present
+from diffact.tasks.correspondence.settings import PAPER_EVAL_SIZE  # noqa: F401 (docs/paper.md §2.8)
 from diffact.utils.errors import ConfigError, DataError
 
-PAPER_EVAL_SIZE = 512  # docs/paper.md §2.8: features → 512×512 for the NN search
 DEFAULT_TEMPERATURE = 0.02  # soft-argmax only (not used by the paper); cosine similarities lie in [-1, 1]
 DEFAULT_CHUNK_SIZE = 256  # keypoints per similarity block
 DEFAULT_MAX_BAND_ELEMENTS = 2**25  # floats per band-sized tensor (see band_rows_for), 128 MiB in float32

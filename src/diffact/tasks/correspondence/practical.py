@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import yaml
 
 from diffact.utils.errors import DataError
+
+if TYPE_CHECKING:  # pandas is imported where a screen is read: the command parser reads the defaults below
+    import pandas as pd
 
 DEFAULT_TOP = 4  # the paper's Ours-v1.5 holds 4 activations (App. B.1)
 DEFAULT_METRIC = "pck_img@0.10"
@@ -81,6 +84,8 @@ def practical_set_spec(layers: list[str], family: str, model: str, screen_path: 
 
 def write_practical_set(screen_path: str | Path, family: str, model: str, out: str | Path,
                         top: int = DEFAULT_TOP, metric: str = DEFAULT_METRIC) -> dict:
+    import pandas as pd
+
     from diffact.utils.io import write_text
 
     screen = pd.read_csv(screen_path)

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 def _add_protocol_args(p) -> None:
     # The defaults are the dataclasses' (the paper's protocol, §2.10), written there once.
-    from diffact.tasks.scarce.ensemble import EnsembleTrainSettings as Train
-    from diffact.tasks.scarce.pipeline import ScarceConfig
+    from diffact.tasks.scarce.settings import EnsembleTrainSettings as Train
+    from diffact.tasks.scarce.settings import ScarceConfig
     from diffact.utils.args import default_of
 
     p.add_argument("--store", required=True, action="append", metavar="[LABEL=]DIR",

@@ -15,7 +15,6 @@ its training loop had ended.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Iterable, Iterator
 
@@ -24,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The settings and the protocol constants live in a module without torch (the command parser reads their defaults).
+from diffact.tasks.scarce.settings import EnsembleTrainSettings  # noqa: F401
 from diffact.utils.seeding import numpy_rng, torch_generator
 
 log = logging.getLogger(__name__)
@@ -157,20 +158,6 @@ class EarlyStop:
         newly = active & (self.count > self.patience)
         self.stopped |= newly
         return newly
-
-
-@dataclasses.dataclass(frozen=True)
-class EnsembleTrainSettings:
-    """Training knobs with the paper's values as defaults (§2.10)."""
-
-    members: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    max_epochs: int = 100
-    stop_after_epoch: int = 3
-    patience: int = 50
-    max_batches_per_epoch: int | None = None  # cap for smoke tests and memory benchmarks; None = paper
-    device: str = "cpu"
 
 
 def member_batches(buffers: Iterable[tuple[torch.Tensor, torch.Tensor]], members: int, batch_size: int,

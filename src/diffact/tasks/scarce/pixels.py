@@ -30,10 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# The settings and the protocol constants live in a module without torch (the command parser reads their defaults).
+from diffact.tasks.scarce.settings import MIN_CLASS_PIXELS  # noqa: F401
 from diffact.utils.seeding import numpy_rng
 
 IGNORE = 255
-MIN_CLASS_PIXELS = 20  # DDPM-seg: "if 0 < (label == target).sum() < 20: label[label == target] = ignore"
 
 
 def nearest_index(src: int, dst: int) -> np.ndarray:

@@ -23,9 +23,10 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+# The settings and the protocol constants live in a module without torch (the command parser reads their defaults).
+from diffact.tasks.scarce.settings import UPSAMPLE_MODES
 from diffact.utils.errors import ConfigError, LayerError
 
-UPSAMPLE_MODES = ("nearest-bilinear", "bilinear")
 PART_SEP = ":"
 
 
