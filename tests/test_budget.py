@@ -20,7 +20,7 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 # Jobs per rule of the paper DAG, as `snakemake -n` counts them on fixture trees (tests/test_paper_profile.py,
 # PAPER_JOBS; segmentation counted from config/paper.yaml: 2 datasets × (2 models × 2 sets + Ours-XL-t)).
 PAPER_DAG_JOBS = {
-    "extract_shard": 248, "extract": 62, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
+    "extract_shard": 32, "extract": 8, "scarce_filtered_store": 6, "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "noise_share": 14, "property_maps": 14, "control_property_maps": 2, "pca_maps": 1,
     "properties_table": 8, "fig_properties_unet_vs_dit": 1, "fig02_architecture": 4, "qualitative_filter": 2, "train_control_unet": 1, "control_features": 2,
@@ -92,12 +92,14 @@ def test_paper_budget_has_the_totals_and_they_are_the_sums_of_the_stages(paper_b
     stores = paper_budget["stores"]
     extract = next(s for s in stages if s["name"] == "extract")
     assert extract["disk_bytes"] == sum(s["bytes_per_image"] * s["images"] for s in stores)
-    assert len(stores) == 68  # 62 extracted in shards + the label-scarce screens' 6 filtered stores
+    assert len(stores) == 14  # Table 2 (right)'s 8, extracted in shards + the label-scarce screens' 6 filtered stores
     assert extract["forward_passes"] == sum(s["images"] for s in stores)
     # the property maps and Fig 3's PCA maps stream (issue #19 point 3) and the label-scarce screens read filtered
     # stores: no pool or figure store of the property scenes is planned
     assert not [s for s in stores if s["layer_set"] == "figure"]
     assert not [s for s in stores if s["dataset"] in ("horse21", "bedroom28") and s["layer_set"] == "pool"]
+    # Table 1 streams its features (noise: stream): no store of its trn, val or test split
+    assert not [s for s in stores if s["dataset"].startswith(("spair-trn", "spair-val")) or s["dataset"] == "spair"]
 
 
 def test_paper_budget_jobs_match_the_dag(paper_budget):
@@ -113,14 +115,16 @@ def test_paper_budget_records_where_every_count_comes_from(paper_budget):
     assert datasets["cityscapes:val"]["images"] == 500
     assert datasets["horse21"]["images"] == 50 and not datasets["horse21"]["exact"]
     assert datasets["spair-screen"]["images"] == 180 and "upper bound" in datasets["spair-screen"]["source"]
-    # Table 1's test stores hold the test-360 images its heldout numbers score, not the whole split's 1,800
-    assert datasets["spair"]["images"] == 720 and "test-360" in datasets["spair"]["source"]
+    # Table 1 streams (noise: stream): its passes follow the val-360 / test-360 pair counts, no store's images
+    table1 = next(s for s in paper_budget["stages"] if s["name"] == "table1")
+    assert any("2 × 360 val pairs × 19 validations" in n and "2 × 360 test pairs × 2 heldout" in n
+               for n in table1["notes"]), table1["notes"]
     assert all(c["source"] for c in datasets.values())
 
 
 def test_paper_store_bytes_follow_the_layer_shapes(paper_budget):
     stores = {(s["dataset"], s["model"], s["layer_set"]): s for s in paper_budget["stores"]}
-    sdxl_practical = stores[("spair-trn", "sdxl", "practical")]
+    sdxl_practical = stores[("horse21", "sdxl", "practical")]  # Table 2 (right); Table 1 streams
     # Ours-XL at 1024 px: 2 × 1280 @ 32² (up-level0 blocks) + 640 @ 64² (cross-q) + 640 @ 64² (block0-out), fp16
     tensors = 2 * (2 * 1280 * 32 * 32 + 2 * 640 * 64 * 64)
     assert tensors < sdxl_practical["bytes_per_image"] < tensors + 4096
@@ -152,7 +156,13 @@ def test_paper_segmentation_keeps_one_checkpoint_per_run(paper_budget):
         schedule = bd.seg_schedule(config, dataset, model, layer_set)
         assert (schedule["checkpoints_written"], schedule["checkpoints"]) == (10, 1), (dataset, model, layer_set)
     segmentation = next(s for s in paper_budget["stages"] if s["name"] == "segmentation")
-    assert segmentation["disk_bytes"] < 40e9  # 10 runs × one 1.3-8.7 GB checkpoint
+    # 10 runs × one checkpoint, the final one: weights only (0.4-2.9 GB), without AdamW's moments (FinalCheckpointHook)
+    finals = [bd.segmentor_trainable(config, segplan.run_parts(config, m, ls),
+                                     bd.seg_schedule(config, d, m, ls)["num_classes"],
+                                     bd.seg_schedule(config, d, m, ls)["head_channels"]) for d, m, ls in runs]
+    assert segmentation["disk_bytes"] == sum(f["final_checkpoint_bytes"] for f in finals)
+    assert all(f["checkpoint_bytes"] - f["final_checkpoint_bytes"] == 2 * 4 * f["params"] for f in finals)  # the moments
+    assert segmentation["disk_bytes"] < 13e9
 
 
 def small_config():
@@ -165,11 +175,13 @@ def small_config():
 def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no dataset root exists: every count comes from SMALL_SIZES
     budget = bd.compute_budget(small_config(), bench=None, sizes=SMALL_SIZES)
-    spair_screen, trn, val, test, horse, bedroom = 3, 10, 4, 8, 4, 4
-    draws = small_config()["correspondence"]["table1"]["noise_draws"]
-    assert draws == 4
-    # each Table 1 part is stored on the trn, val(-360) and test datasets, trn and val once per noise draw
-    table1 = draws * (trn + val) + test
+    spair_screen, horse, bedroom = 3, 4, 4  # SMALL_SIZES (Table 1's splits stream: their counts do not enter)
+    assert small_config()["correspondence"]["table1"]["noise"] == "stream"
+    # no Table 1 store; per entry part, 2 passes per training step (10,000), per val-360 pair at each of the 19
+    # validations and the NN on val, and per test-360 pair for each heldout number (nn, trained)
+    table1 = 0
+    stream = 2 * 10000 + 2 * 360 * (19 + 1) + 2 * 360 * 2
+    parts = {"sd15": 2 + 1, "sdxl": 2 + 1, "pgv2": 0 + 1}  # its Table 1 sets (legacy, practical) + its part of Ours-XL-t
     filtered = horse + bedroom  # the label-scarce screens' stores of the filtered activations, both scenes
     extract = {
         # screening store + Table 1 parts (sd15: legacy, practical, amalgamation) + Table 2 right (+ horse: the SD1.5
@@ -194,7 +206,7 @@ def test_forward_passes_of_a_small_config_match_a_hand_count(tmp_path, monkeypat
            "pixart-sigma": 0, "sd3-medium": 0, "flux-dev": 0}
     size = {"sd15": 512, "sd21": 512, "sdxl": 1024, "pgv2": 1024, "pixart-sigma": 1024, "sd3-medium": 1024,
             "flux-dev": 1024}
-    expected = {f"{m}@{size[m]}px": extract[m] + noise + properties + seg[m] for m in size}
+    expected = {f"{m}@{size[m]}px": extract[m] + noise + properties + seg[m] + parts.get(m, 0) * stream for m in size}
     assert budget["total"]["forward_passes_by_model"] == expected
     assert budget["total"]["forward_passes"] == sum(expected.values())
     stages = {s["name"]: s for s in budget["stages"]}

@@ -81,3 +81,31 @@ def test_table1_scores_the_subset_its_stores_hold():
     bad["correspondence"]["table1"]["test_subset"] = "all"
     with pytest.raises(ConfigError, match=r"test_subset = 'all', but datasets.spair.subset = 'test-360'"):
         table1_settings(bad)
+
+
+def test_stream_noise_plans_no_trn_or_val_store():
+    """noise: stream (the paper profile): corr_train, the NN on val and the heldout numbers get each model's extract
+    arguments instead of stores, so Table 1 plans no store. The demo keeps its draws, commands unchanged."""
+    from diffact.workflow import correspondence as corr
+
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    assert table1_settings(paper)["noise"] == "stream"
+    for role in ("trn", "val"):
+        assert corr.role_datasets(paper, role) == [] and corr.entry_stores(paper, "xl-t", "combined", role) == []
+    train = corr.draw_store_args(paper, "--train-store", "xl-t", "combined", "trn")
+    assert train.count("--train-extract ") == 3 and "--train-store" not in train and "--split trn" in train
+    assert corr.eval_stores(paper, "sd15", "legacy", "nn", "paper") == []
+    source = corr.eval_source_args(paper, "sd15", "legacy", "nn", "paper", [])
+    assert source.startswith("--extract ") and "--split val" in source and source.endswith("--seed 0")
+    # heldout streams the test pairs too, both methods with the same draws; trained + paper reads the training log
+    for method in ("nn", "trained"):
+        assert corr.eval_stores(paper, "sd15", "legacy", method, "heldout") == []
+        assert "--split test" in corr.eval_source_args(paper, "sd15", "legacy", method, "heldout", [])
+    assert corr.role_datasets(paper, "test") == []
+    assert corr.eval_source_args(paper, "sd15", "legacy", "trained", "paper", []) == ""
+
+    assert table1_settings(CONFIG)["noise"] == "draws"
+    draws = CONFIG["correspondence"]["table1"]["noise_draws"]
+    assert corr.draw_store_args(CONFIG, "--train-store", "sd15-tiny", "legacy", "trn").count(",") == draws - 1
+    assert corr.eval_source_args(CONFIG, "sd15-tiny", "legacy", "nn", "paper", ["v/complete.json"]) == "--store v"
+    assert corr.stream_model_inputs(CONFIG, "sd15-tiny", "legacy") == []

@@ -30,7 +30,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # each; scarce.screen.store_set: filtered), not of the pool.
 # corr_evaluate: 5 entries (4 model × set + Ours-XL-t) × {nn, trained} × {paper, heldout}.
 PAPER_JOBS = {
-    "extract_shard": 248, "extract": 62,
+    "extract_shard": 32, "extract": 8,  # Table 2 (right) only: Table 1 streams (noise: stream), the property maps too
     "pck_screen": 7, "pck_pixels": 1, "pck_table": 1,
     "practical_screen": 3, "practical_set": 3, "practical_nn": 3, "practical_table": 1,
     "corr_train": 5, "corr_evaluate": 20, "corr_table1": 1, "table1_notebook": 1, "fig01_notebook": 1,
@@ -334,17 +334,21 @@ def test_paper_dag_plans_every_figure_and_table(paper_tree):
     assert re.search(r"property-maps --model \S+ --family sdxl --layers pool .*--image-size 1024 .*--figure-maps ",
                      printed.stdout)
     assert " extract " not in printed.stdout.replace("property-maps", "")
-    # corr_train reads the 4 noise draws of each part's trn and val stores (correspondence.table1.noise: draws)
+    # the stores that remain are sharded: Table 2 (right)'s, e.g. SDXL practical on Horse-21
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
-                            "results/paper/correspondence/table1/sdxl/practical/run/evaluations.csv", cwd=paper_tree)
+                            "results/paper/scarce/table2/sdxl/practical.csv", cwd=paper_tree)
     assert printed.returncode == 0, printed.stderr[-3000:]
     assert re.search(r"extract --model \S+ --family sdxl --layers practical .*--image-size 1024 ", printed.stdout)
     assert "--shard 4/4" in printed.stdout and "extract-merge --shards 4" in printed.stdout
+    # corr_train extracts trn and val anew per visit (correspondence.table1.noise: stream): no store, no extract job
+    printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",
+                            "results/paper/correspondence/table1/sdxl/practical/run/evaluations.csv", cwd=paper_tree)
+    assert printed.returncode == 0, printed.stderr[-3000:]
     train = next(line for line in printed.stdout.splitlines() if "corr-train" in line)
-    for flag, dataset in (("--train-store", "spair-trn"), ("--val-store", "spair-val")):
-        (value,) = re.findall(rf"{flag} (\S+)", train)
-        assert [d.split("/features/")[1].split("/")[0] for d in value.split(",")] == [
-            dataset, *(f"{dataset}.draw{k}" for k in (1, 2, 3))]
+    assert "--train-store" not in train and "--val-store" not in train and "/features/" not in train
+    for flag, split in (("--train-extract", "trn"), ("--val-extract", "val")):
+        assert re.search(rf"{flag} '--model \S+ --family sdxl --layers practical .*--split {split}", train), train
+    assert not re.search(r"diffact --log \S+ extract ", printed.stdout)
     # Table 3's paper-generic rows: the paper's Ours-XL layers, channels from the SDXL screen store (complete.json);
     # only for Table 3's models (pgv2's and sd15's compositions have none)
     printed = run_snakemake("-n", "-p", "--configfile", "paper-fixture.yaml", "--forceall",

@@ -110,6 +110,37 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_
     assert [k for k in wa if not torch.equal(wa[k], wb[k])] == []
 
 
+@pytest.mark.slow
+def test_the_final_checkpoint_holds_the_trained_weights_only(seg_train, tmp_path):
+    """Issue #19 (disk): a checkpoint holds no frozen diffusion weight (the pipelines live outside the module tree),
+    and the last iteration's, the one a paper run keeps, no optimizer state either (2/3 of its bytes); an earlier
+    one keeps it for --resume, and --resume of the finished run reads the weights and gives the same scores."""
+    from diffact.tasks.segmentation.checkpoints import checkpoint_globals
+
+    def load(path):
+        with torch.serialization.safe_globals(checkpoint_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+    full, full_dir = seg_train("full", options=["default_hooks.checkpoint.max_keep_ckpts=-1"])
+    assert full.returncode == 0, full.stderr
+    earlier, final = load(full_dir / f"iter_{CHECKPOINT_EVERY}.pth"), load(full_dir / f"iter_{ITERS}.pth")
+    assert "optimizer" in earlier and "optimizer" not in final
+    trainable = ("backbone.layer_blocks.", "backbone.level_blocks.", "decode_head.", "auxiliary_head.")
+    assert final["state_dict"] and all(k.startswith(trainable) for k in final["state_dict"])
+    assert final["state_dict"].keys() == earlier["state_dict"].keys()
+    weights = sum(t.numel() * t.element_size() for t in final["state_dict"].values())
+    moments = sum(t.numel() * t.element_size() for state in earlier["optimizer"]["state"].values()
+                  for t in state.values() if torch.is_tensor(t) and t.ndim > 0)
+    assert (full_dir / f"iter_{ITERS}.pth").stat().st_size < weights + moments / 4
+    before = (tmp_path / "full.csv").read_text()
+    again, _ = seg_train("full", "--resume", options=["default_hooks.checkpoint.max_keep_ckpts=-1"])
+    assert again.returncode == 0, again.stderr
+    a, b = pd.read_csv(pd.io.common.StringIO(before)).iloc[0], pd.read_csv(tmp_path / "full.csv").iloc[0]
+    assert b["trained_iters"] == 0
+    scores = ["miou", "macc", "aacc", *(c for c in a.index if c.startswith(("iou.", "acc.")))]
+    assert all(_same(a[c], b[c]) for c in scores), {c: (a[c], b[c]) for c in scores if not _same(a[c], b[c])}
+
+
 def _touch(path):  # what unpickling the foreign checkpoint below would run
     Path(path).touch()
 

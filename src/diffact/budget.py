@@ -694,10 +694,45 @@ class Planner:
                 stage.disk_bytes += checkpoints * (weight + 1024)
             stage.notes.append(f"{checkpoints} of {written} conv checkpoints kept per training run (float32 C×C'×3×3 "
                                "each; --keep-best: the one heldout selects, one more while a better one is written)")
+            if corr_plan.streams(self.config):
+                self.add_table1_stream_passes(stage, settings, entries, steps, written)
         stage.add_jobs(self.config, "corr_evaluate", len(corr_plan.result_runs(self.config)), "corr_eval")
         stage.add_jobs(self.config, "corr_table1", 1, "default")
         stage.rss_missing.append(f"{NOT_MEASURED} (correspondence training/evaluation is not benchmarked)")
         return stage
+
+    def add_table1_stream_passes(self, stage: Stage, settings: dict, entries, steps: int, written: int) -> None:
+        """``noise: stream``: one pass per model part, image and visit: 2 per training step (an upper bound: a pair
+        without shared keypoints is skipped), 2 per validation pair at each of the ``written`` validations, and the
+        NN on val once more (its own job)."""
+        from diffact.workflow import correspondence as corr_plan
+
+        val = corr_plan.split_dataset(self.config, "val")
+        val_pairs, test_pairs = self.pair_count(settings, "val"), self.pair_count(settings, "test")
+        nn_val = "nn" in settings["methods"] and "paper" in settings["protocols"]
+        heldout = len(settings["methods"]) if "heldout" in settings["protocols"] else 0
+        visits = 2 * steps + 2 * val_pairs * (written + (1 if nn_val else 0)) + 2 * test_pairs * heldout
+        for entry in entries:
+            for model, _ in entry.parts:
+                stage.add_passes(model, self.image_size(val, model), visits)
+                stage.images += visits
+        stage.notes.append(f"noise: stream: every image extracted anew per visit, {visits:,} passes per model part "
+                           f"(2 × {steps:,} training steps + 2 × {val_pairs} val pairs × {written} validations"
+                           + (" + the NN on val" if nn_val else "")
+                           + (f" + 2 × {test_pairs} test pairs × {heldout} heldout numbers" if heldout else "")
+                           + "); no Table 1 store")
+
+    def pair_count(self, settings: dict, role: str) -> int:
+        """Pairs per evaluation of split ``role`` (val, test): the N of a ``<split>-N`` subset, else the split's image
+        count (a stand-in: SPair does not publish its per-split pair counts here)."""
+        import re
+
+        from diffact.workflow import correspondence as corr_plan
+
+        found = re.fullmatch(rf"{role}-(\d+)", str(settings.get(f"{role}_subset") or ""))
+        if found:
+            return int(found.group(1))
+        return self.count(corr_plan.split_dataset(self.config, role)).images
 
     def properties_analysis_stage(self) -> Stage:
         stage = Stage("properties", "P2/P3 streamed from the models (and the figure maps), property tables, the "
@@ -842,7 +877,8 @@ class Planner:
                 stage.add_passes(part, size, schedule["iters"] * schedule["batch"] + schedule["evaluations"] * windows)
                 self.note_gpu(stage, part, size)
             head = segmentor_trainable(self.config, parts, schedule["num_classes"], schedule["head_channels"])
-            stage.disk_bytes += schedule["checkpoints"] * head["checkpoint_bytes"]
+            # the last checkpoint is written without AdamW's moments (segmentation.checkpoints.FinalCheckpointHook)
+            stage.disk_bytes += (schedule["checkpoints"] - 1) * head["checkpoint_bytes"] + head["final_checkpoint_bytes"]
             if dataset not in described:
                 described.add(dataset)
                 stage.notes.append(f"{dataset}: per run {schedule['iters']} iterations × batch {schedule['batch']} "
@@ -853,7 +889,8 @@ class Planner:
                                       if schedule["checkpoints"] < schedule["checkpoints_written"] else ""))
             stage.notes.append(f"{dataset} {model}/{layer_set}: levels {head['levels']}, "
                                f"{head['params'] / 1e6:.1f} M trainable parameters, checkpoint "
-                               f"{human_bytes(head['checkpoint_bytes'])}")
+                               f"{human_bytes(head['checkpoint_bytes'])}, the final one (weights only) "
+                               f"{human_bytes(head['final_checkpoint_bytes'])}")
         stage.add_jobs(self.config, "seg_baseline", len(segplan.datasets(self.config)), "default")
         stage.rss_missing.append(f"{NOT_MEASURED} (mmseg training is not benchmarked)")
         return stage
@@ -1030,7 +1067,9 @@ def fcn_head_params(in_channels: int, channels: int, num_classes: int) -> tuple[
 
 def segmentor_trainable(config: dict, parts, num_classes: int, head_channels: int = 512) -> dict:
     """Trainable parameters of a DiffusionSegmentor (ResBlocks, UPerHead, FCN head) and the size of an mmengine
-    checkpoint: float32 weights and buffers + AdamW's two moments per parameter."""
+    checkpoint: float32 weights and buffers + AdamW's two moments per parameter; the final one, written without
+    the optimizer (``final_checkpoint_bytes``), the weights and buffers only. The frozen diffusion models are in
+    neither (they live outside the segmentor's module tree)."""
     from diffact.tasks.segmentation import levels as lv
 
     part_levels = []
@@ -1060,7 +1099,7 @@ def segmentor_trainable(config: dict, parts, num_classes: int, head_channels: in
                  fcn_head_params(layout["aux_in_channels"], head_channels, num_classes)):
         params, buffers = params + p, buffers + b
     return {"levels": widths, "params": params, "buffers": buffers,
-            "checkpoint_bytes": 4 * (params + buffers) + 4 * 2 * params}
+            "checkpoint_bytes": 4 * (params + buffers) + 4 * 2 * params, "final_checkpoint_bytes": 4 * (params + buffers)}
 
 
 def control_store_bytes(image_size: int) -> int:

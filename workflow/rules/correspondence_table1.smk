@@ -9,6 +9,7 @@ rule corr_train:
     input:
         train=lambda w: wf.correspondence.entry_stores(config, w.entry, w.layerset, "trn"),
         val=lambda w: wf.correspondence.entry_stores(config, w.entry, w.layerset, "val"),
+        models=lambda w: wf.correspondence.stream_model_inputs(config, w.entry, w.layerset),
     output:
         evaluations=f"{wf.correspondence.run_dir(config, '{entry}', '{layerset}')}/evaluations.csv",
         train_log=f"{wf.correspondence.run_dir(config, '{entry}', '{layerset}')}/train_log.csv",
@@ -36,6 +37,7 @@ rule corr_evaluate:
     input:
         run=lambda w: [f"{wf.correspondence.run_dir(config, w.entry, w.layerset)}/evaluations.csv"] if w.method == "trained" else [],
         stores=lambda w: wf.correspondence.eval_stores(config, w.entry, w.layerset, w.method, w.protocol),
+        models=lambda w: wf.correspondence.stream_model_inputs(config, w.entry, w.layerset, w.method, w.protocol),
     output:
         f"{wf.correspondence.table1_dir(config)}/{{entry}}/{{layerset}}/{{method}}-{{protocol}}.csv",
     wildcard_constraints:
@@ -44,7 +46,8 @@ rule corr_evaluate:
         method="nn|trained",
         protocol="paper|heldout",
     params:
-        stores=lambda w, input: wf.correspondence.store_args("--store", input.stores),
+        stores=lambda w, input: wf.correspondence.eval_source_args(config, w.entry, w.layerset, w.method, w.protocol,
+                                                                   input.stores),
         run=lambda w: f"--run {wf.correspondence.run_dir(config, w.entry, w.layerset)}" if w.method == "trained" else "",
         subset=lambda w: wf.correspondence.eval_subset_arg(config, w.protocol),
         split=lambda w: wf.correspondence.eval_role(w.protocol),

@@ -30,7 +30,7 @@ from diffact.workflow.profile import RANDOM_SUFFIX, dataset_entry, dataset_input
 COMBINED_SET = "combined"  # the layer-set label of multi-model entries
 SPLIT_ROLES = ("trn", "val", "test")
 TRAINED_ROLES = ("trn", "val")  # the splits corr-train reads, with noise draws
-NOISE_MODES = ("fixed", "draws")
+NOISE_MODES = ("fixed", "draws", "stream")
 
 # Paper values (docs/paper.md §2.8) used when the config leaves a key out; the demo config overrides the sizes
 # and the schedule.
@@ -133,8 +133,14 @@ def table1_settings(config: dict) -> dict:
 
 
 def noise_draws(settings: dict) -> int:
-    """Stored noise draws per training and validation image (1 with ``noise: fixed``)."""
-    return int(settings["noise_draws"]) if settings["noise"] == "draws" else 1
+    """Stored noise draws per training and validation image (1 with ``noise: fixed``, 0 with ``stream``)."""
+    return {"draws": int(settings["noise_draws"]), "fixed": 1, "stream": 0}[settings["noise"]]
+
+
+def streams(config: dict) -> bool:
+    """``noise: stream``: corr-train (and the NN on val) extract every trn/val image anew at each visit, as GDF does
+    (``corr-train --train-extract``), so no trn or val store is planned."""
+    return table1_settings(config).get("noise") == "stream"
 
 
 def role_datasets(config: dict, role: str) -> list[str]:
@@ -142,6 +148,8 @@ def role_datasets(config: dict, role: str) -> list[str]:
     (``<dataset>``, ``<dataset>.draw1``, ...; :func:`diffact.workflow.noise_draw_dataset`), the test split's
     only (heldout scores one fixed draw)."""
     dataset = split_dataset(config, role)
+    if streams(config):  # every split's features are extracted in the job that reads them
+        return []
     draws = noise_draws(table1_settings(config)) if role in TRAINED_ROLES else 1
     return [noise_draw_dataset(dataset, k) for k in range(draws)]
 
@@ -347,8 +355,24 @@ def entry_stores(config: dict, entry: str, layer_set: str, role: str) -> list[st
             for dataset in role_datasets(config, role)]
 
 
+def stream_model_inputs(config: dict, entry: str, layer_set: str, method: str = "trained",
+                        protocol: str = "paper") -> list[str]:
+    """What a streaming Table 1 job waits for instead of stores: its models (a demo model's build), or nothing."""
+    if not (streams(config) and (method == "trained" or eval_streams(config, method, protocol))):
+        return []
+    return [f for model, _ in find_entry(config, entry, layer_set).parts for f in model_input(config, model)]
+
+
+STREAM_FLAGS = {"--train-store": "--train-extract", "--val-store": "--val-extract"}
+
+
 def draw_store_args(config: dict, flag: str, entry: str, layer_set: str, role: str) -> str:
-    """``flag`` once per model, in concatenation order; a model's noise-draw stores joined by commas."""
+    """``flag`` once per model, in concatenation order; a model's noise-draw stores joined by commas. With ``noise:
+    stream``, the flag's ``--*-extract`` twin with each model's ``diffact extract`` arguments of the split instead."""
+    if streams(config):
+        dataset = split_dataset(config, role)
+        return " ".join(f"{STREAM_FLAGS[flag]} {shlex.quote(extract_args(config, dataset, model, extracted))}"
+                        for model, extracted in find_entry(config, entry, layer_set).parts)
     datasets = role_datasets(config, role)
     return " ".join(f"{flag} " + ",".join(store_dir(config, dataset, model, extracted) for dataset in datasets)
                     for model, extracted in find_entry(config, entry, layer_set).parts)
@@ -370,9 +394,32 @@ def subset_policy(config: dict, role: str) -> str:
 
 def eval_stores(config: dict, entry: str, layer_set: str, method: str, protocol: str) -> list[str]:
     # trained + paper reads the validation scores logged during training: no store needed.
-    if method == "trained" and protocol == "paper":
+    if method == "trained" and protocol == "paper" or eval_streams(config, method, protocol):
         return []
     return entry_stores(config, entry, layer_set, eval_role(protocol))
+
+
+def eval_streams(config: dict, method: str, protocol: str) -> bool:
+    """Whether a Table 1 number extracts its features rather than reading a store: with ``noise: stream`` every
+    number that scores pairs (the NN on val with the first validation's fresh draws; both heldout numbers on test,
+    the same draws for both), not trained + paper (it reads corr-train's validation log)."""
+    return streams(config) and not (method == "trained" and protocol == "paper")
+
+
+def eval_source_args(config: dict, entry: str, layer_set: str, method: str, protocol: str, stores: list[str]) -> str:
+    """corr-evaluate's feature source: ``--store`` per store read, or the ``--extract`` arguments of a streaming
+    number (:func:`eval_stream_args`); one of the two is empty."""
+    return store_args("--store", stores) or eval_stream_args(config, entry, layer_set, method, protocol)
+
+
+def eval_stream_args(config: dict, entry: str, layer_set: str, method: str, protocol: str) -> str:
+    """corr-evaluate's ``--extract`` per model and ``--seed`` where the number streams (:func:`eval_streams`)."""
+    if not eval_streams(config, method, protocol):
+        return ""
+    dataset = split_dataset(config, eval_role(protocol))
+    return " ".join([f"--extract {shlex.quote(extract_args(config, dataset, model, extracted))}"
+                     for model, extracted in find_entry(config, entry, layer_set).parts]
+                    + [f"--seed {table1_settings(config)['seed']}"])
 
 
 def run_dir(config: dict, entry: str, layer_set: str) -> str:

@@ -45,11 +45,17 @@ def _register_table1(subparsers) -> None:
     from diffact.utils.args import default_of
 
     p = subparsers.add_parser("corr-train", help="train the correspondence aggregation conv (paper §2.8) on feature stores")
-    p.add_argument("--train-store", action="append", required=True,
+    p.add_argument("--train-store", action="append", default=[],
                    help="trn-split feature store; repeat once per model of a multi-model set; DIR,DIR,... = that "
                         "store's noise draws (one sampled per image and visit, correspondence.table1.noise: draws)")
-    p.add_argument("--val-store", action="append", required=True,
+    p.add_argument("--val-store", action="append", default=[],
                    help="val-split feature store(s), same models and order; DIR,DIR,... = noise draws, as --train-store")
+    p.add_argument("--train-extract", action="append", default=[], metavar="ARGS",
+                   help="instead of --train-store (correspondence.table1.noise: stream): the diffact extract arguments "
+                        "of the trn split's store, one quoted string per model; every image is extracted anew at every "
+                        "visit with noise seeded by (--seed, split, image, visit), as GDF does")
+    p.add_argument("--val-extract", action="append", default=[], metavar="ARGS",
+                   help="instead of --val-store: the val split's diffact extract arguments, as --train-extract")
     p.add_argument("--dataset-root", required=True, help="SPair-71k-layout root")
     p.add_argument("--val-subset", default="val-360", help="validation subset (default val-360; 'all' for the whole split)")
     add_subset_policy_args(p)
@@ -81,6 +87,11 @@ def _register_table1(subparsers) -> None:
     from diffact.extract.commands import add_extraction_args
 
     add_extraction_args(p, required=False)
+    p.add_argument("--extract", action="append", default=[], metavar="ARGS",
+                   help="instead of --store (correspondence.table1.noise: stream): the evaluated split's diffact "
+                        "extract arguments, one quoted string per model; each image is extracted anew per pair with "
+                        "noise seeded by (--seed, split, image, visit), as corr-train --val-extract")
+    p.add_argument("--seed", type=int, default=0, help="with --extract: corr-train's --seed")
     p.add_argument("--buffer-mb", type=float, default=1024,
                    help="streaming: the most memory the cache of extracted images may hold, in MB (default %(default)s)")
     p.add_argument("--select-metric", default="pck_img@0.10", help="heldout: validation column that selects the checkpoint")
@@ -320,6 +331,7 @@ def _check_same_layers(train, val) -> None:
 
 def cmd_train(args) -> int:
     from diffact.data.spair import SPairDataset, subset_options_from_args
+    from diffact.utils.errors import ConfigError
     from diffact.models.loading import pick_device
     from diffact.tasks.correspondence.aggregation import AggregationTrainSettings, train_aggregation
     from diffact.tasks.correspondence.screen import without_timings
@@ -329,19 +341,25 @@ def cmd_train(args) -> int:
                                         eval_every=args.eval_every, lr=args.lr, weight_decay=args.weight_decay,
                                         seed=args.seed, feature_size=args.feature_size, eval_size=args.eval_size)
     device = pick_device(args.device)
-    train_draws, val_draws = _open_draws(args.train_store, "--train-store"), _open_draws(args.val_store, "--val-store")
-    train_stores, val_stores = train_draws[0], val_draws[0]
-    _check_same_layers(train_stores, val_stores)
     train_pairs = list(SPairDataset(args.dataset_root, split="trn"))
     val_set = SPairDataset(args.dataset_root, split="val", subset=args.val_subset, **subset_options_from_args(args))
     val_pairs = list(val_set)
-    train_features = _pair_features(train_draws, settings.feature_size, device, settings.seed, "trn")
-    val_features = _pair_features(val_draws, settings.feature_size, device, settings.seed, "val")
-    noise = noise_record(train_draws, val_draws)
+    if args.train_extract or args.val_extract:
+        train_features, val_features = _fresh_noise_features(args, settings, device)
+        train_draws = val_draws = []
+        noise = {"noise": "stream", "noise_draws": 0}
+    else:
+        if not (args.train_store and args.val_store):
+            raise ConfigError("corr-train needs --train-store and --val-store, or --train-extract and --val-extract")
+        train_draws, val_draws = _open_draws(args.train_store, "--train-store"), _open_draws(args.val_store, "--val-store")
+        _check_same_layers(train_draws[0], val_draws[0])
+        train_features = _pair_features(train_draws, settings.feature_size, device, settings.seed, "trn")
+        val_features = _pair_features(val_draws, settings.feature_size, device, settings.seed, "val")
+        noise = noise_record(train_draws, val_draws)
     log.info("training the aggregation conv: %d channels from %d model(s), %d trn pairs, %d val pairs, %d steps on %s, "
              "noise %s", train_features.channels, train_features.n_models, len(train_pairs), len(val_pairs),
              settings.steps, device, noise["noise"])
-    meta = {"train_stores": [str(s.root) for s in train_stores], "layers": train_features.layers,
+    meta = {"train_stores": [str(s.root) for s in train_draws[0]] if train_draws else [], "layers": train_features.layers,
             "n_models": train_features.n_models, **noise}
     out = Path(args.out_dir)
     with atomic_dir(out) as tmp:
@@ -356,16 +374,87 @@ def cmd_train(args) -> int:
         write_csv(tmp / "train_log.csv", train_log)
         visits = {role: list(f.visits) for role, f in (("trn", train_features), ("val", val_features))
                   if hasattr(f, "visits")}
+        extractions = {role: f.extractions for role, f in (("trn", train_features), ("val", val_features))
+                       if hasattr(f, "extractions")}
         write_json(tmp / "run.json", {**meta, "settings": settings.as_dict(), "val_subset": val_set.subset_label,
                                       "n_train_pairs": len(train_pairs), "device": str(device),
                                       "noise_draw_stores": {"trn": [[str(s.root) for s in d] for d in train_draws],
                                                             "val": [[str(s.root) for s in d] for d in val_draws]},
-                                      "images_read_per_draw": visits})
+                                      "images_read_per_draw": visits,
+                                      **({"image_extractions": extractions} if extractions else {})})
         write_csv(tmp / "evaluations.csv", without_timings(evaluations))  # speeds are in the log
     best = evaluations["pck_img@0.10"].max() if not evaluations.empty else float("nan")
     log.info("wrote %s (%d evaluations, best val PCK@0.1 img %.2f)", out, len(evaluations), best)
     return 0
 
+
+def _extract_args(text: str, flag: str):
+    """One ``--train-extract``/``--val-extract`` value parsed as the arguments of ``diffact extract``."""
+    import argparse
+    import shlex
+
+    from diffact.extract.commands import add_extraction_args
+    from diffact.utils.errors import ConfigError
+
+    parser = argparse.ArgumentParser(prog=f"corr-train {flag}", add_help=False, exit_on_error=False)
+    add_extraction_args(parser)
+    try:
+        args, unknown = parser.parse_known_args(shlex.split(text))
+    except (argparse.ArgumentError, SystemExit) as err:
+        raise ConfigError(f"{flag} {text!r}: not the arguments of diffact extract ({err})") from None
+    if unknown:
+        raise ConfigError(f"{flag}: unknown extract arguments {unknown}")
+    if args.dataset_kind != "spair":
+        raise ConfigError(f"{flag}: --dataset-kind must be spair, got {args.dataset_kind}")
+    return args
+
+
+def _fresh_split_features(texts, flag: str, role: str, size: int, seed: int, device, extractors=None):
+    """FreshNoiseFeatures of one split from its ``diffact extract`` arguments (one string per model); ``extractors``
+    (model and settings → loaded extractor) lets the trn and val splits of a model share one load."""
+    from diffact.extract.commands import extraction_settings_from_args, images_from_args
+    from diffact.streamed import extraction_over, load_extractor
+    from diffact.tasks.correspondence.stream import FreshNoiseFeatures
+    from diffact.utils.errors import ConfigError
+
+    extractors = {} if extractors is None else extractors
+    sources = []
+    for text in texts:
+        parsed = _extract_args(text, flag)
+        if parsed.split not in (None, role):
+            raise ConfigError(f"{flag}: names split {parsed.split!r}, expected {role}")
+        parsed.split = role
+        extraction = extraction_settings_from_args(parsed)
+        model = {"source": parsed.model, "family": parsed.family, "revision": parsed.revision,
+                 "variant": parsed.variant}
+        key = (tuple(sorted(model.items(), key=str)), parsed.layers, repr(extraction))
+        if key not in extractors:
+            extractors[key] = load_extractor(model, parsed.layers, extraction, device=str(device))
+        sources.append(extraction_over(extractors[key], extraction, images_from_args(parsed), 1,
+                                       parsed.storage_dtype))
+    return FreshNoiseFeatures(sources, size, role, seed, device=device)
+
+
+def _fresh_noise_features(args, settings, device):
+    """(trn, val) FreshNoiseFeatures of ``--train-extract``/``--val-extract``: a model's trn and val splits share one
+    extractor when their arguments agree on everything but the dataset (they must: the conv trains and validates
+    on the same features)."""
+    from diffact.utils.errors import ConfigError
+
+    if args.train_store or args.val_store:
+        raise ConfigError("corr-train: --train-extract/--val-extract and --train-store/--val-store exclude each other")
+    if len(args.train_extract) != len(args.val_extract):
+        raise ConfigError(f"corr-train: {len(args.train_extract)} --train-extract but {len(args.val_extract)} "
+                          "--val-extract; give one of each per model, in the same order")
+    extractors: dict = {}
+    trn = _fresh_split_features(args.train_extract, "--train-extract", "trn", settings.feature_size, settings.seed,
+                                device, extractors)
+    val = _fresh_split_features(args.val_extract, "--val-extract", "val", settings.feature_size, settings.seed,
+                                device, extractors)
+    if trn.layers != val.layers or len(extractors) != trn.n_models:
+        raise ConfigError("corr-train: --train-extract and --val-extract must name the same models, layers and "
+                          "extraction settings in the same order (only the dataset split may differ)")
+    return trn, val
 
 def noise_record(train_draws, val_draws) -> dict:
     """How the diffusion noise was drawn, for run.json and the Table 1 rows: ``fixed`` (one draw) or ``draws``
@@ -471,9 +560,16 @@ def cmd_evaluate(args) -> int:
             row = paper_result(evaluations, where=str(evaluations_path))
             split, subset = str(evaluations["split"].iloc[0]), str(evaluations["subset"].iloc[0])
         else:
-            stores = _open_stores(args.store)
-            pairs, subset = _evaluation_pairs(args, stores, split)
-            features = StorePairFeatures(stores, args.feature_size, device=device)
+            if args.extract:  # noise: stream: the test images extracted per pair, as the NN's --extract
+                if args.store:
+                    raise ConfigError("corr-evaluate: --extract excludes --store")
+                pairs, subset = _evaluation_pairs(args, [], split)
+                features = _fresh_split_features(args.extract, "--extract", split, args.feature_size, args.seed,
+                                                 device)
+            else:
+                stores = _open_stores(args.store)
+                pairs, subset = _evaluation_pairs(args, stores, split)
+                features = StorePairFeatures(stores, args.feature_size, device=device)
 
             def test_scores(selected):
                 # The file name comes from evaluations.csv (data): it must stay inside the run's checkpoints/.
@@ -486,6 +582,14 @@ def cmd_evaluate(args) -> int:
                 return evaluate(pairs, features, network, args.eval_size)
 
             row = heldout_result(evaluations, test_scores, args.select_metric, where=str(evaluations_path))
+    elif args.extract:
+        if args.store or args.model:
+            raise ConfigError("corr-evaluate: --extract excludes --store and --model")
+        pairs, subset = _evaluation_pairs(args, [], split)
+        features = _fresh_split_features(args.extract, "--extract", split, args.feature_size, args.seed, device)
+        row = evaluate(pairs, features, None, args.eval_size)
+        row["channels"] = features.channels
+        log.info("streamed with fresh noise: %d image extractions for %d pairs", features.extractions, len(pairs))
     elif args.model:
         pairs, subset, features = _streamed_nn_features(args, split, device)
         row = evaluate(pairs, features, None, args.eval_size)
@@ -501,7 +605,8 @@ def cmd_evaluate(args) -> int:
                                      device=device)
         row = evaluate(pairs, features, None, args.eval_size)
         row["channels"] = features.channels
-    noise = run_noise(Path(args.run)) if args.method == "trained" else {"noise": "fixed", "noise_draws": 1}
+    noise = (run_noise(Path(args.run)) if args.method == "trained"
+             else {"noise": "stream", "noise_draws": 0} if args.extract else {"noise": "fixed", "noise_draws": 1})
     labels = {"entry": args.entry, "layer_set": args.layer_set, "models": args.models, "families": args.families,
               "extracted_sets": args.extracted_sets, "method": args.method, "protocol": args.protocol,
               "eval_split": split, "eval_subset": subset, "status": "ok", "note": args.note,

@@ -243,3 +243,73 @@ class StreamedPairFeatures:
                     self.cache.offer(other, {n: features[n] for n in self.names})
                 found.update({i: {n: f[n] for n in self.names} for i, f in stored.items() if i in ids})
         return self._maps(found[ids[0]]), self._maps(found[ids[1]])
+
+
+def visit_noise_id(image_id: str, role: str, seed: int, visit: int) -> str:
+    """The id that seeds an image's VAE sample and diffusion noise at one visit (with the extraction's noise_seed):
+    a fresh draw per (corr-train seed, split, image, visit), the same on every rerun."""
+    return f"{image_id}@{role}-seed{seed}-visit{visit}"
+
+
+class FreshNoiseFeatures:
+    """``features_of(pair)`` for the trained aggregation with every image extracted anew at every visit, as GDF's
+    ``task-corres.py`` does (``correspondence.table1.noise: stream``): no stored draws; the noise of each visit is
+    seeded by :func:`visit_noise_id`, so the conv sees the diffusion noise as augmentation and each validation pass
+    scores new draws, and the same config gives the same bytes.
+
+    ``sources``: one :class:`StreamedExtraction` per model (concatenated in order, as StorePairFeatures' stores), each
+    over the split's images. An image is extracted alone (batch 1), cast to the storage dtype and read back as float32
+    (what a store of its draw would give), resized to ``size``² and concatenated. ``extractions`` counts the image
+    passes per model (one per image and visit)."""
+
+    def __init__(self, sources: Sequence[StreamedExtraction], size: int, role: str, seed: int, device="cpu"):
+        import torch
+
+        if not sources:
+            raise ConfigError("FreshNoiseFeatures needs at least one model's extraction")
+        if size < 1:
+            raise ConfigError(f"feature size must be positive, got {size}")
+        policies = {repr(s.resize) for s in sources}
+        if len(policies) > 1:
+            raise ConfigError(f"the models' extractions use different resize policies: {sorted(policies)}")
+        self.sources = list(sources)
+        self.size, self.role, self.seed = int(size), role, int(seed)
+        self.device = torch.device(device)
+        self.resize = self.sources[0].resize
+        self._known = [set(s.image_ids) for s in self.sources]
+        self._visits: dict[str, int] = {}
+        self.extractions = 0
+
+    @property
+    def channels(self) -> int:
+        return sum(int(s.channels) for s in self.sources)
+
+    @property
+    def n_models(self) -> int:
+        return len(self.sources)
+
+    @property
+    def layers(self) -> list[list[str]]:
+        return [list(s.layers) for s in self.sources]
+
+    def image(self, category: str, path):
+        from diffact.tasks.correspondence.aggregation import resize_and_concat
+
+        image_id = spair_image_id(category, path)
+        for known in self._known:
+            if image_id not in known:
+                raise DataError(f"image {image_id} is not in the {self.role} image list of the extraction arguments: "
+                                "pass the same dataset arguments as the pairs' split")
+        visit = self._visits.get(image_id, 0)
+        self._visits[image_id] = visit + 1
+        noise_id = visit_noise_id(image_id, self.role, self.seed, visit)
+        maps = []
+        for source in self.sources:
+            # .float(): what a store of this draw would read back (FeatureStore.read), whatever its storage dtype.
+            features = source.stored_batch([image_id], [noise_id])[image_id]
+            maps.extend(features[name].float().to(self.device) for name in source.layers)
+        self.extractions += 1
+        return resize_and_concat(maps, self.size)
+
+    def __call__(self, pair):
+        return self.image(pair.category, pair.src_path), self.image(pair.category, pair.trg_path)

@@ -200,3 +200,22 @@ class RandomStatesHook(Hook):
             restore_random_states(self._before_val)
             self._before_val = None
 
+
+
+class FinalCheckpointHook(Hook):
+    """The checkpoint of the last iteration without the optimizer state (issue #19 point 2: disk).
+
+    A checkpoint already holds only what training changes: the frozen diffusion pipelines live outside the module
+    tree (:mod:`.backbone`), so its weights are the ResBlocks and heads alone. Two thirds of its bytes are AdamW's
+    two moments, which only a continued training reads; after the last iteration nothing continues, and
+    ``--resume`` of a finished run reads the weights only (mmengine skips an absent ``optimizer``). The final
+    checkpoint, the one ``max_keep_ckpts=1`` keeps, is therefore written without them; every earlier one keeps them,
+    so an interrupted run resumes exactly (:class:`RandomStatesHook`)."""
+
+    priority = "VERY_LOW"
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if int(checkpoint.get("meta", {}).get("iter", -1)) >= int(runner.max_iters) and "optimizer" in checkpoint:
+            del checkpoint["optimizer"]
+            log.info("final checkpoint (iteration %d) written without the optimizer state: training is over",
+                     runner.max_iters)

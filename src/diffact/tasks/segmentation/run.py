@@ -252,7 +252,7 @@ def train_and_evaluate(run: SegRun, reuse_final_validation: bool = True) -> dict
     that trains nothing (``--resume`` of a finished run) or validates elsewhere runs the test loop."""
     import torch
 
-    from diffact.tasks.segmentation.checkpoints import RandomStatesHook, SegRunner
+    from diffact.tasks.segmentation.checkpoints import FinalCheckpointHook, RandomStatesHook, SegRunner
 
     cfg = build_config(run)
     runner = SegRunner.from_cfg(cfg)
@@ -260,6 +260,7 @@ def train_and_evaluate(run: SegRun, reuse_final_validation: bool = True) -> dict
     start = _start_iter_hook()
     runner.register_hook(start)
     runner.register_hook(RandomStatesHook())
+    runner.register_hook(FinalCheckpointHook())
     history = validation_history_hook(Path(cfg.work_dir) / HISTORY_FILE)
     runner.register_hook(history)
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
