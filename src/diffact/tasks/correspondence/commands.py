@@ -202,6 +202,7 @@ def cmd_pck_screen(args) -> int:
 
 def check_screen_source(args) -> None:
     """pck-screen reads a store or extracts: one of the two, and for extracting the whole model definition."""
+    from diffact.extract.commands import require_stream_args
     from diffact.utils.errors import ConfigError
 
     if not args.dataset_root:
@@ -211,11 +212,7 @@ def check_screen_source(args) -> None:
             raise ConfigError("pck-screen: --store and --model exclude each other (score a store, or extract from "
                               "the model without storing)")
         return
-    missing = [flag for flag, value in (("--model", args.model), ("--family", args.family), ("--layers", args.layers))
-               if not value]
-    if missing:
-        raise ConfigError(f"pck-screen: give --store, or stream from the model with the arguments of diffact extract "
-                          f"(missing {', '.join(missing)})")
+    require_stream_args(args, "pck-screen", flags=("--model", "--family", "--layers"))
     if args.dataset_kind not in (None, "spair"):
         raise ConfigError(f"pck-screen scores SPair pairs: --dataset-kind must be spair, got {args.dataset_kind}")
     if args.buffer_mb < 0:
@@ -341,9 +338,6 @@ def cmd_train(args) -> int:
                                         eval_every=args.eval_every, lr=args.lr, weight_decay=args.weight_decay,
                                         seed=args.seed, feature_size=args.feature_size, eval_size=args.eval_size)
     device = pick_device(args.device)
-    train_pairs = list(SPairDataset(args.dataset_root, split="trn"))
-    val_set = SPairDataset(args.dataset_root, split="val", subset=args.val_subset, **subset_options_from_args(args))
-    val_pairs = list(val_set)
     if args.train_extract or args.val_extract:
         train_features, val_features = _fresh_noise_features(args, settings, device)
         train_draws = val_draws = []
@@ -356,6 +350,10 @@ def cmd_train(args) -> int:
         train_features = _pair_features(train_draws, settings.feature_size, device, settings.seed, "trn")
         val_features = _pair_features(val_draws, settings.feature_size, device, settings.seed, "val")
         noise = noise_record(train_draws, val_draws)
+    # The pairs after the feature sources: a store that is not complete is named before a subset that is missing.
+    train_pairs = list(SPairDataset(args.dataset_root, split="trn"))
+    val_set = SPairDataset(args.dataset_root, split="val", subset=args.val_subset, **subset_options_from_args(args))
+    val_pairs = list(val_set)
     log.info("training the aggregation conv: %d channels from %d model(s), %d trn pairs, %d val pairs, %d steps on %s, "
              "noise %s", train_features.channels, train_features.n_models, len(train_pairs), len(val_pairs),
              settings.steps, device, noise["noise"])
