@@ -169,14 +169,9 @@ def cmd_property_maps(args) -> int:
                                      observe=recorder.observe if recorder else None)
     else:
         from diffact.analysis.property_runs import streamed_map_properties
-        from diffact.extract.commands import images_from_args, streamed_extraction_from_args
+        from diffact.extract.commands import images_from_args, require_stream_args, streamed_extraction_from_args
 
-        missing = [flag for flag, value in (("--model", args.model), ("--family", args.family),
-                                            ("--layers", args.layers), ("--dataset-kind", args.dataset_kind),
-                                            ("--dataset-root", args.dataset_root)) if not value]
-        if missing:
-            raise ConfigError(f"property-maps: give --store, or stream from the model with the arguments of diffact "
-                              f"extract (missing {', '.join(missing)})")
+        require_stream_args(args, "property-maps")
         images = images_from_args(args)
         image_ids = [i for i, _ in images][: args.images] if args.images else [i for i, _ in images]
         recorder, paths = _figure_recorder(args, image_ids, lambda ids: dict(images))

@@ -126,6 +126,18 @@ def images_from_args(args) -> list:
                           **dataset_policy_from_args(args))
 
 
+STREAM_FLAGS = ("--model", "--family", "--layers", "--dataset-kind", "--dataset-root")
+
+
+def require_stream_args(args, command: str, flags=STREAM_FLAGS) -> None:
+    """A command that reads ``--store`` or streams from the model (``pck-screen``, ``property-maps``, ``figure-maps``):
+    without a store, the ``diffact extract`` arguments that describe the features must all be given."""
+    missing = [flag for flag in flags if not getattr(args, flag[2:].replace("-", "_"))]
+    if missing:
+        raise ConfigError(f"{command}: give --store, or stream from the model with the arguments of diffact extract "
+                          f"(missing {', '.join(missing)})")
+
+
 def streamed_extraction_from_args(args):
     """The features ``diffact extract`` with these arguments would store, streamed instead
     (:func:`diffact.streamed.open_extraction`; ``pck-screen`` and ``property-maps`` without ``--store``)."""

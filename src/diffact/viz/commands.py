@@ -184,14 +184,9 @@ def cmd_figure_maps(args) -> int:
         paths = {i: store_image_path(store, i) for i in image_ids}
         features_of = store.read_layer
     else:
-        from diffact.extract.commands import images_from_args, streamed_extraction_from_args
+        from diffact.extract.commands import images_from_args, require_stream_args, streamed_extraction_from_args
 
-        missing = [flag for flag, value in (("--model", args.model), ("--family", args.family),
-                                            ("--layers", args.layers), ("--dataset-kind", args.dataset_kind),
-                                            ("--dataset-root", args.dataset_root)) if not value]
-        if missing:
-            raise ConfigError(f"figure-maps: give --store, or stream from the model with the arguments of diffact "
-                              f"extract (missing {', '.join(missing)})")
+        require_stream_args(args, "figure-maps")
         images = images_from_args(args)
         image_ids, paths = [i for i, _ in images][: args.images], dict(images)
         source = streamed_extraction_from_args(args)
