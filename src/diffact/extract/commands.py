@@ -138,14 +138,18 @@ def require_stream_args(args, command: str, flags=STREAM_FLAGS) -> None:
                           f"(missing {', '.join(missing)})")
 
 
+def model_from_args(args) -> dict:
+    """The model entry (source, family, revision, variant) that ``diffact extract``'s arguments name."""
+    return {"source": args.model, "family": args.family, "revision": args.revision, "variant": args.variant}
+
+
 def streamed_extraction_from_args(args):
     """The features ``diffact extract`` with these arguments would store, streamed instead
     (:func:`diffact.streamed.open_extraction`; ``pck-screen`` and ``property-maps`` without ``--store``)."""
     from diffact.streamed import open_extraction
 
     images = images_from_args(args)
-    model = {"source": args.model, "family": args.family, "revision": args.revision, "variant": args.variant}
-    return open_extraction(model, args.layers, extraction_settings_from_args(args), images, args.batch_size,
+    return open_extraction(model_from_args(args), args.layers, extraction_settings_from_args(args), images, args.batch_size,
                            args.storage_dtype, device=args.device)
 
 

@@ -410,7 +410,7 @@ def _extract_args(text: str, flag: str):
 def _fresh_split_features(texts, flag: str, role: str, size: int, seed: int, device, extractors=None):
     """FreshNoiseFeatures of one split from its ``diffact extract`` arguments (one string per model); ``extractors``
     (model and settings → loaded extractor) lets the trn and val splits of a model share one load."""
-    from diffact.extract.commands import extraction_settings_from_args, images_from_args
+    from diffact.extract.commands import extraction_settings_from_args, images_from_args, model_from_args
     from diffact.streamed import extraction_over, load_extractor
     from diffact.tasks.correspondence.stream import FreshNoiseFeatures
     from diffact.utils.errors import ConfigError
@@ -423,8 +423,7 @@ def _fresh_split_features(texts, flag: str, role: str, size: int, seed: int, dev
             raise ConfigError(f"{flag}: names split {parsed.split!r}, expected {role}")
         parsed.split = role
         extraction = extraction_settings_from_args(parsed)
-        model = {"source": parsed.model, "family": parsed.family, "revision": parsed.revision,
-                 "variant": parsed.variant}
+        model = model_from_args(parsed)
         key = (tuple(sorted(model.items(), key=str)), parsed.layers, repr(extraction))
         if key not in extractors:
             extractors[key] = load_extractor(model, parsed.layers, extraction, device=str(device))
@@ -503,19 +502,14 @@ def _set_file_layers(paths: list[str], stores) -> list[list[str]] | None:
 def _streamed_nn_features(args, split: str, device):
     """(pairs, subset label, StreamedPairFeatures) of ``corr-evaluate --method nn`` given the arguments of
     ``diffact extract`` instead of ``--store``: the numbers of the store those arguments would write."""
-    from diffact.extract.commands import streamed_extraction_from_args
+    from diffact.extract.commands import require_stream_args, streamed_extraction_from_args
     from diffact.tasks.correspondence.stream import StreamedPairFeatures
     from diffact.utils.errors import ConfigError
 
     if args.store:
         raise ConfigError("corr-evaluate: --store and --model exclude each other (score stores, or extract from the "
                           "model without storing)")
-    missing = [flag for flag, value in (("--family", args.family), ("--layers", args.layers),
-                                        ("--dataset-kind", args.dataset_kind), ("--dataset-root", args.dataset_root))
-               if not value]
-    if missing:
-        raise ConfigError(f"corr-evaluate: streaming from --model needs the arguments of diffact extract (missing "
-                          f"{', '.join(missing)})")
+    require_stream_args(args, "corr-evaluate")
     if args.dataset_kind != "spair":
         raise ConfigError(f"corr-evaluate scores SPair pairs: --dataset-kind must be spair, got {args.dataset_kind}")
     if len(args.layers_file) > 1:
@@ -526,6 +520,17 @@ def _streamed_nn_features(args, split: str, device):
     features = StreamedPairFeatures(source, pairs, args.feature_size, layers=layers[0] if layers else None,
                                     device=device, buffer_mb=args.buffer_mb)
     return pairs, subset, features
+
+
+def _fresh_eval_features(args, split: str, device):
+    """(pairs, subset label, FreshNoiseFeatures) of ``corr-evaluate --extract``: the evaluated split's images extracted
+    anew per pair, for the NN and for a trained run's heldout test alike."""
+    from diffact.utils.errors import ConfigError
+
+    if args.store or args.model:  # a trained run takes no --model, so this also keeps --store out there
+        raise ConfigError("corr-evaluate: --extract excludes --store and --model")
+    pairs, subset = _evaluation_pairs(args, [], split)
+    return pairs, subset, _fresh_split_features(args.extract, "--extract", split, args.feature_size, args.seed, device)
 
 
 def cmd_evaluate(args) -> int:
@@ -559,11 +564,7 @@ def cmd_evaluate(args) -> int:
             split, subset = str(evaluations["split"].iloc[0]), str(evaluations["subset"].iloc[0])
         else:
             if args.extract:  # noise: stream: the test images extracted per pair, as the NN's --extract
-                if args.store:
-                    raise ConfigError("corr-evaluate: --extract excludes --store")
-                pairs, subset = _evaluation_pairs(args, [], split)
-                features = _fresh_split_features(args.extract, "--extract", split, args.feature_size, args.seed,
-                                                 device)
+                pairs, subset, features = _fresh_eval_features(args, split, device)
             else:
                 stores = _open_stores(args.store)
                 pairs, subset = _evaluation_pairs(args, stores, split)
@@ -581,10 +582,7 @@ def cmd_evaluate(args) -> int:
 
             row = heldout_result(evaluations, test_scores, args.select_metric, where=str(evaluations_path))
     elif args.extract:
-        if args.store or args.model:
-            raise ConfigError("corr-evaluate: --extract excludes --store and --model")
-        pairs, subset = _evaluation_pairs(args, [], split)
-        features = _fresh_split_features(args.extract, "--extract", split, args.feature_size, args.seed, device)
+        pairs, subset, features = _fresh_eval_features(args, split, device)
         row = evaluate(pairs, features, None, args.eval_size)
         row["channels"] = features.channels
         log.info("streamed with fresh noise: %d image extractions for %d pairs", features.extractions, len(pairs))
