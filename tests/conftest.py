@@ -128,3 +128,21 @@ def copy_workflow(dest):
     root = Path(__file__).resolve().parents[1]
     for name in WORKFLOW_PARTS:
         (shutil.copytree if (root / name).is_dir() else shutil.copy)(root / name, Path(dest) / name)
+
+
+# The streamed-extraction tests (tests/test_pck_stream.py, tests/test_practical_stream.py) compare a store with the
+# stream. float16 storage, batches of 2 and aspect-preserving placement: the three ways a store's features could
+# differ from a naive in-memory extraction (cast, batch partners, keypoint placement).
+STREAM_EXTRACTION = ["--family", "sd15", "--layers", "legacy", "--dataset-kind", "spair", "--split", "test", "--t", 50,
+                     "--image-size", 32, "--prompt", "a photo", "--batch-size", 2, "--storage-dtype", "float16",
+                     "--resize", "aspect", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def stream_spair(tmp_path_factory):
+    """A demo SPair tree for the streamed-extraction tests: 4 sources × 6 test pairs each, so every source image is
+    read by several pairs (a feature cache has something to keep)."""
+    from diffact.data.demo_spair import build_demo_spair
+
+    return build_demo_spair(tmp_path_factory.mktemp("stream") / "spair", n_images=4, pairs_per_image=6,
+                            image_size=40, max_keypoints=5)

@@ -9,55 +9,43 @@ import re
 import pytest
 import torch
 
-from diffact.data.demo_spair import build_demo_spair
+from conftest import STREAM_EXTRACTION as EXTRACTION
+
 from diffact.extract.store import FeatureStore
 from diffact.tasks.correspondence.stream import FurthestUseCache
 
-LAYERS = "legacy"
-# float16 storage, batches of 2 and aspect-preserving placement: the three ways a store's features could differ
-# from a naive in-memory extraction (cast, batch partners, keypoint placement).
-EXTRACTION = ["--family", "sd15", "--layers", LAYERS, "--dataset-kind", "spair", "--split", "test", "--t", 50,
-              "--image-size", 32, "--prompt", "a photo", "--batch-size", 2, "--storage-dtype", "float16",
-              "--resize", "aspect", "--device", "cpu"]
 SCREEN = ["--eval-size", 16, "--model-name", "sd15-tiny"]
 
 
 @pytest.fixture(scope="module")
-def spair(tmp_path_factory):
-    # 4 sources × 2 test pairs each: every source image is read by two pairs (the cache has something to keep).
-    return build_demo_spair(tmp_path_factory.mktemp("stream") / "spair", n_images=4, pairs_per_image=6,
-                            image_size=40, max_keypoints=5)
-
-
-@pytest.fixture(scope="module")
-def store_screen(spair, tiny_pipeline_dirs, tmp_path_factory):
+def store_screen(stream_spair, tiny_pipeline_dirs, tmp_path_factory):
     """The store path: extract the pool, then screen the store. Returns (model, store folder, CSV path)."""
     from diffact.cli import main
 
     tmp = tmp_path_factory.mktemp("store-screen")
     model, store, csv = tiny_pipeline_dirs["sd15"], tmp / "store", tmp / "nn_pck.csv"
-    assert main([str(a) for a in ["extract", "--model", model, "--dataset-root", spair, *EXTRACTION,
+    assert main([str(a) for a in ["extract", "--model", model, "--dataset-root", stream_spair, *EXTRACTION,
                                   "--out", store]]) == 0
-    assert main([str(a) for a in ["pck-screen", "--store", store, "--dataset-root", spair, "--split", "test",
+    assert main([str(a) for a in ["pck-screen", "--store", store, "--dataset-root", stream_spair, "--split", "test",
                                   *SCREEN, "--out", csv]]) == 0
     return model, store, csv
 
 
-def stream_args(model, spair, out, *extra):
-    return ["pck-screen", "--model", model, "--dataset-root", spair, *EXTRACTION, *SCREEN, *extra, "--out", out]
+def stream_args(model, stream_spair, out, *extra):
+    return ["pck-screen", "--model", model, "--dataset-root", stream_spair, *EXTRACTION, *SCREEN, *extra, "--out", out]
 
 
-def test_streamed_screen_is_byte_identical_to_the_store_screen(cli, spair, store_screen, tmp_path):
+def test_streamed_screen_is_byte_identical_to_the_store_screen(cli, stream_spair, store_screen, tmp_path):
     model, _, expected = store_screen
     out = tmp_path / "results" / "nn_pck.csv"
-    done = cli(*stream_args(model, spair, out))
+    done = cli(*stream_args(model, stream_spair, out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.read_bytes() == expected.read_bytes()
     assert len(out.read_text().splitlines()) > 2  # a header and several activations
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["nn_pck.csv"]  # no store written
 
 
-def test_streamed_features_are_the_stores_bit_for_bit(cli, spair, store_screen, tmp_path, monkeypatch):
+def test_streamed_features_are_the_stores_bit_for_bit(cli, stream_spair, store_screen, tmp_path, monkeypatch):
     """The CSV can hide a difference (a float16 rounding seldom moves a nearest neighbour): every map the stream
     scores must equal the store's, read back as the store screen reads it."""
     from diffact.data.spair import SPairDataset
@@ -72,10 +60,10 @@ def test_streamed_features_are_the_stores_bit_for_bit(cli, spair, store_screen, 
         return transfer(pair, src, trg, **kwargs)
 
     monkeypatch.setattr(stream, "transfer_pair", recording_transfer)
-    done = cli(*stream_args(model, spair, tmp_path / "nn_pck.csv", "--buffer-mb", 0))
+    done = cli(*stream_args(model, stream_spair, tmp_path / "nn_pck.csv", "--buffer-mb", 0))
     assert done.returncode == 0, done.stderr[-2000:]
     expected = [(store.read_layer(src, name), store.read_layer(trg, name))
-                for src, trg in map(stream.pair_ids, SPairDataset(spair, "test")) for name in store.layers]
+                for src, trg in map(stream.pair_ids, SPairDataset(stream_spair, "test")) for name in store.layers]
     assert len(scored) == len(expected)
     for (src, trg), (src_stored, trg_stored) in zip(scored, expected):
         assert torch.equal(src, src_stored) and torch.equal(trg, trg_stored)
@@ -83,7 +71,7 @@ def test_streamed_features_are_the_stores_bit_for_bit(cli, spair, store_screen, 
         assert src.is_contiguous() and trg.is_contiguous()
 
 
-def test_a_cache_smaller_than_the_pool_gives_the_same_csv(cli, spair, store_screen, tmp_path):
+def test_a_cache_smaller_than_the_pool_gives_the_same_csv(cli, stream_spair, store_screen, tmp_path):
     model, store, expected = store_screen
     store = FeatureStore.open(store)
     image_bytes = sum(c * h * w for c, h, w in map(store.shape, store.layers)) * 2  # float16
@@ -91,7 +79,7 @@ def test_a_cache_smaller_than_the_pool_gives_the_same_csv(cli, spair, store_scre
     buffer_mb = 1.5 * image_bytes / 2**20  # room for one image: the others are dropped and extracted again
     out = tmp_path / "nn_pck.csv"
     log = tmp_path / "screen.log"
-    done = cli("--log", log, *stream_args(model, spair, out, "--buffer-mb", buffer_mb))
+    done = cli("--log", log, *stream_args(model, stream_spair, out, "--buffer-mb", buffer_mb))
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.read_bytes() == expected.read_bytes()
     line = next(text for text in log.read_text().splitlines() if "image extractions" in text)
@@ -122,9 +110,9 @@ def test_cache_drops_the_image_needed_furthest_away():
      ["--dataset-kind must be spair"]),
     (("--model", "m", "--family", "sd15", "--layers", "legacy", "--buffer-mb", "-1"), ["--buffer-mb must be ≥ 0"]),
 ])
-def test_bad_screen_source_is_one_clear_line(cli, spair, tmp_path, extra, needles):
+def test_bad_screen_source_is_one_clear_line(cli, stream_spair, tmp_path, extra, needles):
     out = tmp_path / "out" / "nn_pck.csv"
-    done = cli("pck-screen", "--dataset-root", spair, "--eval-size", 16, *extra, "--out", out)
+    done = cli("pck-screen", "--dataset-root", stream_spair, "--eval-size", 16, *extra, "--out", out)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr
     for needle in needles:
