@@ -159,12 +159,13 @@ def cmd_property_maps(args) -> int:
         if args.model:
             raise ConfigError("property-maps: --store and --model exclude each other (read a store, or extract from "
                               "the model without storing)")
+        from diffact.analysis.plots import store_image_paths
         from diffact.analysis.property_runs import store_map_properties
         from diffact.extract.store import FeatureStore
 
         store = FeatureStore.open(args.store)
         image_ids = store.image_ids()[: args.images] if args.images else store.image_ids()
-        recorder, paths = _figure_recorder(args, image_ids, lambda ids: _store_image_paths(store, ids))
+        recorder, paths = _figure_recorder(args, image_ids, lambda ids: store_image_paths(store, ids))
         table = store_map_properties(store, args.labels_root, args.images, args.pairs, args.seed,
                                      observe=recorder.observe if recorder else None)
     else:
@@ -199,12 +200,6 @@ def _figure_recorder(args, image_ids, paths_of):
     shown = list(image_ids[: args.figure_images])
     labels_of = segmentation_labels(args.labels_root)[0] if args.labels_root else None
     return FigureMapRecorder(shown, labels_of), paths_of(shown)
-
-
-def _store_image_paths(store, image_ids) -> dict:
-    from diffact.analysis.plots import store_image_path
-
-    return {i: store_image_path(store, i) for i in image_ids}
 
 
 def cmd_table(args) -> int:

@@ -96,16 +96,22 @@ def store_image_path(store, image_id: str):
     (kind, root and split are in its settings), so the figure shows the file extraction read; None when the
     dataset cannot be read or does not hold the id. The split's whole image list is read (not the store's subset):
     a subset's images are its split's, and a subset file may be absent where the run drew the subset by rule."""
+    return store_image_paths(store, [image_id])[image_id]
+
+
+def store_image_paths(store, image_ids) -> dict:
+    """:func:`store_image_path` of several images, from one listing of the store's dataset."""
     from diffact.data.registry import dataset_images
     from diffact.utils.errors import DiffactError
 
     dataset = store.settings.get("dataset") or {}
-    if not dataset.get("kind") or not dataset.get("root"):
-        return None
-    try:
-        return dict(dataset_images(dataset["kind"], dataset["root"], dataset.get("split"))).get(image_id)
-    except DiffactError:
-        return None
+    listed: dict = {}
+    if dataset.get("kind") and dataset.get("root"):
+        try:
+            listed = dict(dataset_images(dataset["kind"], dataset["root"], dataset.get("split")))
+        except DiffactError:
+            pass
+    return {image_id: listed.get(image_id) for image_id in image_ids}
 
 
 def query_point(labels: np.ndarray, background: int = 0, ignore: int = 255) -> tuple[int, int]:

@@ -176,12 +176,12 @@ def cmd_figure_maps(args) -> int:
         if args.model:
             raise ConfigError("figure-maps: --store and --model exclude each other (read a store, or extract from the "
                               "model without storing)")
-        from diffact.analysis.plots import store_image_path
+        from diffact.analysis.plots import store_image_paths
         from diffact.extract.store import FeatureStore
 
         store = FeatureStore.open(args.store)
         image_ids, layers = store.image_ids()[: args.images], store.layers
-        paths = {i: store_image_path(store, i) for i in image_ids}
+        paths = store_image_paths(store, image_ids)
         features_of = store.read_layer
     else:
         from diffact.extract.commands import images_from_args, require_stream_args, streamed_extraction_from_args
