@@ -24,10 +24,14 @@ DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 # the figures read before the property and PCA maps streamed (issue #19 point 3: sd15-tiny's screen store on spair
 # for Fig 3's PCA, sd3-tiny's on both scenes; the U-Nets' scene stores stay for the demo's label-scarce screens),
 # with pca_maps (1) and the control's property maps in their own rule (control_property_maps 2, property_maps
-# 8 → 6); the paper profile's are PAPER_JOBS in tests/test_paper_profile.py.
+# 8 → 6); and with extraction.group: layer_set (issue #19 point 1) the 52 stores' extract jobs are 8 extract-group
+# jobs, one rule per model and layer set (142 jobs in all). The paper profile's are PAPER_JOBS in
+# tests/test_paper_profile.py.
+DEMO_GROUPS = {f"extract_group_{model}_{layer_set}": 1 for model in ("sd15_tiny", "sdxl_tiny")
+               for layer_set in ("legacy", "practical", "amalgamation", "screen")}
 DEMO_JOBS = {
     "build_demo_model": 4, "demo_ade_data_ade_demo": 1, "demo_seg_data_seg_complex": 1, "demo_seg_data_seg_simple": 1,
-    "demo_spair": 1, "properties_unavailable": 1, "qualitative_filter": 2, "extract": 52, "fig02_architecture": 2,
+    "demo_spair": 1, "properties_unavailable": 1, "qualitative_filter": 2, **DEMO_GROUPS, "fig02_architecture": 2,
     "fig_demo_loss": 1, "fig_properties_filter": 1, "noise_share": 6, "pck_pixels": 1, "scarce_filter": 2,
     "seg_baseline": 1, "seg_train": 7, "train_control_unet": 1, "control_features": 2, "corr_evaluate": 28,
     "corr_train": 7, "fig03_pca": 1, "fig05_13_scenes": 2, "pck_screen": 4, "practical_screen": 1,

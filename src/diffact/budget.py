@@ -428,55 +428,9 @@ class Planner:
         return wf.correspondence.practical_models(self.config)
 
     def store_requests(self) -> list[tuple[str, str, str, str]]:
-        """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order."""
-        from diffact.workflow import compare as cmp_plan
-
-        cfg, out = self.config, []
-        # The NN screens and practical_nn stream (issue #19): no store of the screening datasets.
-        from diffact.workflow import correspondence as corr_plan
-
-        settings = corr_plan.table1_settings(cfg)
-        if settings:
-            for entry in corr_plan.table1_entries(cfg):
-                if not entry.runs:
-                    continue
-                for role in self.table1_roles(settings):
-                    # corr_train reads every noise draw of trn and val (noise: draws); nn and heldout read draw 0
-                    datasets = (corr_plan.role_datasets(cfg, role) if "trained" in settings["methods"]
-                                else [corr_plan.split_dataset(cfg, role)])
-                    for draw, dataset in enumerate(datasets):
-                        who = f"Table 1 ({role}{f', noise draw {draw}' if draw else ''})"
-                        out.extend((dataset, model, layer_set, who) for model, layer_set in entry.parts)
-        # The property maps and Fig 3's PCA maps stream from the model (property_maps, pca_maps: issue #19), and the
-        # figures read the small figure-maps files they write: neither needs a store.
-        scarce = self.section("scarce")
-        if scarce:
-            for model, layer_set in self.scarce_t2_runs():
-                out.append((scarce["simple"], model, layer_set, "Table 2 right (scarce_set)"))
-            for parts in self.scarce_t2_combined_runs().values():
-                out.extend((scarce["simple"], model, layer_set, "Table 2 right, combined (scarce_set)")
-                           for model, layer_set in parts)
-            if scarce.get("screen"):
-                filtered = cmp_plan.reads_filtered_store(cfg)  # those stores are planned by filtered_stores()
-                for model in scarce.get("models", []) if not filtered else []:
-                    for scene in ("simple", "complex"):
-                        out.append((scarce[scene], model, cmp_plan.store_set(cfg), "Tables 3-6 (scarce_screen)"))
-                for model in scarce.get("models", []):
-                    budget = self.cmp_budget(model)
-                    if not isinstance(budget, int):
-                        out.append((scarce["simple"], model, budget, "channel budget (scarce_compare)"))
-        return out
-
-    def table1_roles(self, settings: dict) -> list[str]:
-        methods, protocols = settings["methods"], settings["protocols"]
-        roles = []
-        if "trained" in methods:
-            roles += ["trn", "val"]
-        if "nn" in methods and "paper" in protocols:
-            roles.append("val")
-        if "heldout" in protocols:
-            roles.append("test")
-        return list(dict.fromkeys(roles))
+        """(dataset, model, layer set, who needs it) for every store some target depends on, in DAG order: the
+        workflow's own list (:func:`diffact.workflow.stores.requested_stores`), which also groups extract jobs."""
+        return wf.stores.requested_stores(self.config)
 
     def corr_screen_models(self) -> list[str]:
         """Models with a pck_screen job: the correspondence section's (pck_table) and, when the properties take
@@ -567,10 +521,18 @@ class Planner:
         ex = self.section("extraction")
         per_image = max(1, int(ex.get("ensemble", 1))) * (1 + (int(ex.get("inversion_steps", 10))
                                                                  if ex.get("inversion", "none") == "ddim" else 0))
+        # extraction.group: layer_set writes a group's stores in one extract-group job (rule per group)
+        group_of = {os.path.dirname(done): group.rule for group in wf.stores.extract_groups(self.config)
+                    for done in group.done_files(self.config)}
+        groups_counted = set()
         for store in stores:
             shards = store.shards or wf.extraction_shards(self.config, store.dataset, store.model, store.layer_set)
             if store.layer_set == "filtered" and store.shards == 1:
                 stage.add_jobs(self.config, "scarce_filtered_store", 1, "extract")
+            elif store.path in group_of:
+                if group_of[store.path] not in groups_counted:
+                    stage.add_jobs(self.config, group_of[store.path], 1, "extract")
+                    groups_counted.add(group_of[store.path])
             elif shards > 1:
                 stage.add_jobs(self.config, "extract_shard", shards, "extract")
                 stage.add_jobs(self.config, "extract", 1, "default")

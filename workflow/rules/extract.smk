@@ -60,6 +60,30 @@ rule extract:
         "diffact --log {log} {params.command} {params.args} --out {params.out} --check-key"
 
 
+# With `extraction.group: layer_set` (the demo), the unsharded stores of one model and layer set are written by one
+# `diffact extract-group` job with one model load (start-up and imports are most of a small store's job): one rule
+# per group, whose outputs are the stores' complete.json. A rule without wildcards wins over `extract`, which keeps
+# the stores of no group. diffact.workflow.stores plans the groups.
+for extract_group in wf.stores.extract_groups(config):
+    rule:
+        name: extract_group.rule
+        message: f"extract {extract_group.layer_set} of {extract_group.model} on {', '.join(extract_group.datasets)} with one model load"
+        input:
+            model=wf.model_input(config, extract_group.model),
+            data=sorted({f for dataset in extract_group.datasets for f in wf.dataset_input(config, dataset)}),
+        output:
+            extract_group.done_files(config),
+        params:
+            stores=extract_group.store_args(config),
+        log:
+            f"{LOGS}/extract/groups/{extract_group.rule}.log",
+        threads: stage_threads("extract")
+        resources: **stage_resources("extract")
+        conda: ENV
+        shell:
+            "diffact --log {log} extract-group {params.stores}"
+
+
 # The Fig 15 control U-Net's store, written by its own command (it is no diffusers pipeline), with its noise share.
 rule control_features:
     message: "feature store and noise share of the control U-Net on {wildcards.scene}"

@@ -1,8 +1,11 @@
 """CLI: ``diffact layers`` (the catalog of a model), ``diffact extract`` (features into a store, optionally
-one shard of the images) and ``diffact extract-merge`` (finalise a store that shard jobs filled)."""
+one shard of the images), ``diffact extract-group`` (several stores of one model with one model load) and
+``diffact extract-merge`` (finalise a store that shard jobs filled)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -24,15 +27,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_layers)
 
     p = subparsers.add_parser("extract", help="extract activations of a dataset into a feature store")
-    add_extraction_args(p)
-    p.add_argument("--out", required=True, help="store folder; its name must end with the settings key when --check-key")
-    p.add_argument("--check-key", action="store_true", help="fail unless the folder name ends with the settings key")
-    p.add_argument("--no-early-exit", action="store_true")
+    add_store_args(p)
     p.add_argument("--shard", help="I/N: extract only shard I (1-based) of N of the images (whole batches dealt "
                                    "round robin) into --out and do not finalise; `diffact extract-merge` does that "
                                    "once every shard has run")
     p.add_argument("--receipt", help="with --shard: JSON file written when the shard is done (a rule's output)")
     p.set_defaults(func=cmd_extract)
+
+    p = subparsers.add_parser("extract-group", help="write several feature stores of one model with one model load")
+    p.add_argument("--store", action="append", required=True, metavar="ARGS",
+                   help="one store: the arguments of `diffact extract` (--out included, no --shard) as one quoted "
+                        "string; repeat per store. Every store names the same model load (model, revision, "
+                        "variant, family, dtype, device, torch threads); each is written as `diffact extract` "
+                        "alone writes it")
+    p.set_defaults(func=cmd_extract_group)
 
     p = subparsers.add_parser("extract-merge", help="finalise a feature store filled by `extract --shard` jobs")
     add_extraction_args(p)
@@ -40,6 +48,14 @@ def register(subparsers) -> None:
     p.add_argument("--check-key", action="store_true", help="fail unless the folder name ends with the settings key")
     p.add_argument("--shards", type=int, help="number of shards (names the shard of each missing image)")
     p.set_defaults(func=cmd_extract_merge)
+
+
+def add_store_args(p) -> None:
+    """The arguments of one store of ``diffact extract`` (also each ``--store`` of ``diffact extract-group``)."""
+    add_extraction_args(p)
+    p.add_argument("--out", required=True, help="store folder; its name must end with the settings key when --check-key")
+    p.add_argument("--check-key", action="store_true", help="fail unless the folder name ends with the settings key")
+    p.add_argument("--no-early-exit", action="store_true")
 
 
 def dataset_policy_from_args(args) -> dict:
@@ -202,6 +218,112 @@ def cmd_extract(args) -> int:
     log.info("wrote %d shards × %d layers to %s (key %s)%s", len(written), len(layers), store.root, store.key,
              f", shard {args.shard}" if shard else "")
     return 0
+
+
+# What one model load serves: every store of an extract-group names the same values of these arguments (the
+# pipeline load_pipeline builds and torch's threads, on which the features' bits depend); the rest is per store.
+MODEL_LOAD_ARGS = ("model", "revision", "variant", "family", "dtype", "device", "threads")
+
+
+class _StoreArgsParser(argparse.ArgumentParser):
+    """The ``diffact extract`` arguments of one ``--store``: a bad one is a ConfigError, not an exit from argparse."""
+
+    def error(self, message):
+        raise ConfigError(message)
+
+
+def group_store_args(texts: list[str]) -> list:
+    """The parsed arguments of each ``extract-group --store`` (``diffact extract``'s, without --shard); they must
+    share one model load (:data:`MODEL_LOAD_ARGS`) and write distinct folders."""
+    import shlex
+
+    parser = _StoreArgsParser(prog="diffact extract-group --store", add_help=False)
+    add_store_args(parser)
+    stores = []
+    for text in texts:
+        try:
+            stores.append(parser.parse_args(shlex.split(text)))
+        except (ConfigError, ValueError) as err:
+            raise ConfigError(f"extract-group --store {text!r}: {err} (expected the arguments of diffact extract, "
+                              "--out included, no --shard)") from None
+    first = stores[0]
+    for store in stores[1:]:
+        differ = [name for name in MODEL_LOAD_ARGS if getattr(store, name) != getattr(first, name)]
+        if differ:
+            raise ConfigError(f"extract-group: the store {store.out} loads its model otherwise than {first.out} "
+                              f"({', '.join(f'--{n} {getattr(store, n)!r} vs {getattr(first, n)!r}' for n in differ)}); "
+                              "one group shares one model load")
+    outs = [Path(store.out) for store in stores]
+    repeated = sorted({str(out) for out in outs if outs.count(out) > 1})
+    if repeated:
+        raise ConfigError(f"extract-group: the store {repeated[0]} is given twice")
+    return stores
+
+
+def cmd_extract_group(args) -> int:
+    """Several stores of one model with one model load, each written as ``diffact extract`` alone writes it
+    (the same extractor per store, :func:`extract_to_store`, the same resume). A store whose every image already
+    has a shard of this code needs no model: it is finalised as it is (skipped when ``complete.json`` is there);
+    when no store needs the model, it is not loaded."""
+    from diffact.api import FeatureExtractor
+    from diffact.extract.run import extract_to_store, extraction_code, store_is_current
+    from diffact.extract.store import FeatureStore
+    from diffact.models.loading import load_pipeline, release_text_encoders
+    from diffact.utils import memory
+
+    stores = group_store_args(args.store)
+    threads = stores[0].threads
+    if threads and args.threads and threads != args.threads:
+        raise ConfigError(f"extract-group: --threads {args.threads} but the stores pin --torch-threads {threads}")
+    with _torch_threads(threads if not args.threads else None):
+        code = extraction_code()
+        planned = [(store, *_store_settings_from_args(store)) for store in stores]  # every key checked first
+        pending = []
+        for store, extraction, settings, images in planned:
+            if not store_is_current(store.out, settings, [i for i, _ in images], code):
+                pending.append((store, extraction, settings, images))
+            elif (Path(store.out) / "complete.json").is_file():
+                log.info("%s: complete, skipped", store.out)
+            else:
+                FeatureStore.open(store.out).finalize([i for i, _ in images])
+                log.info("%s: every image already extracted by this code; finalised without the model", store.out)
+        if not pending:
+            log.info("extract-group: %d stores, none to extract: model not loaded", len(stores))
+            return 0
+        first = pending[0][0]
+        pipe = load_pipeline(first.model, dtype=first.dtype, device=first.device, revision=first.revision,
+                             variant=first.variant, family=first.family)
+        # Every extractor encodes its prompt when built; then the text encoders go, as diffact extract drops them.
+        extractors = [FeatureExtractor(pipe, store.layers, extraction, family=store.family,
+                                       early_exit=not store.no_early_exit)
+                      for store, extraction, _, _ in pending]
+        release_text_encoders(pipe)
+        memory.reuse_freed_memory()  # as diffact extract: after the model load
+        for n, ((store, extraction, settings, images), fx) in enumerate(zip(pending, extractors), start=1):
+            written = extract_to_store(pipe, fx.layers, images, store.out, settings, extraction,
+                                       batch_size=store.batch_size, storage_dtype=store.storage_dtype,
+                                       code=code, extractor=fx.extractor)
+            log.info("store %d/%d: %d images × %d layers in %s (key %s)", n, len(pending), len(images),
+                     len(fx.layers), written.root, written.key)
+    log.info("extract-group: %d stores, %d extracted with one model load", len(stores), len(pending))
+    return 0
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """The stores' pinned torch threads for the group (``diffact extract`` gets them from its --torch-threads,
+    which the CLI applies); None: leave torch as the CLI set it."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def cmd_extract_merge(args) -> int:

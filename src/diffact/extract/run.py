@@ -167,6 +167,17 @@ def extract_to_store(pipe, layers: Sequence[str], images: Sequence[tuple[str, Pa
     return store
 
 
+def store_is_current(out: str | Path, settings: dict, image_ids: Sequence[str], code: dict) -> bool:
+    """Whether the store at ``out`` was made with ``settings`` and every image has a shard written by ``code``:
+    :func:`extract_to_store` would then extract nothing, and finalising it needs no model."""
+    if not (Path(out) / "meta.json").is_file():
+        return False
+    store = FeatureStore.open(out)
+    recorded = {k: v for k, v in store.settings.items() if k != "grid_timestep"}
+    return (recorded == json.loads(json.dumps(settings, default=str)) and store.code_digest == code["digest"]
+            and all(store.is_current(i) for i in image_ids))
+
+
 def merge_shards(out: str | Path, images: Sequence[tuple[str, Path]], settings: dict, shards: int | None = None,
                  batch_size: int = 1, code: dict | None = None) -> FeatureStore:
     """Finalise a store filled by shard jobs: its settings must be ``settings`` and every image must have its
