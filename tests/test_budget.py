@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from diffact import budget as bd
+from diffact.tasks.scarce.settings import ScarceConfig
+from diffact.utils.args import default_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "paper.yaml"
@@ -361,3 +363,8 @@ def test_label_scarce_peak_rss_comes_from_the_paper_scale_benchmark_beside_the_b
         assert stage["peak_rss_bytes"] == 4_460_064_768 and "3840 channels" in stage["peak_rss_source"]
     for stage in scarce_stages(buffer_mb / 2):  # another buffer: another memory bound
         assert stage["peak_rss_bytes"] is None and "buffer_mb" in stage["peak_rss_not_measured"][0]
+
+    # a profile that leaves buffer_mb unset (the demo's) is measured against the commands' default buffer
+    del config["scarce"]["protocol"]["buffer_mb"]
+    for stage in scarce_stages(default_of(ScarceConfig, "buffer_mb")):
+        assert stage["peak_rss_bytes"] == 4_460_064_768

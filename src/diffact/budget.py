@@ -730,7 +730,12 @@ class Planner:
 
     # label-scarce segmentation
     def scarce_protocol(self) -> dict:
-        defaults = {"size": 256, "members": 10, "epochs": 100, "pixel_rate": 1.0, "batch_size": 64}
+        from diffact.tasks.scarce.settings import ScarceConfig
+        from diffact.utils.args import default_of
+
+        # buffer_mb: what `diffact scarce-*` uses when the profile does not set it (the demo's does not)
+        defaults = {"size": 256, "members": 10, "epochs": 100, "pixel_rate": 1.0, "batch_size": 64,
+                    "buffer_mb": default_of(ScarceConfig, "buffer_mb")}
         return {**defaults, **(self.section("scarce").get("protocol") or {})}
 
     def scarce_steps(self, scene: str, splits: int) -> tuple[int, Count]:
