@@ -344,6 +344,34 @@ def test_frozen_features_are_deterministic_per_image(sd15_segmentor):
     assert torch.allclose(first[name], second[name].flip(0), atol=1e-5)
 
 
+class _CountingExtractor:
+    """Wraps a part's extractor and counts its U-Net passes (one per call)."""
+
+    def __init__(self, extractor):
+        self.extractor, self.calls = extractor, 0
+
+    def __call__(self, images, ids):
+        self.calls += 1
+        return self.extractor(images, ids)
+
+
+@pytest.mark.parametrize("cache_mb, passes", [(None, 1), (0, 2)])
+def test_evaluation_windows_seen_before_reuse_their_activations(tiny_pipeline_dirs, cache_mb, passes):
+    backbone = {} if cache_mb is None else {"eval_cache_mb": cache_mb}
+    model = _build(_demo_cfg(tiny_pipeline_dirs["sd15"], **backbone)).eval()
+    (part,) = model.backbone.parts
+    counter = part.extractor = _CountingExtractor(part.extractor)
+    first, second = (model.test_step(_batch(n=1, seed=3))[0] for _ in range(2))  # validation passes 1 and 2
+    assert counter.calls == passes
+    assert torch.equal(first.seg_logits.data, second.seg_logits.data)
+    model.test_step(_batch(n=1, seed=4))  # another window: computed
+    assert counter.calls == passes + 1
+    model.train()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    model.backbone(x), model.backbone(x)  # training crops are never reused
+    assert counter.calls == passes + 3
+
+
 def test_fine_first_order_hands_the_finest_level_to_the_head_first(tiny_pipeline_dirs, sd15_segmentor):
     model = _build(_demo_cfg(tiny_pipeline_dirs["sd15"], level_order="fine_first")).eval()
     paper = sd15_segmentor.backbone
