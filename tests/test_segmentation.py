@@ -683,6 +683,15 @@ def test_the_demo_config_validates_during_training_like_the_paper_configs():
     assert test_repeats_validation(cfg)
 
 
+def test_the_demo_datasets_skip_mmengines_serialisation_and_its_full_gc():
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(DEMO_CONFIG))
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        assert cfg[name].num_workers == 0, name  # nothing would share the serialised list
+        assert cfg[name].dataset.serialize_data is False, name
+
+
 def test_workflow_config_declares_exactly_the_unavailable_demo_sets():
     from conftest import assert_declared_unavailable_matches
 
