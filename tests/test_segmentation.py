@@ -344,6 +344,18 @@ def test_frozen_features_are_deterministic_per_image(sd15_segmentor):
     assert torch.allclose(first[name], second[name].flip(0), atol=1e-5)
 
 
+def test_the_frozen_pass_runs_in_inference_mode_and_hands_out_plain_tensors(sd15_segmentor):
+    (part,) = sd15_segmentor.backbone.parts
+    modes = []
+    handle = part.extractor.unet.register_forward_pre_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
+    try:
+        feats = part.features(torch.rand(2, 3, 64, 64) * 2 - 1)
+    finally:
+        handle.remove()
+    assert modes == [True]
+    assert not any(t.is_inference() for t in feats.values())  # the trainable blocks may save them for backward
+
+
 class _CountingExtractor:
     """Wraps a part's extractor and counts its U-Net passes (one per call)."""
 

@@ -10,7 +10,7 @@ Nothing is copied into or edited in the installed mmseg (the paper's code copies
 ``DiffusionBackbone`` — for each model part: the crop (already in [-1, 1] from the data preprocessor) is resized
 to the part's ``image_size`` (paper: 512 px for SD1.5, 1024 px for SDXL, so an ADE20K 512 crop is upsampled for
 SDXL) → :class:`~diffact.extract.pipeline.DiffusionFeatureExtractor` (VAE sample, noise to t = 50, one U-Net pass
-with the dataset's prompt, hooks; everything under ``no_grad``, every weight ``requires_grad=False``, every
+with the dataset's prompt, hooks; everything under ``inference_mode``, every weight ``requires_grad=False``, every
 module in eval mode) → one zero-initialised :class:`~diffact.tasks.segmentation.blocks.ResBlock` per layer → the
 layers of one resolution concatenated → one ResBlock per level. Levels go coarsest first
 (:mod:`~diffact.tasks.segmentation.levels`). With several parts (Ours-XL-t, App. B.4) the per-layer block is
@@ -150,8 +150,12 @@ class FrozenPart:
         size = (self.image_size, self.image_size)
         if tuple(images.shape[-2:]) != size:
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        with torch.no_grad():
+        # Inference mode, not just no_grad: the frozen pass skips autograd's version counters and view tracking too
+        # (~4 % of a demo U-Net call). Its tensors cannot be saved for the trainable blocks' backward, so the
+        # activations leave it as plain copies (they are small next to the pass that made them).
+        with torch.inference_mode():
             feats = self.extractor(images.detach().float(), ids)
+        feats = {name: value.clone() for name, value in feats.items()}
         for level in self.levels:
             for info in level:
                 got = tuple(feats[info.name].shape[-2:])
