@@ -191,6 +191,24 @@ def test_evaluation_convolves_an_image_shared_by_pairs_once():
     assert {k: v for k, v in once.items() if k not in timing} == {k: v for k, v in every.items() if k not in timing}
 
 
+def test_kept_conv_outputs_go_with_their_inputs():
+    import gc
+
+    from diffact.tasks.correspondence.aggregation import ConvOutputs
+
+    convolved = ConvOutputs(AggregationNetwork(2, 2))
+    kept = torch.randn(2, 4, 4)
+    with torch.no_grad():
+        first = convolved(kept)
+        assert convolved(kept) is first and convolved.calls == 1
+        dropped, later = torch.randn(2, 4, 4), torch.randn(2, 4, 4)  # both alive: different ids
+        convolved(dropped)
+        del dropped
+        gc.collect()
+        convolved(later)  # an insertion forgets the output of the dropped input
+    assert len(convolved._entries) == 2 and convolved.calls == 3
+
+
 def test_store_features_concatenate_models_and_bound_the_cache(tmp_path):
     from diffact.extract.store import FeatureStore
     from diffact.tasks.correspondence.aggregation import StorePairFeatures

@@ -322,7 +322,8 @@ class ConvOutputs:
     object for the same image (and noise draw) while they cache it, so an image in several pairs (the demo's val
     sources are each in 3 of the 18 pairs) is convolved once per evaluation. Entries are found by the input's
     identity, checked through a weak reference (a dropped input is never matched by a new tensor at its address),
-    and hold only the outputs, up to ``max_bytes`` (least recently used dropped first). Same network, same input:
+    and hold only the outputs, and only while their inputs live (so never more than the sources keep), up to
+    ``max_bytes`` (least recently used dropped first). Same network, same input:
     the same output bits, so the scores are those of convolving every visit."""
 
     def __init__(self, network: AggregationNetwork, max_bytes: int = DEFAULT_CACHE_BYTES):
@@ -341,6 +342,8 @@ class ConvOutputs:
         self.calls += 1
         output = self.network(features)
         self._forget(key)
+        for dead in [k for k, (ref, _) in self._entries.items() if ref() is None]:  # inputs the sources dropped
+            self._forget(dead)
         size = output.numel() * output.element_size()
         while self._entries and self._bytes + size > self.max_bytes:
             self._forget(next(iter(self._entries)))
