@@ -169,6 +169,46 @@ def test_trained_aggregation_beats_nearest_neighbour_on_training_pairs():
     assert nn_score["keypoints_per_s"] > 0 and nn_score["n_keypoints"] == 24
 
 
+def test_evaluation_convolves_an_image_shared_by_pairs_once():
+    pairs, features_of = constructed_dataset(n_pairs=4)
+    shared = features_of(pairs[0])[0]  # every pair's source is the first pair's source image (one tensor object)
+
+    def shared_source(pair):
+        return shared, features_of(pair)[1]
+
+    def copied_source(pair):  # the same values, a new tensor at every visit: nothing to reuse
+        return shared.clone(), features_of(pair)[1]
+
+    network = AggregationNetwork(12, 12)
+    calls = []
+    network.conv.register_forward_hook(lambda *_: calls.append(1))
+    once = evaluate(pairs, shared_source, network, eval_size=GRID)
+    assert len(calls) == 1 + len(pairs)
+    calls.clear()
+    every = evaluate(pairs, copied_source, network, eval_size=GRID)
+    assert len(calls) == 2 * len(pairs)
+    timing = {"seconds", "keypoints_per_s"}
+    assert {k: v for k, v in once.items() if k not in timing} == {k: v for k, v in every.items() if k not in timing}
+
+
+def test_kept_conv_outputs_go_with_their_inputs():
+    import gc
+
+    from diffact.tasks.correspondence.aggregation import ConvOutputs
+
+    convolved = ConvOutputs(AggregationNetwork(2, 2))
+    kept = torch.randn(2, 4, 4)
+    with torch.no_grad():
+        first = convolved(kept)
+        assert convolved(kept) is first and convolved.calls == 1
+        dropped, later = torch.randn(2, 4, 4), torch.randn(2, 4, 4)  # both alive: different ids
+        convolved(dropped)
+        del dropped
+        gc.collect()
+        convolved(later)  # an insertion forgets the output of the dropped input
+    assert len(convolved._entries) == 2 and convolved.calls == 3
+
+
 def test_store_features_concatenate_models_and_bound_the_cache(tmp_path):
     from diffact.extract.store import FeatureStore
     from diffact.tasks.correspondence.aggregation import StorePairFeatures

@@ -344,6 +344,46 @@ def test_frozen_features_are_deterministic_per_image(sd15_segmentor):
     assert torch.allclose(first[name], second[name].flip(0), atol=1e-5)
 
 
+def test_the_frozen_pass_runs_in_inference_mode_and_hands_out_plain_tensors(sd15_segmentor):
+    (part,) = sd15_segmentor.backbone.parts
+    modes = []
+    handle = part.extractor.unet.register_forward_pre_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
+    try:
+        feats = part.features(torch.rand(2, 3, 64, 64) * 2 - 1)
+    finally:
+        handle.remove()
+    assert modes == [True]
+    assert not any(t.is_inference() for t in feats.values())  # the trainable blocks may save them for backward
+
+
+class _CountingExtractor:
+    """Wraps a part's extractor and counts its U-Net passes (one per call)."""
+
+    def __init__(self, extractor):
+        self.extractor, self.calls = extractor, 0
+
+    def __call__(self, images, ids):
+        self.calls += 1
+        return self.extractor(images, ids)
+
+
+@pytest.mark.parametrize("cache_mb, passes", [(None, 1), (0, 2)])
+def test_evaluation_windows_seen_before_reuse_their_activations(tiny_pipeline_dirs, cache_mb, passes):
+    backbone = {} if cache_mb is None else {"eval_cache_mb": cache_mb}
+    model = _build(_demo_cfg(tiny_pipeline_dirs["sd15"], **backbone)).eval()
+    (part,) = model.backbone.parts
+    counter = part.extractor = _CountingExtractor(part.extractor)
+    first, second = (model.test_step(_batch(n=1, seed=3))[0] for _ in range(2))  # validation passes 1 and 2
+    assert counter.calls == passes
+    assert torch.equal(first.seg_logits.data, second.seg_logits.data)
+    model.test_step(_batch(n=1, seed=4))  # another window: computed
+    assert counter.calls == passes + 1
+    model.train()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    model.backbone(x), model.backbone(x)  # training crops are never reused
+    assert counter.calls == passes + 3
+
+
 def test_fine_first_order_hands_the_finest_level_to_the_head_first(tiny_pipeline_dirs, sd15_segmentor):
     model = _build(_demo_cfg(tiny_pipeline_dirs["sd15"], level_order="fine_first")).eval()
     paper = sd15_segmentor.backbone
@@ -653,6 +693,15 @@ def test_the_demo_config_validates_during_training_like_the_paper_configs():
     cfg = Config.fromfile(str(DEMO_CONFIG))
     assert cfg.val_cfg == {"type": "ValLoop"} and cfg.val_dataloader and cfg.train_cfg.val_interval == 100
     assert test_repeats_validation(cfg)
+
+
+def test_the_demo_datasets_skip_mmengines_serialisation_and_its_full_gc():
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(DEMO_CONFIG))
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        assert cfg[name].num_workers == 0, name  # nothing would share the serialised list
+        assert cfg[name].dataset.serialize_data is False, name
 
 
 def test_workflow_config_declares_exactly_the_unavailable_demo_sets():

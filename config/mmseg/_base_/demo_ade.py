@@ -29,6 +29,7 @@ train_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+        serialize_data=False,  # see below
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
@@ -39,8 +40,12 @@ val_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+        serialize_data=False,  # see below
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# serialize_data=False: mmengine pickles a dataset's file list into one array (shared by worker processes, which the
+# demo does not start) and then runs gc.collect(), a full collection over every object torch, diffusers and mmseg
+# have made, ~0.5 CPU s per dataset; each item is the same dict either way (pickled copy or deep copy).
 val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 # The paper's ADE20K prompt: the demo stands in for ADE20K.
