@@ -112,8 +112,10 @@ def protocol_defaults() -> list[tuple[str, str, type, str]]:
          same(["epochs", "pairs_per_epoch", "eval_every", "lr", "weight_decay", "seed", "feature_size", "eval_size"])),
         (["corr-evaluate"], AggregationTrainSettings, same(["feature_size", "eval_size"])),
         (["build-demo-model"], DemoTrainSettings,
-         same(["image_size", "batch_size", "vae_steps", "unet_steps", "lr", "seed", "prompt"])
+         same(["image_size", "batch_size", "vae_steps", "unet_steps", "lr", "lr_schedule", "warmup_steps", "seed",
+               "prompt"])
          + [("threads", "num_threads")]),
+        (["demo-heldout-loss"], DemoTrainSettings, same(["image_size", "seed"])),
         (["extract", "extract-merge", "noise-share"], ExtractionSettings,
          same(["t", "prompt", "image_size", "noise_seed", "ensemble", "vae_mode", "dtype", "resize", "inversion",
                "inversion_steps"])),
