@@ -56,7 +56,8 @@ def test_every_command_takes_the_one_threads_option():
 def test_threads_default_is_torchs_unless_a_command_pins_it():
     from diffact.models.train import DemoTrainSettings
 
-    pinned = {"build-demo-model": DemoTrainSettings().num_threads, "train-control-unet": 1}
+    pinned = {"build-demo-model": DemoTrainSettings().num_threads, "demo-heldout-loss": DemoTrainSettings().num_threads,
+              "train-control-unet": 1}
     for name, command in subcommands(build_parser()).items():
         assert command.get_default("threads") == pinned.get(name), name
 

@@ -63,7 +63,7 @@ def _register_build_demo_model(subparsers) -> None:
     parser.add_argument("--loss-csv", metavar="FILE", help="write the loss curve as CSV (step, component, loss)")
     parser.add_argument("--loss-png", metavar="FILE", help="write the loss curve plot")
     parser.add_argument("--heldout-csv", metavar="FILE",
-                        help="write the trained model's held-out loss per grid point (it is logged in any case)")
+                        help="score the trained model's held-out loss (logged; the CSV has one row per grid point)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     # the global --threads (diffact.cli), pinned while training: the weights' bits depend on the thread count
     parser.set_defaults(func=handle_build_demo_model, threads=setting("num_threads"))
@@ -120,7 +120,8 @@ def _register_demo_heldout_loss(subparsers) -> None:
                         help="crop size (pixels): the model's training crops")
     parser.add_argument("--seed", type=int, default=default_of(DemoTrainSettings, "seed"),
                         help="seeds the fixed crops and noise (the build's seed gives the number in its log)")
-    parser.set_defaults(func=handle_demo_heldout_loss, threads=1)
+    # pinned as the build's: the number's last bits depend on the thread count
+    parser.set_defaults(func=handle_demo_heldout_loss, threads=default_of(DemoTrainSettings, "num_threads"))
 
 
 def handle_demo_heldout_loss(args) -> int:
