@@ -56,7 +56,8 @@ def test_every_command_takes_the_one_threads_option():
 def test_threads_default_is_torchs_unless_a_command_pins_it():
     from diffact.models.train import DemoTrainSettings
 
-    pinned = {"build-demo-model": DemoTrainSettings().num_threads, "train-control-unet": 1}
+    pinned = {"build-demo-model": DemoTrainSettings().num_threads, "demo-heldout-loss": DemoTrainSettings().num_threads,
+              "train-control-unet": 1}
     for name, command in subcommands(build_parser()).items():
         assert command.get_default("threads") == pinned.get(name), name
 
@@ -112,8 +113,10 @@ def protocol_defaults() -> list[tuple[str, str, type, str]]:
          same(["epochs", "pairs_per_epoch", "eval_every", "lr", "weight_decay", "seed", "feature_size", "eval_size"])),
         (["corr-evaluate"], AggregationTrainSettings, same(["feature_size", "eval_size"])),
         (["build-demo-model"], DemoTrainSettings,
-         same(["image_size", "batch_size", "vae_steps", "unet_steps", "lr", "seed", "prompt"])
+         same(["image_size", "batch_size", "vae_steps", "unet_steps", "lr", "lr_schedule", "warmup_steps", "seed",
+               "prompt"])
          + [("threads", "num_threads")]),
+        (["demo-heldout-loss"], DemoTrainSettings, same(["image_size", "seed"])),
         (["extract", "extract-merge", "noise-share"], ExtractionSettings,
          same(["t", "prompt", "image_size", "noise_seed", "ensemble", "vae_mode", "dtype", "resize", "inversion",
                "inversion_steps"])),

@@ -30,7 +30,7 @@ from diffact.utils.logs import setup_logging
 # Every command module, in the order of the workflow (and of `diffact --help`): grep here to find a command's home.
 COMMAND_MODULES = (
     "diffact.data.commands",  # make-demo-*, make-paper-fixtures, check-data, check-spair, seg-check, ...
-    "diffact.models.commands",  # build-demo-model, make-standin-models
+    "diffact.models.commands",  # build-demo-model, demo-heldout-loss, make-standin-models
     "diffact.extract.commands",  # layers, extract, extract-merge
     "diffact.analysis.commands",  # the properties (§4-5.1): noise-share, property-maps, qualitative-filter, ...
     "diffact.tasks.correspondence.commands",  # pck-screen, practical-set, corr-train, corr-evaluate, corr-table1
