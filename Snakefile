@@ -12,6 +12,20 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+# config `preload` (the demo): one process imports torch/diffusers/mmseg for the whole local run, and each job's
+# `diffact` runs its command in a fork of it (same command, same bytes; src/diffact/utils/preload.py)
+onstart:
+    wf.preload.start(config, workflow.local_exec, f"{wf.results_dir(config)}/logs/preload.log")
+
+
+onsuccess:
+    wf.preload.stop()
+
+
+onerror:
+    wf.preload.stop()
 # In the paper's order (a stage's figures or second table beside it); no rules file reads a name another rules file
 # defines (tests/test_workflow_package.py).
 include: "workflow/rules/models.smk"

@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] != ["preload-server"]:
+        # a workflow run's preload server (config `preload`) runs the command in a child that has the heavy
+        # libraries imported already; the same command, arguments, streams and exit status (diffact.utils.preload)
+        from diffact.utils.preload import run_remote
+
+        remote = run_remote(sys.argv[1:])
+        if remote is not None:
+            return remote
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -3,17 +3,45 @@
 * ``diffact budget``       — what a profile's workflow costs (jobs, images, U-Net passes, training iterations,
   disk and memory per stage), from its plan and the per-unit costs of ``benchmarks/bench_paper_scale.py``
   (see :mod:`diffact.budget`);
-* ``diffact usage-report`` — wall time and peak memory per kind of job, from a run's logs (see :mod:`diffact.usage`).
+* ``diffact usage-report`` — wall time and peak memory per kind of job, from a run's logs (see :mod:`diffact.usage`);
+* ``diffact preload-server`` — the fork server a local workflow run starts (config ``preload``): the heavy imports
+  once, each job's ``diffact`` command in a child of it (see :mod:`diffact.utils.preload`).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 
 def register(subparsers) -> None:
     _register_budget(subparsers)
     _register_usage_report(subparsers)
+    _register_preload_server(subparsers)
+
+
+def _register_preload_server(subparsers) -> None:
+    p = subparsers.add_parser("preload-server", help="import torch/diffusers/mmseg once and run each job's diffact "
+                                                     "command in a fork (a local workflow run starts it: config preload)")
+    p.add_argument("--socket", required=True, metavar="PATH", help="the UNIX socket jobs connect to "
+                   "(they find it in $DIFFACT_PRELOAD_SOCKET)")
+    p.add_argument("--modules", help="comma-separated modules to import (default: diffact.utils.preload.PRELOAD_MODULES)")
+    p.set_defaults(func=handle_preload_server)
+
+
+def handle_preload_server(args) -> int:
+    import logging
+
+    from diffact import cli
+    from diffact.utils import preload
+
+    started = time.perf_counter()
+    missing = preload.preload(args.modules.split(",") if args.modules else preload.PRELOAD_MODULES)
+    logging.getLogger("diffact.preload").info(
+        "preloaded in %.1f s%s; listening on %s", time.perf_counter() - started,
+        f" (not installed: {', '.join(missing)})" if missing else "", args.socket)
+    preload.serve(args.socket, run=cli.main)
+    return 0
 
 
 def _register_budget(subparsers) -> None:

@@ -1,0 +1,164 @@
+"""The preload server (diffact.utils.preload, config `preload`): a command run through it is the command run in its
+own process (same bytes, exit status, streams, working directory), its client's death stops it, and the server
+goes away with the process that started it."""
+
+from __future__ import annotations
+
+import filecmp
+import multiprocessing
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diffact.utils import preload
+from diffact.workflow import preload as wf_preload
+
+DIFFACT = str(Path(sys.executable).with_name("diffact"))
+
+
+def wait_for(condition, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A preload server with the default (full) module list, as the demo workflow starts it."""
+    socket_path = str(tmp_path_factory.mktemp("preload") / "s")
+    process = subprocess.Popen([DIFFACT, "preload-server", "--socket", socket_path], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wf_preload.wait_until_listening(process, socket_path, timeout_s=120), "the preload server did not start"
+    yield socket_path
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def run(args, cwd, socket_path=None):
+    """Run `diffact args` in a subprocess (through the server when given); returns it and its CPU seconds."""
+    env = {k: v for k, v in os.environ.items() if k != preload.SOCKET_ENV}
+    if socket_path:
+        env[preload.SOCKET_ENV] = socket_path
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([DIFFACT, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def test_an_extraction_through_the_server_writes_the_bytes_it_writes_alone(server, tiny_pipeline_dirs, image_folder,
+                                                                            tmp_path):
+    args = ["extract", "--model", tiny_pipeline_dirs["sd15"], "--family", "sd15", "--layers", "practical",
+            "--dataset-kind", "folder", "--dataset-root", image_folder, "--out", "store", "--image-size", "32",
+            "--prompt", "a photo", "--torch-threads", "1"]
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "served").mkdir()
+    alone, alone_cpu = run(args, tmp_path / "alone")
+    served, served_cpu = run(args, tmp_path / "served", server)  # --out is relative: the child works in cwd
+    assert alone.returncode == 0 and served.returncode == 0, (alone.stderr, served.stderr)
+    files = sorted(p.relative_to(tmp_path / "alone") for p in (tmp_path / "alone").rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(tmp_path / "served")
+                                     for p in (tmp_path / "served").rglob("*") if p.is_file())
+    for name in files:
+        assert filecmp.cmp(tmp_path / "alone" / name, tmp_path / "served" / name, shallow=False), name
+    # the work happened in the server's child: the client imported neither torch nor diffusers
+    assert served_cpu < 1.0 < alone_cpu, (served_cpu, alone_cpu)
+
+
+def test_exit_status_and_streams_are_the_commands(server, tmp_path):
+    bad, _ = run(["no-such-command"], tmp_path, server)
+    assert bad.returncode == 2 and "invalid choice: 'no-such-command'" in bad.stderr and bad.stdout == ""
+    version, _ = run(["--version"], tmp_path, server)
+    assert version.returncode == 0 and version.stdout.startswith("diffact ")
+    missing, _ = run(["layers", "--model", "no/such/model", "--family", "sd15"], tmp_path, server)
+    alone, _ = run(["layers", "--model", "no/such/model", "--family", "sd15"], tmp_path)
+    assert missing.returncode == alone.returncode != 0
+    assert missing.stderr.splitlines()[-1] == alone.stderr.splitlines()[-1]
+
+
+def test_without_a_server_the_command_runs_in_its_own_process(tmp_path, monkeypatch):
+    monkeypatch.delenv(preload.SOCKET_ENV, raising=False)
+    assert preload.run_remote(["--version"]) is None
+    assert preload.run_remote(["--version"], str(tmp_path / "nothing-listens")) is None
+    done, _ = run(["--version"], tmp_path, str(tmp_path / "nothing-listens"))
+    assert done.returncode == 0 and done.stdout.startswith("diffact ")
+
+
+def _sleeper(pid_file: str):
+    def run_command(argv):
+        Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(120)
+        return 0
+    return run_command
+
+
+def _serve(socket_path: str, pid_file: str):
+    preload.serve(socket_path, run=_sleeper(pid_file))
+
+
+def test_a_killed_client_stops_its_command(tmp_path):
+    socket_path, pid_file = str(tmp_path / "s"), tmp_path / "child.pid"
+    server = multiprocessing.get_context("fork").Process(target=_serve, args=(socket_path, str(pid_file)))
+    server.start()
+    try:
+        assert wait_for(lambda: os.path.exists(socket_path))
+        client = subprocess.Popen([sys.executable, "-c", "import sys; from diffact.utils.preload import run_remote; "
+                                   f"sys.exit(run_remote(['x'], {socket_path!r}))"])
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text())
+        child = int(pid_file.read_text())
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+        assert wait_for(lambda: not _running(child), timeout_s=10), "the command outlived its client"
+    finally:
+        server.terminate()
+        server.join(10)
+    assert not os.path.exists(socket_path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_server_stops_when_the_process_that_started_it_ends(tmp_path):
+    socket_path = str(tmp_path / "s")
+    starter = (f"import subprocess, time; subprocess.Popen([{DIFFACT!r}, 'preload-server', '--socket', {socket_path!r}, "
+               "'--modules', 'json']); time.sleep(1)")
+    subprocess.run([sys.executable, "-c", starter], check=True, timeout=60)
+    assert wait_for(lambda: not os.path.exists(socket_path), timeout_s=30), "the server outlived snakemake"
+
+
+def test_the_workflow_starts_it_for_local_runs_of_profiles_that_ask(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.delenv(preload.SOCKET_ENV, raising=False)
+    demo = yaml.safe_load(Path("config/config.yaml").read_text())
+    paper = yaml.safe_load(Path("config/paper.yaml").read_text())
+    assert wf_preload.wanted(demo, local=True) and not wf_preload.wanted(demo, local=False)
+    assert not wf_preload.wanted(paper, local=True)
+    monkeypatch.setenv("DIFFACT_PRELOAD", "0")
+    assert not wf_preload.wanted(demo, local=True)
+    monkeypatch.delenv("DIFFACT_PRELOAD")
+
+    server = wf_preload.start(demo, True, tmp_path / "logs" / "preload.log")
+    try:
+        socket_path = os.environ[preload.SOCKET_ENV]
+        assert preload.run_remote(["--version"]) == 0
+    finally:
+        wf_preload.stop()
+    assert server.poll() is not None and preload.SOCKET_ENV not in os.environ
+    assert not os.path.exists(os.path.dirname(socket_path))
+    assert "listening on" in (tmp_path / "logs" / "preload.log").read_text()
+    snakefile = Path("Snakefile").read_text()
+    assert "wf.preload.start(config, workflow.local_exec" in snakefile and snakefile.count("wf.preload.stop()") == 2
