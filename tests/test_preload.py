@@ -123,6 +123,29 @@ def test_a_killed_client_stops_its_command(tmp_path):
     assert not os.path.exists(socket_path)
 
 
+def _serve_quick(socket_path: str, pid_file: str):
+    preload.serve(socket_path, run=lambda argv: Path(pid_file).write_text(str(os.getpid())) and 0,
+                  request_timeout_s=0.5)
+
+
+def test_a_connection_that_sends_nothing_does_not_stall_the_others(tmp_path):
+    import socket
+
+    socket_path, pid_file = str(tmp_path / "s"), tmp_path / "child.pid"
+    server = multiprocessing.get_context("fork").Process(target=_serve_quick, args=(socket_path, str(pid_file)))
+    server.start()
+    try:
+        assert wait_for(lambda: os.path.exists(socket_path))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+            silent.connect(socket_path)  # and never sends its request
+            client = subprocess.run([sys.executable, "-c", "import sys; from diffact.utils.preload import run_remote; "
+                                     f"sys.exit(run_remote(['x'], {socket_path!r}))"], timeout=30)
+            assert client.returncode == 0 and pid_file.exists()
+    finally:
+        server.terminate()
+        server.join(10)
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)

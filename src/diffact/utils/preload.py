@@ -103,10 +103,11 @@ def _recv_exactly(conn: socket.socket, size: int) -> bytes:
 
 
 def serve(socket_path: str, run: Callable[[list[str]], int], parent_pid: int | None = None,
-          poll_s: float = 0.2) -> None:
+          poll_s: float = 0.2, request_timeout_s: float = 10.0) -> None:
     """Listen on ``socket_path`` and run each request's command as ``run(argv)`` in a forked child, until this
     process's parent is no longer ``parent_pid`` (default: the parent it has now, e.g. snakemake) or SIGTERM
-    arrives. Call :func:`preload` first."""
+    arrives. Call :func:`preload` first. A connection that has not sent its whole request within
+    ``request_timeout_s`` is dropped (the server reads requests one at a time: a stalled one must not stall all)."""
     parent_pid = os.getppid() if parent_pid is None else parent_pid
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -122,6 +123,7 @@ def serve(socket_path: str, run: Callable[[list[str]], int], parent_pid: int | N
             for key, _ in selector.select(timeout=poll_s):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
+                    conn.settimeout(request_timeout_s)
                     pid = _start(conn, listener, children, run)
                     if pid is not None:
                         children[pid] = conn
@@ -155,6 +157,7 @@ def _start(conn: socket.socket, listener: socket.socket, children: dict, run: Ca
             os.close(fd)
         conn.close()
         return None
+    conn.settimeout(None)
     pid = os.fork()
     if pid == 0:  # the child never returns
         listener.close()
