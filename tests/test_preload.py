@@ -4,6 +4,7 @@ goes away with the process that started it."""
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import multiprocessing
 import os
@@ -92,58 +93,55 @@ def test_without_a_server_the_command_runs_in_its_own_process(tmp_path, monkeypa
     assert done.returncode == 0 and done.stdout.startswith("diffact ")
 
 
-def _sleeper(pid_file: str):
+def _record_pid_then(pid_file: str, seconds: float):
     def run_command(argv):
         Path(pid_file).write_text(str(os.getpid()))
-        time.sleep(120)
+        time.sleep(seconds)
         return 0
     return run_command
 
 
-def _serve(socket_path: str, pid_file: str):
-    preload.serve(socket_path, run=_sleeper(pid_file))
+def _serve(socket_path: str, pid_file: str, seconds: float, request_timeout_s: float):
+    preload.serve(socket_path, run=_record_pid_then(pid_file, seconds), request_timeout_s=request_timeout_s)
+
+
+@contextlib.contextmanager
+def forked_server(tmp_path, seconds: float, request_timeout_s: float = 10.0):
+    """A server (no preloading) whose commands write their pid to the yielded file and sleep ``seconds``;
+    yields (socket path, pid file, a client command line for a subprocess)."""
+    socket_path, pid_file = str(tmp_path / "s"), tmp_path / "child.pid"
+    server = multiprocessing.get_context("fork").Process(
+        target=_serve, args=(socket_path, str(pid_file), seconds, request_timeout_s))
+    server.start()
+    client = [sys.executable, "-c",
+              f"import sys; from diffact.utils.preload import run_remote; sys.exit(run_remote(['x'], {socket_path!r}))"]
+    try:
+        assert wait_for(lambda: os.path.exists(socket_path))
+        yield socket_path, pid_file, client
+    finally:
+        server.terminate()
+        server.join(10)
 
 
 def test_a_killed_client_stops_its_command(tmp_path):
-    socket_path, pid_file = str(tmp_path / "s"), tmp_path / "child.pid"
-    server = multiprocessing.get_context("fork").Process(target=_serve, args=(socket_path, str(pid_file)))
-    server.start()
-    try:
-        assert wait_for(lambda: os.path.exists(socket_path))
-        client = subprocess.Popen([sys.executable, "-c", "import sys; from diffact.utils.preload import run_remote; "
-                                   f"sys.exit(run_remote(['x'], {socket_path!r}))"])
+    with forked_server(tmp_path, seconds=120) as (socket_path, pid_file, command):
+        client = subprocess.Popen(command)
         assert wait_for(lambda: pid_file.exists() and pid_file.read_text())
         child = int(pid_file.read_text())
         client.send_signal(signal.SIGKILL)
         client.wait()
         assert wait_for(lambda: not _running(child), timeout_s=10), "the command outlived its client"
-    finally:
-        server.terminate()
-        server.join(10)
     assert not os.path.exists(socket_path)
-
-
-def _serve_quick(socket_path: str, pid_file: str):
-    preload.serve(socket_path, run=lambda argv: Path(pid_file).write_text(str(os.getpid())) and 0,
-                  request_timeout_s=0.5)
 
 
 def test_a_connection_that_sends_nothing_does_not_stall_the_others(tmp_path):
     import socket
 
-    socket_path, pid_file = str(tmp_path / "s"), tmp_path / "child.pid"
-    server = multiprocessing.get_context("fork").Process(target=_serve_quick, args=(socket_path, str(pid_file)))
-    server.start()
-    try:
-        assert wait_for(lambda: os.path.exists(socket_path))
+    with forked_server(tmp_path, seconds=0, request_timeout_s=0.5) as (socket_path, pid_file, command):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
             silent.connect(socket_path)  # and never sends its request
-            client = subprocess.run([sys.executable, "-c", "import sys; from diffact.utils.preload import run_remote; "
-                                     f"sys.exit(run_remote(['x'], {socket_path!r}))"], timeout=30)
+            client = subprocess.run(command, timeout=30)
             assert client.returncode == 0 and pid_file.exists()
-    finally:
-        server.terminate()
-        server.join(10)
 
 
 def _running(pid: int) -> bool:

@@ -14,7 +14,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
@@ -25,6 +24,7 @@ import diffact
 from diffact.utils.args import positive_int
 from diffact.utils.errors import DiffactError
 from diffact.utils.logs import setup_logging
+from diffact.utils.threads import torch_threads
 
 
 # Every command module, in the order of the workflow (and of `diffact --help`): grep here to find a command's home.
@@ -49,23 +49,6 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
     """The one ``--threads`` every command takes after its name (rules pass ``--threads {threads}``). A command
     that pins its own count for reproducible bits declares it with ``parser.set_defaults(threads=N)``."""
     parser.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run a command with ``threads`` torch CPU threads, then restore the caller's count (``main`` may run
-    in-process: tests, notebooks). None leaves torch alone and does not import it (a quick CLI)."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,12 +5,12 @@ one shard of the images), ``diffact extract-group`` (several stores of one model
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 from pathlib import Path
 
 from diffact.utils.errors import ConfigError
+from diffact.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,9 @@ def cmd_extract_group(args) -> int:
     threads = stores[0].threads
     if threads and args.threads and threads != args.threads:
         raise ConfigError(f"extract-group: --threads {args.threads} but the stores pin --torch-threads {threads}")
-    with _torch_threads(threads if not args.threads else None):
+    # the stores' pinned threads (diffact extract gets them from --torch-threads through the CLI); with the
+    # CLI's --threads, leave torch as the CLI set it
+    with torch_threads(threads if not args.threads else None):
         code = extraction_code()
         planned = [(store, *_store_settings_from_args(store)) for store in stores]  # every key checked first
         pending = []
@@ -307,23 +309,6 @@ def cmd_extract_group(args) -> int:
                      len(fx.layers), written.root, written.key)
     log.info("extract-group: %d stores, %d extracted with one model load", len(stores), len(pending))
     return 0
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    """The stores' pinned torch threads for the group (``diffact extract`` gets them from its --torch-threads,
-    which the CLI applies); None: leave torch as the CLI set it."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def cmd_extract_merge(args) -> int:
