@@ -173,9 +173,14 @@ def store_is_current(out: str | Path, settings: dict, image_ids: Sequence[str], 
     if not (Path(out) / "meta.json").is_file():
         return False
     store = FeatureStore.open(out)
-    recorded = {k: v for k, v in store.settings.items() if k != "grid_timestep"}
-    return (recorded == json.loads(json.dumps(settings, default=str)) and store.code_digest == code["digest"]
+    return (made_with(store, settings) and store.code_digest == code["digest"]
             and all(store.is_current(i) for i in image_ids))
+
+
+def made_with(store: FeatureStore, settings: dict) -> bool:
+    """Whether ``store`` records ``settings`` (:func:`store_settings`; the grid timestep is added at creation)."""
+    recorded = {k: v for k, v in store.settings.items() if k != "grid_timestep"}
+    return recorded == json.loads(json.dumps(settings, default=str))
 
 
 def merge_shards(out: str | Path, images: Sequence[tuple[str, Path]], settings: dict, shards: int | None = None,
@@ -189,8 +194,7 @@ def merge_shards(out: str | Path, images: Sequence[tuple[str, Path]], settings: 
         raise DataError(f"{out}: no shard job has written this store yet (no meta.json); "
                         f"all {len(ids)} images are missing, e.g. {', '.join(ids[:5])}")
     store = FeatureStore.open(out)
-    recorded = {k: v for k, v in store.settings.items() if k != "grid_timestep"}
-    if recorded != json.loads(json.dumps(settings, default=str)):
+    if not made_with(store, settings):
         raise DataError(f"{meta}: the store was extracted with other settings than these merge arguments")
     missing = [i for i in ids if not store.has(i)]
     if missing and shards and shards > 1:

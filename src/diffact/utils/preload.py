@@ -21,6 +21,7 @@ server exits when the process that started it (snakemake) is gone, terminating a
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -140,7 +141,7 @@ def serve(socket_path: str, run: Callable[[list[str]], int], parent_pid: int | N
             _reap(children, selector)
             time.sleep(0.05)
         listener.close()
-        with _suppress_oserror():
+        with contextlib.suppress(OSError):
             os.unlink(socket_path)
 
 
@@ -189,7 +190,7 @@ def _run_child(request: dict, fds: list[int], run: Callable[[list[str]], int]) -
         traceback.print_exc()
         code = 1
     finally:
-        with _suppress_oserror():
+        with contextlib.suppress(OSError):
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
@@ -208,34 +209,18 @@ def _reap(children: dict[int, socket.socket], selector: selectors.BaseSelector) 
         if conn is None:
             continue
         code = os.waitstatus_to_exitcode(status)
-        with _suppress_oserror():
+        with contextlib.suppress(OSError):
             conn.sendall(STATUS.pack(code if code >= 0 else 128 - code))
-        if _registered(selector, conn):
+        with contextlib.suppress(KeyError):  # unregistered already when its client hung up
             selector.unregister(conn)
         conn.close()
 
 
-def _registered(selector: selectors.BaseSelector, conn: socket.socket) -> bool:
-    try:
-        selector.get_key(conn)
-    except KeyError:
-        return False
-    return True
-
-
 def _terminate(pid: int) -> None:
-    with _suppress_oserror():
+    with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGTERM)
 
 
 def _alive(parent_pid: int) -> bool:
     """Whether the process that started the server still runs (when it dies, the server is re-parented)."""
     return os.getppid() == parent_pid
-
-
-class _suppress_oserror:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        return kind is not None and issubclass(kind, OSError)
