@@ -183,3 +183,15 @@ def test_the_workflow_starts_it_for_local_runs_of_profiles_that_ask(tmp_path, mo
     assert "listening on" in (tmp_path / "logs" / "preload.log").read_text()
     snakefile = Path("Snakefile").read_text()
     assert "wf.preload.start(config, workflow.local_exec" in snakefile and snakefile.count("wf.preload.stop()") == 2
+
+
+def test_a_server_that_does_not_come_up_leaves_no_socket_folder(tmp_path, monkeypatch):
+    import glob
+    import tempfile
+
+    monkeypatch.delenv(preload.SOCKET_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where start() makes its socket folder
+    monkeypatch.setattr(wf_preload, "wait_until_listening", lambda *args, **kwargs: False)
+    demo = {"preload": True}
+    assert wf_preload.start(demo, True, tmp_path / "logs" / "preload.log") is None
+    assert preload.SOCKET_ENV not in os.environ and not glob.glob(str(tmp_path / "diffact-preload-*"))

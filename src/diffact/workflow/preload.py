@@ -47,6 +47,7 @@ def start(config: dict, local: bool, log_file: str | Path) -> subprocess.Popen |
     if not wait_until_listening(server, socket_path):
         log.warning("the preload server did not start (see %s); jobs import their libraries themselves", log_file)
         stop(server)
+        shutil.rmtree(os.path.dirname(socket_path), ignore_errors=True)  # stop() knows only an exported socket
         return None
     os.environ[SOCKET_ENV] = socket_path
     _running.append(server)
