@@ -3,7 +3,9 @@
 :func:`requested_stores` lists every store some rule reads (``diffact budget`` sizes the same list). With
 ``extraction.group: layer_set`` the unsharded stores of one model and layer set are written by one job per model
 load (:func:`extract_groups`; workflow/rules/extract.smk defines one rule per group): in the demo a store's
-extraction takes ~1 s and the job's Python start-up and imports ~5.5 s, so 52 jobs became 8. A group joins
+extraction takes ~1 s and the job's Python start-up and imports ~5.5 s, so 52 jobs became 8 (measured without the
+preload server; with it, the imports are paid once per run, and grouping saves the per-job model load and
+Snakemake's per-job overhead). A group joins
 stores across datasets and noise draws, never across layer sets: a set may be derived from another store's
 results (the DiTs' practical set from a screen), and joining it with that screen's store would be a cycle.
 
