@@ -195,3 +195,35 @@ def test_a_server_that_does_not_come_up_leaves_no_socket_folder(tmp_path, monkey
     demo = {"preload": True}
     assert wf_preload.start(demo, True, tmp_path / "logs" / "preload.log") is None
     assert preload.SOCKET_ENV not in os.environ and not glob.glob(str(tmp_path / "diffact-preload-*"))
+
+
+SERVER_REPORTING_THREADS = """
+import sys, threadpoolctl, torch
+from pathlib import Path
+from diffact.utils import preload
+
+def report(argv):
+    blas = [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+    Path(argv[0]).write_text(f"{torch.get_num_threads()} {blas}")
+    return 0
+
+preload.serve(sys.argv[1], run=report)
+"""
+
+
+def test_a_served_command_gets_the_thread_pools_its_environment_asks_for(tmp_path):
+    """Snakemake sets OMP_NUM_THREADS & co. per job; the libraries read them once, when the server loaded them."""
+    socket_path, report = str(tmp_path / "s"), tmp_path / "threads.txt"
+    server_env = {**os.environ, "OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3"}
+    server = subprocess.Popen([sys.executable, "-c", SERVER_REPORTING_THREADS, socket_path], env=server_env)
+    client = [sys.executable, "-c", "import sys; from diffact.utils.preload import run_remote; "
+              f"sys.exit(run_remote([{str(report)!r}], {socket_path!r}))"]
+    try:
+        assert wait_for(lambda: os.path.exists(socket_path), timeout_s=60)
+        job_env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        assert subprocess.run(client, env=job_env, timeout=60).returncode == 0
+        # (on one core the libraries cap the server's 3 at 1 and this cannot fail; on more it did: 2 or 3 each)
+        assert report.read_text() == "1 [1]"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
