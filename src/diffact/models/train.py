@@ -286,9 +286,9 @@ def text_conditioning(pipe, prompt: str, image_size: int) -> dict:
     (:meth:`diffact.families.base.Family.encode_prompt`, the pipeline's own ``encode_prompt``), so training
     matches extraction by construction. ``encoder_hidden_states`` (1, 77, 32) for sd15 / (1, 77, 64) for sdxl,
     and for sdxl ``added_cond_kwargs`` = pooled ``text_embeds`` (1, 32) and ``time_ids`` (1, 6) =
-    (H, W, 0, 0, H, W) with H = W = image_size (docs/paper.md §2.1). sd3: ``encoder_hidden_states`` (1, 333, 64) =
-    77 CLIP-L ⊕ CLIP-G tokens + 256 zero tokens in place of T5 (encode_prompt's default max_sequence_length)
-    and ``pooled_projections`` (1, 64)."""
+    (H, W, 0, 0, H, W) with H = W = image_size (docs/paper.md §2.1). sd3: ``encoder_hidden_states`` (1, 154, 64) =
+    77 CLIP-L ⊕ CLIP-G tokens + 77 zero tokens in place of T5 (``max_sequence_length`` =
+    :data:`diffact.families.sd3.T5_TOKENS`, SD3's training length) and ``pooled_projections`` (1, 64)."""
     import torch
 
     from diffact.families.registry import denoiser_of, family_of
