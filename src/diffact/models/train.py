@@ -53,7 +53,10 @@ LR_SCHEDULES = ("constant", "cosine")
 class DemoTrainSettings:
     """Demo-model training settings (config/config.yaml ``demo_models``). On the default 1 thread a whole build
     costs sd15 212, sdxl 285, sd3 333 CPU-seconds (measured 2026-12-07, the three side by side on a loaded 2-core
-    machine; VAE + calibration ~15%, the denoiser the rest). A U-Net step on 2 threads costs 1.28× the CPU time of 1
+    machine; VAE + calibration ~15%, the denoiser the rest). sd3 since then: 209 CPU-seconds, held-out scoring
+    included (user + system, ``/usr/bin/time``, beside other jobs), with 77 instead of 256 zero T5 tokens
+    (``families.sd3.T5_TOKENS``): a DiT step at batch 16 costs 1.10 instead of 2.01 CPU s (0.55x, both lengths in
+    one process, 5 steps each after a warm-up), the joint attention running over 410 tokens instead of 589. A U-Net step on 2 threads costs 1.28× the CPU time of 1
     (``benchmarks/bench_demo_training.py``), for little gain in wall time at these widths, so the workflow trains
     the models side by side, one core each. Their loss curves match the 2-thread ones within 0.2% at every step."""
 
