@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from diffact.models import demo
-from diffact.models.train import DemoTrainSettings, build_demo_model
+from diffact.models.train import DemoTrainSettings, build_demo_model, text_conditioning
 from diffact.utils.errors import ConfigError
 
 # One thread, as tests/test_demo_models.py (tests share busy cores). Batch 4, 6 DiT steps: ~0.3 s a step.
@@ -71,9 +71,13 @@ def test_sd3_layout_matches_sd3_medium():
 
 def test_sd3_forward_at_64px_and_encode_prompt_shapes():
     pipe = demo.random_init_pipeline("sd3")
-    embeds, _, pooled, _ = pipe.encode_prompt("a photo", None, None, device="cpu", do_classifier_free_guidance=False)
-    assert embeds.shape == (1, 77 + 256, 64) and pooled.shape == (1, 64)  # 256 zero tokens in place of T5
-    assert not embeds[:, 77:].any()
+    # the family's conditioning (training and extraction alike): 77 CLIP tokens then 77 zero tokens in place of
+    # T5, SD3's training length (families/sd3.py T5_TOKENS), not encode_prompt's inference default of 256
+    cond = text_conditioning(pipe, "a photo", 64)
+    embeds, pooled = cond["encoder_hidden_states"], cond["pooled_projections"]
+    assert embeds.shape == (1, 77 + 77, 64) and pooled.shape == (1, 64)
+    assert not embeds[:, 77:].any() and embeds[:, :77].any()
+    assert embeds.shape[1] == demo.listing_denoiser("sd3")[1]  # the catalog's cross-map width
     with torch.no_grad():
         out = pipe.transformer(hidden_states=torch.randn(1, 4, 32, 32), timestep=torch.tensor([141.0]),
                                encoder_hidden_states=embeds, pooled_projections=pooled).sample
@@ -235,9 +239,10 @@ def test_cli_layers_lists_24_blocks_of_7_activations(built, cli):
     assert [r["name"] for r in rows[:7]] == [f"vit-block0-{k}" for k in kinds]
     assert rows[-1]["name"] == "vit-block23-out"
     assert {(r["height"], r["width"]) for r in rows} == {(16, 16)}
-    # maps: over the 256 image keys / the 77 + 256 text keys
+    # maps: over the 256 image keys / the 77 CLIP + 77 T5 text keys (SD3's training length; 333 with
+    # encode_prompt's inference default of 256 T5 tokens, before 2026-12-07)
     assert {r["channels"] for r in rows if r["kind"] == "self-map"} == {256}
-    assert {r["channels"] for r in rows if r["kind"] == "cross-map"} == {333}
+    assert {r["channels"] for r in rows if r["kind"] == "cross-map"} == {77 + 77}
     table = cli("layers", "--model", built["sd3"], "--maps")
     assert table.returncode == 0 and "# 168 activations" in table.stdout
 

@@ -328,7 +328,7 @@ def _pipeline(family):
     if family == "pixart":  # PixArt-Σ: T5 (300 tokens), SDXL-like 4-channel VAE, DPM-Solver
         return PixArtSigmaPipeline(tokenizer=_t5_tokenizer(), text_encoder=_t5(12), vae=_vae(4), transformer=_pixart(),
                                    scheduler=DPMSolverMultistepScheduler())
-    if family == "sd3":  # CLIP-L ⊕ CLIG-G (77 tokens, padded to T5's width) then T5 (256 tokens); 16-ch VAE
+    if family == "sd3":  # CLIP-L ⊕ CLIG-G (77 tokens, padded to T5's width) then T5 (77 tokens); 16-ch VAE
         return StableDiffusion3Pipeline(
             transformer=_sd3(in_channels=16, joint_dim=20, pooled_dim=10),
             scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_vae(16, shift_factor=0.1, scaling_factor=0.5),
@@ -356,7 +356,8 @@ def _images(n=2, size=32, seed=0):
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-TEXT_TOKENS = {"pixart": 300, "sd3": 77 + 256, "flux": 512}
+# sd3: 77 T5 tokens, SD3's training length (families/sd3.py T5_TOKENS), not encode_prompt's default 256
+TEXT_TOKENS = {"pixart": 300, "sd3": 77 + 77, "flux": 512}
 
 
 @pytest.mark.parametrize("family", ["pixart", "sd3", "flux"])

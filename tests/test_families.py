@@ -75,7 +75,8 @@ def test_registry_names_and_recognition(tiny_sd15_unet):
 OFFLINE_CATALOGS = {
     "black-forest-labs/FLUX.1-dev": (57 * 6, 57 * 8, 512),  # 19 double + 38 single blocks; T5 512 tokens
     "black-forest-labs/FLUX.1-schnell": (57 * 6, 57 * 8, 512),
-    "stabilityai/stable-diffusion-3-medium-diffusers": (24 * 5, 24 * 7, 77 + 256),  # CLIP 77 + T5 256
+    # CLIP 77 + T5 77: SD3's training length (families/sd3.py T5_TOKENS), not encode_prompt's default 256
+    "stabilityai/stable-diffusion-3-medium-diffusers": (24 * 5, 24 * 7, 77 + 77),
     "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": (28 * 6, 28 * 8, 300),  # T5 300 tokens
 }
 

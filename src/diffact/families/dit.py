@@ -71,7 +71,7 @@ class DiTFamily(Family):
 
     def text_tokens(self, read_config) -> int:
         """The ``max_sequence_length`` default of the pipeline's ``encode_prompt`` (PixArt-Σ 300, PixArt-α 120,
-        Flux 512, SD3 256), plus :meth:`extra_text_tokens`."""
+        Flux 512), plus :meth:`extra_text_tokens`; SD3 overrides it (its ``T5_TOKENS``, not the default 256)."""
         import diffusers
         from transformers.utils import logging as transformers_logging
 

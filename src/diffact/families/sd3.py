@@ -4,8 +4,8 @@
 ``self-{q,k,v}`` are ``to_q/to_k/to_v`` of the image stream, ``self-map`` / ``cross-map`` the image-query rows
 of the joint softmax restricted to image / text keys (each row sums to 1 over *both* parts together),
 ``ffn-inner``, ``out`` (the image stream). SD3.5's second, image-only attention (``attn2``,
-``dual_attention_layers``) adds ``self2-{q,k,v,map}``. Conditioning: CLIP-L ⊕ CLIP-G and T5 tokens plus the
-pooled CLIP projections (StableDiffusion3Pipeline.encode_prompt).
+``dual_attention_layers``) adds ``self2-{q,k,v,map}``. Conditioning: 77 CLIP-L ⊕ CLIP-G and :data:`T5_TOKENS`
+T5 tokens plus the pooled CLIP projections (StableDiffusion3Pipeline.encode_prompt).
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ import torch.nn as nn
 from diffact.families.attention import MapCaptureProcessor, attention_probs
 from diffact.families.catalog import Activation
 from diffact.families.dit import DiTFamily, entry, ffn_inner
+
+# The T5 tokens fed to SD3, for extraction and for training the demo's DiT alike: 77, the length SD3 is trained
+# with (diffusers' examples/dreambooth/train_dreambooth_sd3.py, ``--max_sequence_length`` default 77, "Maximum
+# sequence length to use with the T5 text encoder"), not encode_prompt's inference default 256. The demo's sd3 has
+# no T5, so its T5 tokens are zeros that carry no information, and the joint attention's cost grows with the square
+# of the joint length, 256 image + 77 CLIP + 77 T5 = 410 tokens at 64 px instead of 589: a demo DiT training step
+# costs 1.10 instead of 2.01 CPU s (models.train.DemoTrainSettings).
+T5_TOKENS = 77
 
 
 def walk_sd3(model: nn.Module) -> Iterator[Activation]:
@@ -93,8 +101,14 @@ class SD3(DiTFamily):
 
     def encode_prompt(self, pipe, model, prompt, image_size, device):
         embeds, _, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None, device=device,
-                                                  num_images_per_prompt=1, do_classifier_free_guidance=False)
+                                                  num_images_per_prompt=1, do_classifier_free_guidance=False,
+                                                  max_sequence_length=T5_TOKENS)
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+    def text_tokens(self, read_config) -> int:
+        """:data:`T5_TOKENS` (what :meth:`encode_prompt` asks for, not the pipeline's default 256) plus
+        :meth:`extra_text_tokens`."""
+        return T5_TOKENS + self.extra_text_tokens(read_config)
 
     def extra_text_tokens(self, read_config) -> int:
         """The CLIP tokens SD3 concatenates in front of its T5 tokens ([CLIP-L ⊕ CLIP-G padded], 77)."""

@@ -27,7 +27,8 @@ Layout at 64-px images (latents 4×32×32, VAE downsampling factor 2 instead of 
   are two tiny CLIPs with projection (32 dims each; penultimate hidden states concatenated to 64 = the joint
   attention width, pooled projections concatenated to 64 = ``pooled_projection_dim``), and there is no T5
   (``text_encoder_3=None``): ``StableDiffusion3Pipeline.encode_prompt`` then appends ``max_sequence_length``
-  (default 256) zero tokens, as SD3 run without T5 does, so the text sequence is 77 + 256 = 333 tokens. The VAE
+  zero tokens, as SD3 run without T5 does; the sd3 family asks for 77 (``families.sd3.T5_TOKENS``, SD3's training
+  length, not the inference default 256), so the text sequence is 77 + 77 = 154 tokens. The VAE
   is the demo VAE with SD3's ``shift_factor`` (calibrated with the scale, see train.calibrate_latent_scale), the
   scheduler SD3-medium's ``FlowMatchEulerDiscreteScheduler(shift=3.0)``.
 
@@ -147,7 +148,7 @@ SDXL_UNET_CONFIG: dict[str, Any] = {
 # 3 × its 64-token grid side) at toy width. Block count and patch size are SD3-medium's; the width is what CPU
 # training time is spent on: 2 heads × 16 at batch 16 take 1.37 s a training step on 2 threads (the sd15 U-Net
 # 0.95 s; measured 2026-12-03, AMD EPYC, beside another job), over 256 image + 333 text tokens in each of the 24
-# joint attentions. joint_attention_dim = the two CLIPs' concatenated hidden states (no T5, so nothing wider to
+# joint attentions (154 text tokens since 2026-12-07, families.sd3.T5_TOKENS: see DemoTrainSettings). joint_attention_dim = the two CLIPs' concatenated hidden states (no T5, so nothing wider to
 # pad them to); pos_embed_max_size 48 = 3 × the 16-token grid at 64 px, as SD3-medium's ratio (images up to 192 px).
 SD3_TRANSFORMER_CONFIG: dict[str, Any] = {
     "sample_size": 32,  # latent side at 64-px images
@@ -246,7 +247,7 @@ def build_transformer(arch: str, seed: int = 0):
     """A randomly initialised ``SD3Transformer2DModel`` for ``arch`` (sd3).
 
     Input ``hidden_states`` (B, 4, h, w) latents (h = w = image_size / 2, a multiple of 2), ``timestep`` (B,)
-    float σ·1000, ``encoder_hidden_states`` (B, L, 64) with L = 333 from the pipeline's encode_prompt,
+    float σ·1000, ``encoder_hidden_states`` (B, L, 64) with L = 77 + 77 = 154 from the sd3 family's encode_prompt,
     ``pooled_projections`` (B, 64). Output (B, 4, h, w): the predicted velocity ε − x₀.
     """
     from diffusers import SD3Transformer2DModel

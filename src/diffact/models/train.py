@@ -53,7 +53,10 @@ LR_SCHEDULES = ("constant", "cosine")
 class DemoTrainSettings:
     """Demo-model training settings (config/config.yaml ``demo_models``). On the default 1 thread a whole build
     costs sd15 212, sdxl 285, sd3 333 CPU-seconds (measured 2026-12-07, the three side by side on a loaded 2-core
-    machine; VAE + calibration ~15%, the denoiser the rest). A U-Net step on 2 threads costs 1.28× the CPU time of 1
+    machine; VAE + calibration ~15%, the denoiser the rest). sd3 since then: 209 CPU-seconds, held-out scoring
+    included (user + system, ``/usr/bin/time``, beside other jobs), with 77 instead of 256 zero T5 tokens
+    (``families.sd3.T5_TOKENS``): a DiT step at batch 16 costs 1.10 instead of 2.01 CPU s (0.55x, both lengths in
+    one process, 5 steps each after a warm-up), the joint attention running over 410 tokens instead of 589. A U-Net step on 2 threads costs 1.28× the CPU time of 1
     (``benchmarks/bench_demo_training.py``), for little gain in wall time at these widths, so the workflow trains
     the models side by side, one core each. Their loss curves match the 2-thread ones within 0.2% at every step."""
 
@@ -286,9 +289,9 @@ def text_conditioning(pipe, prompt: str, image_size: int) -> dict:
     (:meth:`diffact.families.base.Family.encode_prompt`, the pipeline's own ``encode_prompt``), so training
     matches extraction by construction. ``encoder_hidden_states`` (1, 77, 32) for sd15 / (1, 77, 64) for sdxl,
     and for sdxl ``added_cond_kwargs`` = pooled ``text_embeds`` (1, 32) and ``time_ids`` (1, 6) =
-    (H, W, 0, 0, H, W) with H = W = image_size (docs/paper.md §2.1). sd3: ``encoder_hidden_states`` (1, 333, 64) =
-    77 CLIP-L ⊕ CLIP-G tokens + 256 zero tokens in place of T5 (encode_prompt's default max_sequence_length)
-    and ``pooled_projections`` (1, 64)."""
+    (H, W, 0, 0, H, W) with H = W = image_size (docs/paper.md §2.1). sd3: ``encoder_hidden_states`` (1, 154, 64) =
+    77 CLIP-L ⊕ CLIP-G tokens + 77 zero tokens in place of T5 (``max_sequence_length`` =
+    :data:`diffact.families.sd3.T5_TOKENS`, SD3's training length) and ``pooled_projections`` (1, 64)."""
     import torch
 
     from diffact.families.registry import denoiser_of, family_of
