@@ -34,7 +34,9 @@ def handle_preload_server(args) -> int:
 
     from diffact import cli
     from diffact.utils import preload
+    from diffact.viz.commands import skip_unused_iri_grammar
 
+    skip_unused_iri_grammar()  # the notebook runner's imports are preloaded too, and it skips that grammar
     started = time.perf_counter()
     missing = preload.preload(args.modules.split(",") if args.modules else preload.PRELOAD_MODULES)
     logging.getLogger("diffact.preload").info(

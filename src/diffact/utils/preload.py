@@ -50,6 +50,11 @@ PRELOAD_MODULES = (
     "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
     "diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3",
     "mmengine.runner", "mmseg.models", "mmseg.datasets",
+    # diffact notebook's runner, and its kernel (diffact.viz.kernel): a fork of this server with the libraries the
+    # notebooks import. Importing them starts no thread, zmq context or event loop (tests/test_preload.py checks).
+    # matplotlib reads MPLBACKEND at import: the kernel sets its backend again. Nothing here may choose a backend
+    # (diffact.viz.theme does: matplotlib.use("Agg")), so the notebooks' own imports still do.
+    "papermill", "jupytext", "nbclient", "ipykernel.kernelapp", "matplotlib.pyplot", "seaborn", "scipy.stats",
 )
 
 

@@ -3,6 +3,8 @@
 * ``diffact notebook``      — run a jupytext ``.py`` notebook with papermill (rules call it) and record its
   provenance;
 * ``diffact figures-index`` — write paper_figures/<profile>/README.md, the index of the paper's 24 items;
+* ``diffact kernel``        — the notebooks' Jupyter kernel (:mod:`diffact.viz.kernel`; ``--install`` writes its
+  kernelspec);
 * ``diffact figure-maps``   — the PCA maps a figure draws (Fig 3 style), from a store or streamed from the model, so
   the figure's notebook reads a small file instead of the store.
 """
@@ -14,13 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from diffact.viz.kernel import KERNEL
 
-KERNEL = "diffact"
+log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
     _register_notebook(subparsers)
+    _register_kernel(subparsers)
     _register_figures_index(subparsers)
     _register_figure_maps(subparsers)
 
@@ -119,6 +122,28 @@ def cmd_notebook(args) -> int:
     })
     log.info("executed %s → %s", source, args.executed)
     return 0
+
+
+def _register_kernel(subparsers) -> None:
+    p = subparsers.add_parser("kernel", help="the notebooks' Jupyter kernel (kernelspec diffact): an IPython kernel, "
+                                             "forked from the preload server when one runs")
+    p.add_argument("-f", dest="connection_file", help="the kernel's connection file (Jupyter passes it)")
+    p.add_argument("--install", action="store_true",
+                   help=f"instead: install the {KERNEL!r} kernelspec (into --prefix, default this environment)")
+    p.add_argument("--prefix", default=None, help="with --install: the environment prefix (default: sys.prefix)")
+    p.set_defaults(func=cmd_kernel)
+
+
+def cmd_kernel(args) -> int:
+    from diffact.utils.errors import ConfigError
+    from diffact.viz import kernel
+
+    if args.install:
+        log.info("installed the %s kernelspec in %s", KERNEL, kernel.install_kernelspec(args.prefix))
+        return 0
+    if not args.connection_file:
+        raise ConfigError("diffact kernel: give -f CONNECTION_FILE (Jupyter starts it so), or --install")
+    return kernel.run_kernel(args.connection_file)
 
 
 def provenance_path(executed: str | Path) -> Path:
