@@ -18,6 +18,10 @@ What the fork must redo so the kernel is the one a fresh process would be:
   exits when the runner is gone. jupyter_client's shutdown goes over zmq as usual; its kill reaches the client
   process, whose death makes the server terminate the forked kernel; its interrupt is a control message
   (kernelspec ``interrupt_mode: message``), which ipykernel turns into a SIGINT to itself.
+
+Not redone: what a preloaded module did once at import in the server stays there, such as tqdm.auto's
+"IProgress not found" warning (in the server's log, no longer in fig02_architecture's executed notebook) and its
+choice of the terminal progress bar; the figures and tables are byte-identical (benchmarks/bench_notebook_kernel.py).
 """
 
 from __future__ import annotations
