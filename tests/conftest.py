@@ -146,3 +146,24 @@ def stream_spair(tmp_path_factory):
 
     return build_demo_spair(tmp_path_factory.mktemp("stream") / "spair", n_images=4, pairs_per_image=6,
                             image_size=40, max_keypoints=5)
+
+
+@pytest.fixture(scope="session")
+def preload_server(tmp_path_factory):
+    """The workflow's preload server with its default (full) module list, as the demo starts it, shared by the
+    tests of the server and of the notebook kernel (each start imports torch, diffusers, mmseg, papermill...);
+    yields (socket path, process). Tests must not stop it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from diffact.workflow import preload as wf_preload
+
+    socket_path = str(tmp_path_factory.mktemp("preload") / "s")
+    diffact = str(Path(sys.executable).with_name("diffact"))
+    process = subprocess.Popen([diffact, "preload-server", "--socket", socket_path], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wf_preload.wait_until_listening(process, socket_path, timeout_s=180), "the preload server did not start"
+    yield socket_path, process
+    process.terminate()
+    process.wait(timeout=30)

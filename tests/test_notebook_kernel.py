@@ -17,7 +17,6 @@ import pytest
 
 from diffact.utils import preload
 from diffact.viz import kernel
-from diffact.workflow import preload as wf_preload
 
 DIFFACT = str(Path(sys.executable).with_name("diffact"))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -80,16 +79,10 @@ def jupyter_path(tmp_path_factory):
     return str(prefix / "share/jupyter")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The workflow's preload server (default module list); yields its socket and process."""
-    socket_path = str(tmp_path_factory.mktemp("preload") / "s")
-    process = subprocess.Popen([DIFFACT, "preload-server", "--socket", socket_path], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wf_preload.wait_until_listening(process, socket_path, timeout_s=180), "the preload server did not start"
-    yield socket_path, process
-    process.terminate()
-    process.wait(timeout=30)
+@pytest.fixture
+def server(preload_server):
+    """The demo's preload server (conftest): its socket and process."""
+    return preload_server
 
 
 def notebook_job(folder: Path, jupyter_path: str, socket_path: str | None, *params: str,

@@ -32,16 +32,10 @@ def wait_for(condition, timeout_s: float = 30.0) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A preload server with the default (full) module list, as the demo workflow starts it."""
-    socket_path = str(tmp_path_factory.mktemp("preload") / "s")
-    process = subprocess.Popen([DIFFACT, "preload-server", "--socket", socket_path], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wf_preload.wait_until_listening(process, socket_path, timeout_s=120), "the preload server did not start"
-    yield socket_path
-    process.terminate()
-    process.wait(timeout=30)
+@pytest.fixture
+def server(preload_server):
+    """The demo's preload server (conftest), by its socket path."""
+    return preload_server[0]
 
 
 def run(args, cwd, socket_path=None):
