@@ -102,32 +102,29 @@ def notebook_job(folder: Path, jupyter_path: str, socket_path: str | None, *para
     return subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
-def children_of(pid: int) -> list[int]:
+def processes_where(read_and_test) -> list[int]:
+    """Pids of the live processes whose /proc folder passes ``read_and_test`` (a process that ends while it is
+    read is skipped)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                if read_and_test(entry):
+                    found.append(int(entry.name))
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
     return found
+
+
+def children_of(pid: int) -> list[int]:
+    return processes_where(lambda entry: int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid)
 
 
 def kernel_clients(socket_path: str) -> list[int]:
     """The `python -m diffact.viz.kernel` processes whose environment names this server's socket."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if b"diffact.viz.kernel" in cmdline and f"{preload.SOCKET_ENV}={socket_path}".encode() in environ:
-                found.append(int(entry.name))
-    return found
+    marker = f"{preload.SOCKET_ENV}={socket_path}".encode()
+    return processes_where(lambda entry: b"diffact.viz.kernel" in (entry / "cmdline").read_bytes()
+                           and marker in (entry / "environ").read_bytes())
 
 
 def wait_for(condition, timeout_s: float = 20.0) -> bool:
