@@ -167,3 +167,15 @@ def preload_server(tmp_path_factory):
     yield socket_path, process
     process.terminate()
     process.wait(timeout=30)
+
+
+def wait_for(condition, timeout_s: float = 30.0, poll_s: float = 0.05) -> bool:
+    """Poll ``condition()`` until it is true (True) or ``timeout_s`` has passed (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll_s)
+    return False

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
+
 from diffact.utils import preload
 from diffact.viz import kernel
 
@@ -125,15 +127,6 @@ def kernel_clients(socket_path: str) -> list[int]:
     marker = f"{preload.SOCKET_ENV}={socket_path}".encode()
     return processes_where(lambda entry: b"diffact.viz.kernel" in (entry / "cmdline").read_bytes()
                            and marker in (entry / "environ").read_bytes())
-
-
-def wait_for(condition, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def reaped_cpu(pid: int) -> float:

@@ -17,19 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
+
 from diffact.utils import preload
 from diffact.workflow import preload as wf_preload
 
 DIFFACT = str(Path(sys.executable).with_name("diffact"))
-
-
-def wait_for(condition, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
