@@ -44,7 +44,7 @@ $(KERNELSPEC): $(STAMP) src/diffact/viz/kernel.py
 reproduce: $(STAMP) $(KERNELSPEC)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
-test: lint
+test: lint $(KERNELSPEC)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The SLURM profile for real (README "Paper profile / cluster"): a one-node Slurm cluster on this machine

@@ -240,3 +240,13 @@ def test_a_forked_kernel_is_interrupted_and_killed_as_jupyter_asks(server, jupyt
         client.stop_channels()
         manager.shutdown_kernel(now=True)  # a kill, no shutdown request
     assert wait_for(lambda: not children_of(process.pid)), "the forked kernel outlived its kill"
+
+
+def test_every_make_target_that_runs_notebooks_installs_the_kernelspec(tmp_path):
+    """`make test` (CI on a fresh clone: test_lab opens a `diffact` kernel) as well as reproduce, figures and lab.
+    make -n on an empty venv folder prints the recipes it would run, installing nothing."""
+    root = Path(__file__).resolve().parents[1]
+    for target in ("test", "reproduce", "figures", "lab", "install"):
+        plan = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout
+        assert "kernel --install" in plan, f"make {target} does not install the diffact kernelspec"
