@@ -148,8 +148,9 @@ SDXL_UNET_CONFIG: dict[str, Any] = {
 # 3 × its 64-token grid side) at toy width. Block count and patch size are SD3-medium's; the width is what CPU
 # training time is spent on: 2 heads × 16 at batch 16 take 1.37 s a training step on 2 threads (the sd15 U-Net
 # 0.95 s; measured 2026-12-03, AMD EPYC, beside another job), over 256 image + 333 text tokens in each of the 24
-# joint attentions (154 text tokens since 2026-12-07, families.sd3.T5_TOKENS: see DemoTrainSettings). joint_attention_dim = the two CLIPs' concatenated hidden states (no T5, so nothing wider to
-# pad them to); pos_embed_max_size 48 = 3 × the 16-token grid at 64 px, as SD3-medium's ratio (images up to 192 px).
+# joint attentions (154 text tokens since 2026-12-07, families.sd3.T5_TOKENS: see DemoTrainSettings).
+# joint_attention_dim = the two CLIPs' concatenated hidden states (no T5, so nothing wider to pad them to);
+# pos_embed_max_size 48 = 3 × the 16-token grid at 64 px, as SD3-medium's ratio (images up to 192 px).
 SD3_TRANSFORMER_CONFIG: dict[str, Any] = {
     "sample_size": 32,  # latent side at 64-px images
     "patch_size": 2,
