@@ -121,14 +121,24 @@ def _exit_with(pid: int) -> None:
     threading.Thread(target=watch, name="diffact-kernel-parent", daemon=True).start()
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m diffact.viz.kernel -f CONNECTION_FILE``: the kernelspec's command."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m diffact.viz.kernel", description=main.__doc__)
+    parser.add_argument("-f", dest="connection_file", required=True, help="the kernel's connection file")
+    args = parser.parse_args(argv)
+    from diffact.utils.preload import run_remote
+
+    remote = run_remote(["kernel", "-f", args.connection_file])
+    if remote is not None:
+        return remote
+    return run_kernel(args.connection_file)
+
+
 if __name__ == "__main__":
     # as ipykernel_launcher: the working directory leaves sys.path while the kernel imports, and the shell puts it
     # back (InteractiveShellApp.init_path)
     if sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
-    # `diffact kernel ARGS`: diffact's entry point sends it to the preload server when one runs, and runs it here
-    # otherwise (cmd_kernel -> run_kernel)
-    from diffact import cli
-
-    sys.argv = ["diffact", "kernel", *sys.argv[1:]]
-    sys.exit(cli.main())
+    sys.exit(main())
